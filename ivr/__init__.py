@@ -1,0 +1,41 @@
+"""City-line IVR call router: the Flask app factory.
+
+One call's journey: config → database → routing rules → prompts → recognisers → webhooks.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Mapping
+
+from flask import Flask
+
+
+def create_app(config: Mapping[str, Any] | None = None) -> Flask:
+    """Build the app: defaults from the environment, then `config` overrides (tests)."""
+    app = Flask(__name__, instance_relative_config=True)
+    from ivr.config import from_environment
+
+    app.config.from_mapping(from_environment())
+    if config:
+        app.config.from_mapping(config)
+    Path(app.instance_path).mkdir(parents=True, exist_ok=True)
+    if not app.config["IVR_DATABASE_URL"]:
+        app.config["IVR_DATABASE_URL"] = f"sqlite:///{Path(app.instance_path) / 'ivr.sqlite3'}"
+    if not app.config["IVR_PROMPT_CACHE_DIR"]:
+        app.config["IVR_PROMPT_CACHE_DIR"] = str(Path(app.instance_path) / "prompt-cache")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    from ivr.store import db
+    from ivr.routing import source
+    from ivr import prompts
+    from ivr.speech import service as speech
+    from ivr.web import health, voice, api, media
+
+    db.init_app(app)
+    source.init_app(app)
+    prompts.init_app(app)
+    speech.init_app(app)
+    for module in (health, voice, api, media):
+        module.init_app(app)
+    return app

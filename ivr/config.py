@@ -1,0 +1,51 @@
+"""Settings from the environment (IVR_* and TWILIO_AUTH_TOKEN), read only inside create_app."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Mapping
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+# name → (default, parser). Defaults are the embedded set-up: SQLite, shipped rules, auto engine.
+_SETTINGS: dict[str, tuple[Any, type]] = {
+    "DATABASE_URL": ("", str),                 # "" → sqlite:///<instance>/ivr.sqlite3
+    "RULES_PATH": (str(PROJECT_ROOT / "routing_rules.yaml"), str),
+    "PROMPTS_DIR": (str(PROJECT_ROOT / "prompts"), str),
+    "GRAMMARS_DIR": (str(PROJECT_ROOT / "grammars"), str),
+    "MODELS_DIR": (str(PROJECT_ROOT / "models"), str),
+    "PROMPT_CACHE_DIR": ("", str),             # "" → <instance>/prompt-cache
+    "PUBLIC_URL": ("", str),                   # https://ivr.example.gov — what Twilio calls
+    "TRUST_FORWARDED": (False, bool),          # honour X-Forwarded-* only behind a known proxy
+    "API_TOKEN": ("", str),                    # bearer token for /api/*
+    "SPEECH_ENGINE": ("auto", str),            # auto | vosk | pocketsphinx | twilio | keypad
+    "CAPTURE": ("stream", str),                # stream (Media Streams) | record | twilio
+    "TTS_RATE": (150, int),                    # words per minute for rendered prompts
+    "TTS_BUDGET_MS": (1500, int),              # on-demand rendering budget before <Say> fallback
+    "RULES_RELOAD": (True, bool),              # re-read routing_rules.yaml when it changes
+}
+
+
+def _parse(raw: str, kind: type) -> Any:
+    if kind is bool:
+        return raw.strip().lower() in {"1", "true", "yes", "on"}
+    return kind(raw)
+
+
+def from_environment(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Flask config keys (IVR_…) from the environment, falling back to defaults.
+
+    Per-language settings (IVR_SPEECH_ENGINE_ES, IVR_VOSK_MODEL_EN, IVR_TTS_VOICE_ES …)
+    are passed through as they are.
+    """
+    environ = os.environ if environ is None else environ
+    config: dict[str, Any] = {}
+    for name, (default, kind) in _SETTINGS.items():
+        raw = environ.get(f"IVR_{name}")
+        config[f"IVR_{name}"] = default if raw in (None, "") else _parse(raw, kind)
+    for key, value in environ.items():
+        if key.startswith("IVR_") and key not in config:
+            config[key] = value
+    config["TWILIO_AUTH_TOKEN"] = environ.get("TWILIO_AUTH_TOKEN", "")
+    config["TWILIO_ACCOUNT_SID"] = environ.get("TWILIO_ACCOUNT_SID", "")
+    return config

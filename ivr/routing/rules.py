@@ -1,0 +1,110 @@
+"""The admin's routing_rules.yaml as frozen dataclasses.
+
+Types only in this module's top half; the loader and validator (`load_rules`,
+`RulesError`) turn YAML into these. Everything here is pure: no I/O beyond
+reading the one file handed to `load_rules`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, time
+from typing import Mapping
+
+#: Text per language code, e.g. {"en": "Streets and Roads", "es": "Calles y Carreteras"}.
+Localized = Mapping[str, str]
+#: Phrases per language code.
+Phrases = Mapping[str, tuple[str, ...]]
+
+
+@dataclass(frozen=True)
+class TimeRange:
+    """One opening window on a weekday, local time of the department. `closes` may be 24:00 → time.max."""
+    opens: time
+    closes: time
+
+
+@dataclass(frozen=True)
+class Closure:
+    """A holiday (whole day) or a partial closure ("2026-12-24 from 12:00")."""
+    day: date
+    start: time | None = None  # None: closed from midnight
+    end: time | None = None    # None: closed until midnight
+    name: str = ""
+
+
+@dataclass(frozen=True)
+class Fallback:
+    """What a department does when it cannot take the call now (closed, busy, no answer).
+
+    action: "queue" | "voicemail" | "callback" | "department" | "transfer"
+    target: the department id for "department", an E.164 number / SIP URI for "transfer", else None.
+    """
+    action: str
+    target: str | None = None
+
+
+@dataclass(frozen=True)
+class Department:
+    id: str
+    name: Localized
+    line: str                  # E.164 number or sip: URI the call is transferred to
+    queue: str                 # Twilio queue name used when the call is queued
+    answer: str                # "transfer" or "queue": how an open department takes calls
+    timezone: str              # IANA zone, e.g. "America/Chicago"
+    hours: Mapping[int, tuple[TimeRange, ...]]  # 0 = Monday … 6 = Sunday; missing day = closed
+    closures: tuple[Closure, ...] = ()
+    when_closed: Fallback = Fallback("voicemail")
+    when_busy: Fallback = Fallback("queue")     # busy, no-answer and failed dials
+    whisper: str = ""          # template for the agent: {department} {heard} {confidence} {language} {caller}
+
+
+@dataclass(frozen=True)
+class Intent:
+    id: str
+    department: str
+    description: Localized     # "a problem with a street light" — used in "It sounds like …"
+    keywords: Phrases          # strong single words / short phrases
+    examples: Phrases          # whole example utterances
+
+
+@dataclass(frozen=True)
+class MenuOption:
+    """A keypad menu entry: either a department (leaf) or a sub-menu of options."""
+    digit: str
+    label: Localized
+    department: str | None = None
+    options: tuple["MenuOption", ...] = ()
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """confidence ≥ route → route directly; ≥ confirm → confirm first; below → keypad menu."""
+    route: float
+    confirm: float
+
+
+@dataclass(frozen=True)
+class Emergency:
+    phrases: Phrases
+    examples: Phrases
+    advisory: Localized        # "If this is an emergency, hang up and dial 911."
+    transfer: str | None = None  # optional emergency line offered after the advisory
+
+
+@dataclass(frozen=True)
+class Rules:
+    languages: tuple[str, ...]          # ("en", "es"); first is the default
+    operator: str                       # department id that "0" reaches
+    departments: Mapping[str, Department]
+    intents: tuple[Intent, ...]
+    menu: tuple[MenuOption, ...]        # top level; 0 = operator and 9 = repeat are reserved
+    thresholds: Thresholds
+    emergency: Emergency
+    source: str = field(default="", compare=False)  # path it was loaded from
+
+    @property
+    def default_language(self) -> str:
+        return self.languages[0]
+
+    def intent(self, intent_id: str) -> Intent:
+        return next(i for i in self.intents if i.id == intent_id)

@@ -1,0 +1,91 @@
+"""Shared fixtures: app, client, runner (like the Flask tutorial), and the database matrix.
+
+DB tests take the `db_url` fixture and run on SQLite and, when reachable, PostgreSQL
+(`IVR_TEST_POSTGRES_URL`, default the local server). CI sets IVR_REQUIRE_POSTGRES=1 so an
+unreachable PostgreSQL fails instead of skipping.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED_CITY = ROOT.parent / "shared" / "city"
+RULES_PATH = ROOT / "routing_rules.yaml"
+TEST_AUTH_TOKEN = "test-auth-token"
+TEST_API_TOKEN = "test-api-token"
+PUBLIC_URL = "https://ivr.example.test"
+POSTGRES_URL = os.environ.get("IVR_TEST_POSTGRES_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/test")
+
+
+def _postgres_reachable() -> str | None:
+    try:
+        import sqlalchemy as sa
+
+        engine = sa.create_engine(POSTGRES_URL)
+        with engine.connect() as conn:
+            conn.execute(sa.text("select 1"))
+        engine.dispose()
+        return None
+    except Exception as exc:  # any failure means "not reachable"; say why
+        return f"{type(exc).__name__}: {exc}".splitlines()[0]
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request, tmp_path):
+    """A fresh, empty database URL on each backend."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'ivr.sqlite3'}"
+        return
+    problem = _postgres_reachable()
+    if problem:
+        if os.environ.get("IVR_REQUIRE_POSTGRES"):
+            pytest.fail(f"PostgreSQL required but unreachable at {POSTGRES_URL}: {problem}")
+        pytest.skip(f"PostgreSQL unreachable at {POSTGRES_URL}: {problem}")
+    import sqlalchemy as sa
+
+    # One schema per test keeps tests independent on the shared `test` database.
+    schema = f"t_{os.getpid()}_{abs(hash(request.node.nodeid)) % 10**8}"
+    engine = sa.create_engine(POSTGRES_URL)
+    with engine.begin() as conn:
+        conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    yield f"{POSTGRES_URL}?options=-csearch_path%3D{schema}"
+    with engine.begin() as conn:
+        conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+    engine.dispose()
+
+
+@pytest.fixture
+def app_config(tmp_path):
+    """Config overrides for a test app; tests may update it before asking for `app`."""
+    return {
+        "TESTING": True,
+        "IVR_DATABASE_URL": f"sqlite:///{tmp_path / 'ivr.sqlite3'}",
+        "IVR_RULES_PATH": str(RULES_PATH),
+        "IVR_PUBLIC_URL": PUBLIC_URL,
+        "TWILIO_AUTH_TOKEN": TEST_AUTH_TOKEN,
+        "IVR_API_TOKEN": TEST_API_TOKEN,
+        "IVR_PROMPT_CACHE_DIR": str(tmp_path / "prompt-cache"),
+        "IVR_CAPTURE": "twilio",
+        "IVR_SPEECH_ENGINE": "twilio",
+    }
+
+
+@pytest.fixture
+def app(app_config):
+    from ivr import create_app
+
+    return create_app(app_config)
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app):
+    return app.test_cli_runner()
