@@ -1,6 +1,138 @@
-"""PENDING: placeholder so create_app imports; replaced by its owner (see docs/architecture.md)."""
-from flask import Flask
+"""Prompts for the web layer: catalogue text, and the audio the caller hears.
+
+`speak(verb, key, language, **values)` appends `<Play>` of the locally rendered WAV when it
+exists or renders within IVR_TTS_BUDGET_MS, else `<Say language=…>` — the caller always
+hears something. The catalogue itself is `ivr.prompts_catalogue` (pure).
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any, Mapping
+
+from flask import Flask, current_app, has_request_context, url_for
+
+from ivr.prompts_audio import PromptAudio
+from ivr.prompts_catalogue import (KNOWN_PLACEHOLDERS, REQUIRED_KEYS, Prompt, PromptError,
+                                   check_prompts, fill, load_catalogue, spell_digits, validate)
+from ivr.routing.problems import ConfigError
+from ivr.speech import tts
+
+__all__ = ["init_app", "text", "speak", "audio_ulaw", "audio_url", "prompt", "say_language",
+           "check_prompts", "spell_digits", "prompt_audio", "REQUIRED_KEYS", "KNOWN_PLACEHOLDERS",
+           "PromptError"]
+
+log = logging.getLogger(__name__)
+EXTENSION = "ivr.prompts"
+AUDIO_EXTENSION = "ivr.prompt_audio"
+
+#: Twilio <Say> language per catalogue language; IVR_SAY_LANGUAGE_<LANG> overrides.
+SAY_LANGUAGES = {"en": "en-US", "es": "es-MX"}
 
 
 def init_app(app: Flask) -> None:
-    """Not implemented yet."""
+    """Load and check the catalogues of IVR_PROMPTS_DIR; refuse to start when they are broken."""
+    prompts_dir = app.config["IVR_PROMPTS_DIR"]
+    catalogue, problems = load_catalogue(prompts_dir)
+    problems += validate(catalogue, prompts_dir)
+    if problems:
+        raise ConfigError(problems)
+    app.extensions[EXTENSION] = catalogue
+    app.extensions[AUDIO_EXTENSION] = audio_store(app.config, sorted(catalogue))
+    if app.extensions[AUDIO_EXTENSION].unavailable:
+        log.warning("prompts will use <Say>: %s", app.extensions[AUDIO_EXTENSION].unavailable)
+    from ivr.web import prompt_audio  # the web edge depends on this module, not the reverse
+
+    prompt_audio.init_app(app)
+
+
+def audio_store(config: Mapping[str, Any], languages: list[str]) -> PromptAudio:
+    """The rendered-audio cache configured by IVR_PROMPT_CACHE_DIR, IVR_TTS_VOICE_<LANG>, IVR_TTS_RATE.
+
+    IVR_TTS=off disables rendering (every prompt is <Say>), e.g. for tests of the call flow.
+    """
+    voices = {lang: str(config.get(f"IVR_TTS_VOICE_{lang.upper()}") or tts.DEFAULT_VOICES.get(lang, lang))
+              for lang in languages}
+    disabled = str(config.get("IVR_TTS", "pyttsx3")).lower() in {"off", "none", "0", "false", "say"}
+    unavailable = "rendering is off (IVR_TTS=off)" if disabled else tts.engine_problem()
+    return PromptAudio(config["IVR_PROMPT_CACHE_DIR"], voices, int(config.get("IVR_TTS_RATE", 150)),
+                       unavailable=unavailable)
+
+
+def prompt_audio() -> PromptAudio:
+    """The current app's rendered-audio cache."""
+    return current_app.extensions[AUDIO_EXTENSION]
+
+
+def prompt(key: str, language: str) -> Prompt:
+    """The catalogue entry for `key` in `language` (PromptError when there is none)."""
+    catalogue = current_app.extensions[EXTENSION]
+    if language not in catalogue:
+        raise PromptError(f"no prompts for language '{language}'; have {', '.join(sorted(catalogue))}")
+    try:
+        return catalogue[language][key]
+    except KeyError:
+        raise PromptError(f"no prompt '{key}' in {language}; add it to prompts/{language}.yaml") from None
+
+
+def text(key: str, language: str, **values: Any) -> str:
+    """The words of prompt `key` in `language`, placeholders filled from `values`."""
+    return fill(prompt(key, language), values)
+
+
+def say_language(language: str) -> str:
+    """The Twilio <Say language> for a catalogue language, e.g. "es" → "es-MX"."""
+    override = current_app.config.get(f"IVR_SAY_LANGUAGE_{language.upper()}")
+    return str(override or SAY_LANGUAGES.get(language, language))
+
+
+def speak(verb: Any, key: str, language: str, **values: Any) -> None:
+    """Append prompt `key` to a TwiML verb (VoiceResponse, Gather …) as <Play> or <Say>.
+
+    Raises PromptError for a missing key or value (a bug in the flow); never raises
+    because audio could not be rendered — that falls back to <Say>.
+    """
+    entry = prompt(key, language)
+    words = fill(entry, values)
+    url = audio_url(words, entry.voice)
+    if url:
+        verb.play(url)
+    else:
+        verb.say(words, language=say_language(entry.voice))
+
+
+def audio_url(words: str, voice_language: str) -> str | None:
+    """Absolute URL of `words` rendered in `voice_language`'s voice, rendering within the budget;
+    None when there is no audio (yet) or no way to make an absolute URL."""
+    name = _rendered(words, voice_language)
+    if name is None:
+        return None
+    public = str(current_app.config.get("IVR_PUBLIC_URL") or "").rstrip("/")
+    if public:
+        return public + url_for("prompt_audio.audio", name=name)
+    if has_request_context():
+        return url_for("prompt_audio.audio", name=name, _external=True)
+    log.warning("IVR_PUBLIC_URL is not set and there is no request; using <Say>")
+    return None
+
+
+def audio_ulaw(key: str, language: str, **values: Any) -> bytes | None:
+    """Raw 8 kHz μ-law samples of a prompt for Media Streams, or None (then use <Say>/silence)."""
+    entry = prompt(key, language)
+    name = _rendered(fill(entry, values), entry.voice)
+    if name is None:
+        return None
+    try:
+        return prompt_audio().ulaw(name)
+    except (OSError, ValueError) as exc:
+        log.warning("prompt audio %s unreadable (%s)", name, exc)
+        return None
+
+
+def _rendered(words: str, voice_language: str) -> str | None:
+    """Cache name of the rendered words, within IVR_TTS_BUDGET_MS; None on any failure."""
+    budget_s = int(current_app.config.get("IVR_TTS_BUDGET_MS", 1500)) / 1000
+    try:
+        return prompt_audio().ensure(words, voice_language, budget_s)
+    except (KeyError, ValueError, OSError, RuntimeError) as exc:  # a misconfigured voice must not cost the call
+        log.warning("no audio for a %s prompt (%s); using <Say>", voice_language, exc)
+        return None

@@ -1,13 +1,26 @@
 """Caller text (or digits) → ranked intents with confidence and a human explanation.
 
-Pure: built once from `Rules` when they load (no training step, no network).
-CONTRACT (implementation pending): see docs/architecture.md.
+Pure: built once from `Rules` when they load (no training step, no network). Emergency cues are
+checked first and win whenever one is heard; then every intent is scored from the rules'
+keywords and examples (see `ivr.routing.index`). Confidence combines how much evidence the
+best intent has with how far it is ahead of the best intent of another department.
 """
 from __future__ import annotations
 
+import math
+import re
 from dataclasses import dataclass
 
+from ivr.routing.cues import EmergencyCues
+from ivr.routing.index import Hit, LanguageIndex, build_index, match
 from ivr.routing.rules import Rules
+from ivr.routing.text import STOP_WORDS, fold, stem, surface_key, surface_tokens
+
+EVIDENCE_SCALE = 3.0        # score at which evidence strength reaches 1 - 1/e (one clear keyword ≈ 0.9)
+MAX_CANDIDATES = 5
+MIN_RELATIVE_SCORE = 0.15   # alternatives weaker than this share of the best are noise
+EMERGENCY_CLASS_MIN = 2.5
+SIBLING_SHARE = 0.5         # share of the best sibling intent's score an intent is credited with   # example-only emergency evidence must be this strong to count
 
 
 @dataclass(frozen=True)
@@ -35,21 +48,161 @@ class Classification:
         return self.candidates[0].confidence if self.candidates else 0.0
 
 
+@dataclass(frozen=True)
+class _Model:
+    index: LanguageIndex
+    cues: EmergencyCues
+
+
 class Classifier:
     """Learns from the rules' keywords and examples; `classify` is pure and fast (p99 ≤ 1 ms)."""
 
     def __init__(self, rules: Rules) -> None:
         self.rules = rules
+        self._intents = rules.intents
+        self._emergency_cls = len(rules.intents)
+        self._departments = [i.department for i in rules.intents] + [None]
+        self._models: dict[str, _Model] = {}
+        for language in rules.languages:
+            classes = [(i.department, list(i.keywords.get(language, ())), list(i.examples.get(language, ())))
+                       for i in rules.intents]
+            classes.append(("(emergency)", [], list(rules.emergency.examples.get(language, ()))))
+            cues = EmergencyCues(language, tuple(rules.emergency.phrases.get(language, ())))
+            self._models[language] = _Model(build_index(language, classes), cues)
 
     def classify(self, text: str, language: str) -> Classification:
-        raise NotImplementedError
+        """Rank the intents for what a caller said; `emergency` is set when any emergency cue is heard."""
+        if not isinstance(text, str):
+            raise TypeError(f"text must be a string, not {type(text).__name__}")
+        if language not in self._models:
+            raise ValueError(f"unknown language {language!r}; the rules offer {', '.join(self.rules.languages)}")
+        result = self._classify_in(text, language)
+        if not result[1] and not result[0]:
+            # A caller may answer in another offered language than the one chosen (or misdetected).
+            for other in self.rules.languages:
+                if other != language:
+                    alt = self._classify_in(text, other)
+                    if alt[0] or alt[1]:
+                        result = alt
+                        break
+        cue_texts, scored = result
+        return self._build(text, language, cue_texts, scored)
+
+    def _classify_in(self, text: str, language: str) -> tuple[list[str], list[tuple[int, float, list[Hit]]]]:
+        model = self._models[language]
+        words = surface_tokens(text, language)
+        stop = STOP_WORDS.get(language, STOP_WORDS["en"])
+        positions = [i for i, w in enumerate(words) if w not in stop]
+        scores, hits, spans = match(model.index, [surface_key(w) for w in words],
+                                    [stem(words[i], language) for i in positions], positions)
+        unigrams = model.index.unigrams
+        cues = model.cues.find(words, spans, known=lambda word: stem(word, language) in unigrams)
+        cue_texts = list(dict.fromkeys(c.text for c in cues))
+        # Evidence spread over sibling intents ("dead" + "skunk") still points at their department.
+        runner_up: dict[str | None, list[float]] = {}
+        for cls, score in enumerate(scores):
+            if score > 0:
+                top2 = runner_up.setdefault(self._departments[cls], [0.0, 0.0])
+                top2[:] = sorted((*top2, score), reverse=True)[:2]
+        pooled = []
+        for cls, score in enumerate(scores):
+            if score > 0:
+                first, second = runner_up[self._departments[cls]]
+                pooled.append((cls, score + SIBLING_SHARE * (second if score == first else first), hits[cls]))
+        return cue_texts, sorted(pooled, key=lambda t: -t[1])
+
+    def _build(self, text: str, language: str, cue_texts: list[str],
+               scored: list[tuple[int, float, list[Hit]]]) -> Classification:
+        candidates: list[Candidate] = []
+        emergency_score = next((s for c, s, _ in scored if c == self._emergency_cls), 0.0)
+        intents = [(c, s, h) for c, s, h in scored if c != self._emergency_cls]
+        best_intent = intents[0][1] if intents else 0.0
+        example_emergency = emergency_score >= EMERGENCY_CLASS_MIN and emergency_score > best_intent
+        if cue_texts or example_emergency:
+            if cue_texts:
+                why = "emergency: heard " + ", ".join(f"'{t}'" for t in cue_texts[:3])
+                confidence = 1.0
+            else:
+                hits = next(h for c, _, h in scored if c == self._emergency_cls)
+                why = "emergency: sounds like the emergency examples (" + _describe(hits, "emergency") + ")"
+                confidence = _confidence(emergency_score, best_intent)
+            candidates.append(Candidate(None, None, round(confidence, 3), why))
+        top = intents[0][1] if intents else 0.0
+        for cls, score, hits in intents[:MAX_CANDIDATES]:
+            if score < MIN_RELATIVE_SCORE * top:
+                break
+            department = self._departments[cls]
+            rival = next((s for c, s, _ in intents if self._departments[c] != department), 0.0)
+            candidates.append(Candidate(self._intents[cls].id, department,
+                                        round(_confidence(score, rival), 3), _describe(hits, department)))
+        if candidates:
+            explanation = candidates[0].explanation
+        else:
+            explanation = "no department's keywords recognised"
+        return Classification(text, language, bool(cue_texts or example_emergency), tuple(candidates), explanation)
+
+
+def _confidence(score: float, rival: float) -> float:
+    """Evidence strength × share of evidence against the best other department."""
+    strength = 1.0 - math.exp(-score / EVIDENCE_SCALE)
+    return strength * score / (score + rival)
+
+
+def _describe(hits: list[Hit], department: str | None) -> str:
+    best = sorted(hits, key=lambda h: -h.weight)[:3]
+    label = {"keyword": "keyword", "phrase": "phrase", "example": "example word", "misheard": "probably misheard"}
+    return "matched " + ", ".join(f"'{h.text}' ({department} {label[h.kind]})" for h in best)
+
+
+# Answers to "Did I get that right?". Both languages are always accepted: callers mix them.
+_YES = {"yes", "yeah", "yea", "yep", "yup", "sure", "correct", "right", "exactly", "affirmative", "ok",
+        "okay", "true", "absolutely", "definitely", "si", "claro", "correcto", "exacto", "cierto", "vale",
+        "afirmativo", "sip", "uh-huh", "uhhuh", "mhm"}
+_YES_PHRASES = ("that's it", "that is it", "you got it", "uh huh", "asi es", "eso es", "de acuerdo",
+                "por supuesto", "esta bien", "that's the one")
+_NO = {"no", "nope", "nah", "wrong", "incorrect", "negative", "nop", "incorrecto", "equivocado",
+       "negativo", "nada"}
+_NO_PHRASES = ("not right", "not correct", "not it", "para nada", "not that", "no es")
+_WORD = re.compile(r"[a-z0-9'-]+")
 
 
 def interpret_yes_no(text: str | None, digits: str | None, language: str) -> bool | None:
-    """"yes"/"sí"/1 → True, "no"/2 → False, anything else → None."""
-    raise NotImplementedError
+    """"yes"/"sí"/1 → True, "no"/2 → False, anything else (or both at once) → None."""
+    if digits:
+        return {"1": True, "2": False}.get(digits.strip()[:1])
+    if not text:
+        return None
+    folded = fold(text)
+    spaced = " " + " ".join(_WORD.findall(folded)) + " "
+    said_no = any(f" {p} " in spaced or f" {p}" in spaced for p in _NO_PHRASES)
+    said_yes = any(f" {p} " in spaced for p in _YES_PHRASES)
+    for word in _WORD.findall(folded):
+        word = word.strip("'-")
+        said_yes |= word in _YES
+        said_no |= word in _NO
+    if said_no and said_yes:
+        # "no that's right" is ambiguous, but "that's not right" / "no es correcto" is a no.
+        return False if any(p in spaced for p in (" not right", " not correct", " no es ")) else None
+    return True if said_yes else False if said_no else None
+
+
+# Names callers use for each language, in any offered language.
+_LANGUAGE_NAMES = {
+    "en": {"english", "ingles"}, "es": {"spanish", "espanol", "castellano"},
+    "fr": {"french", "francais", "frances"}, "zh": {"chinese", "mandarin", "chino"},
+    "vi": {"vietnamese", "vietnamita"}, "ko": {"korean", "coreano"}, "pl": {"polish", "polaco", "polski"},
+}
 
 
 def interpret_language(text: str | None, digits: str | None, rules: Rules) -> str | None:
-    """"español"/"Spanish"/2 → "es", "English"/1 → "en", else None."""
-    raise NotImplementedError
+    """"español"/"Spanish"/2 → "es", "English"/1 → "en", else None (digit n = the rules' n-th language)."""
+    if digits:
+        d = digits.strip()[:1]
+        if d.isdigit() and 1 <= int(d) <= len(rules.languages):
+            return rules.languages[int(d) - 1]
+        return None
+    if not text:
+        return None
+    words = set(_WORD.findall(fold(text)))
+    chosen = [code for code in rules.languages if words & _LANGUAGE_NAMES.get(code, {code})]
+    return chosen[0] if len(chosen) == 1 else None

@@ -1,14 +1,17 @@
 """The admin's routing_rules.yaml as frozen dataclasses.
 
-Types only in this module's top half; the loader and validator (`load_rules`,
-`RulesError`) turn YAML into these. Everything here is pure: no I/O beyond
-reading the one file handed to `load_rules`.
+Types first; `load_rules(path)` / `parse_rules(text, path)` at the bottom turn the YAML
+into them (the validation itself lives in `validate.py` and its helpers). Everything
+here is pure: no I/O beyond reading the one file handed to `load_rules`.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date, time
+from pathlib import Path
 from typing import Mapping
+
+from ivr.routing.problems import ConfigError, Problem
 
 #: Text per language code, e.g. {"en": "Streets and Roads", "es": "Calles y Carreteras"}.
 Localized = Mapping[str, str]
@@ -107,4 +110,40 @@ class Rules:
         return self.languages[0]
 
     def intent(self, intent_id: str) -> Intent:
+        """The intent with this id (StopIteration if there is none)."""
         return next(i for i in self.intents if i.id == intent_id)
+
+    def menu_path(self, department_id: str) -> str:
+        """Keypad digits that reach a department, space-separated ("1 2"); "0" for the operator.
+
+        "" when the department is not in the menu (validation makes that impossible for
+        loaded rules).
+        """
+        if department_id == self.operator:
+            return "0"
+        for option in self.menu:
+            if option.department == department_id:
+                return option.digit
+            for sub in option.options:
+                if sub.department == department_id:
+                    return f"{option.digit} {sub.digit}"
+        return ""
+
+
+def parse_rules(text: str, path: str = "<rules>") -> Rules:
+    """Validate YAML text and build `Rules`; `ConfigError` lists every problem with its line."""
+    # Imported here because the validator builds these very types (a top-level import would cycle).
+    from ivr.routing.validate import build_rules
+
+    return build_rules(text, path)
+
+
+def load_rules(path: str | Path) -> Rules:
+    """Read and validate a routing_rules.yaml file; `ConfigError` lists every problem."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ConfigError([Problem(str(path), 0, f"cannot read the rules file: {reason} — check the path "
+                                                 "(IVR_RULES_PATH) and that it is UTF-8 text")]) from exc
+    return parse_rules(text, str(path))

@@ -1,6 +1,193 @@
-"""PENDING: placeholder so create_app imports; replaced by its owner (see docs/architecture.md)."""
-from flask import Flask
+"""Which recogniser serves each language, loaded once per process and shared by every call.
+
+`auto` picks the best engine this machine has: Vosk when a model for the language exists, else
+the embedded pocketsphinx engine for English, else Twilio's own recognition (inside `<Gather>`),
+else keypad only. `IVR_SPEECH_ENGINE` / `IVR_SPEECH_ENGINE_<LANG>` force a choice; a forced
+engine that cannot work stops start-up with a message saying how to fix it.
+
+Choosing is cheap (a directory lookup) and happens in `init_app`; loading a model is slow and
+happens on first use (or in the background at start-up outside tests), so tests stay fast.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from flask import Flask, current_app
+
+from ivr.routing.rules import Rules
+from ivr.speech.engines.base import Engine, EngineUnavailable, decode_pool
+from ivr.speech.engines.twilio import TWILIO_LOCALES, TwilioEngine
+
+log = logging.getLogger(__name__)
+
+ENGINES = ("auto", "vosk", "pocketsphinx", "twilio", "keypad")
+LOCAL_ENGINES = ("vosk", "pocketsphinx")
+_EXTENSION = "ivr.speech"
+
+
+class SpeechService:
+    """Engine choice and loaded engines per language. Thread-safe; one per app (process)."""
+
+    def __init__(self, config: Mapping[str, Any], rules: Callable[[], Rules | None], cache_dir: str | Path) -> None:
+        self.config = config
+        self._rules = rules
+        self.cache_dir = Path(cache_dir)
+        self._choice: dict[str, str] = {}
+        self._engines: dict[str, tuple[int, Engine]] = {}
+        self._lock = threading.Lock()
+
+    def setting(self, language: str) -> str:
+        """The configured engine for `language` (per-language key first), validated."""
+        value = str(self.config.get(f"IVR_SPEECH_ENGINE_{language.upper()}")
+                    or self.config.get("IVR_SPEECH_ENGINE") or "auto").strip().lower()
+        if value not in ENGINES:
+            raise EngineUnavailable(f"IVR_SPEECH_ENGINE{'_' + language.upper()}={value!r} is not one of "
+                                    f"{', '.join(ENGINES)}")
+        return value
+
+    def choose(self, language: str) -> str:
+        """The engine name serving `language`: vosk | pocketsphinx | twilio | keypad."""
+        with self._lock:
+            if language not in self._choice:
+                self._choice[language] = self._resolve(language)
+            return self._choice[language]
+
+    def _resolve(self, language: str) -> str:
+        from ivr.speech.engines.vosk import find_model, missing_model_message
+
+        wanted = self.setting(language)
+        if wanted == "vosk":
+            if find_model(language, self.config) is None:
+                raise EngineUnavailable(missing_model_message(language))
+            return "vosk"
+        if wanted == "pocketsphinx":
+            if language != "en":
+                raise EngineUnavailable(f"the embedded engine (pocketsphinx) only has English; for "
+                                        f"{language!r} use vosk, twilio or auto")
+            return "pocketsphinx"
+        if wanted == "twilio":
+            if language not in TWILIO_LOCALES:
+                raise EngineUnavailable(f"Twilio speech has no locale configured for {language!r}")
+            return "twilio"
+        if wanted == "keypad":
+            return "keypad"
+        if find_model(language, self.config) is not None:
+            return "vosk"
+        if language == "en" and _pocketsphinx_installed():
+            return "pocketsphinx"
+        return "twilio" if language in TWILIO_LOCALES else "keypad"
+
+    def engine_for(self, language: str) -> Engine | None:
+        """The loaded engine for `language` (None: keypad only). Loads it on first use.
+
+        The embedded engine's language model comes from the routing rules, so it is rebuilt
+        (from its on-disk cache when the rules are unchanged) after the rules reload.
+        """
+        name = self.choose(language)
+        if name == "keypad":
+            return None
+        rules = self._rules() if name == "pocketsphinx" else None
+        key = id(rules)
+        with self._lock:
+            loaded = self._engines.get(language)
+            if loaded is not None and (name != "pocketsphinx" or loaded[0] == key):
+                return loaded[1]
+        engine = self._load(name, language, rules)
+        with self._lock:
+            self._engines[language] = (key, engine)
+        log.info("speech: %s engine ready for %s", name, language)
+        return engine
+
+    def _load(self, name: str, language: str, rules: Rules | None) -> Engine:
+        if name == "twilio":
+            return TwilioEngine(language)
+        if name == "vosk":
+            from ivr.speech.engines.vosk import VoskEngine, find_model
+
+            return VoskEngine(language, find_model(language, self.config))
+        from ivr.speech.engines.pocketsphinx import PocketsphinxEngine
+
+        return PocketsphinxEngine(rules, language, cache_dir=self.cache_dir,
+                                  extra_sentences=self._extra_sentences(language))
+
+    def _extra_sentences(self, language: str) -> list[str]:
+        path = Path(self.config.get("IVR_GRAMMARS_DIR") or "grammars") / language / "lm_extra.txt"
+        if not path.exists():
+            return []
+        lines = (line.split("#", 1)[0].strip() for line in path.read_text(encoding="utf-8").splitlines())
+        return [line for line in lines if line]
+
+    def capture_mode(self, language: str) -> str:
+        """How a listening step captures speech: "stream" | "record" | "twilio" | "keypad"."""
+        name = self.choose(language)
+        if name in ("twilio", "keypad"):
+            return name
+        capture = str(self.config.get("IVR_CAPTURE") or "stream")
+        return capture if capture in ("stream", "record", "twilio") else "stream"
+
+    def warm(self, languages: tuple[str, ...]) -> None:
+        """Load the local engines for `languages` in the decode pool, off the start-up path."""
+        for language in languages:
+            if self.choose(language) in LOCAL_ENGINES:
+                decode_pool().submit(self._warm_one, language)
+
+    def _warm_one(self, language: str) -> None:
+        try:
+            engine = self.engine_for(language)
+            if hasattr(engine, "warm"):
+                engine.warm()
+        except EngineUnavailable as exc:
+            log.error("speech: %s engine for %s failed to load: %s", self.choose(language), language, exc)
+
+
+def _pocketsphinx_installed() -> bool:
+    try:
+        import pocketsphinx  # noqa: F401  (only asking whether it is importable)
+    except ImportError:
+        return False
+    return True
+
+
+def _app_rules(app: Flask) -> Callable[[], Rules | None]:
+    def current() -> Rules | None:
+        # ivr.routing.source keeps a RulesSource whose rules() also notices a changed file.
+        holder = app.extensions.get("ivr.rules")
+        rules = getattr(holder, "rules", None)
+        return rules() if callable(rules) else None
+    return current
 
 
 def init_app(app: Flask) -> None:
-    """Not implemented yet."""
+    """Choose an engine per rules language now (a forced engine that cannot work refuses to start)."""
+    rules = _app_rules(app)
+    cache_dir = Path(app.instance_path) / "speech-cache"
+    service = SpeechService(app.config, rules, cache_dir)
+    app.extensions[_EXTENSION] = service
+    current = rules()
+    languages = current.languages if current else ("en",)
+    for language in languages:
+        try:
+            log.info("speech: %s uses %s (capture %s)", language, service.choose(language),
+                     service.capture_mode(language))
+        except EngineUnavailable as exc:
+            raise RuntimeError(f"speech recognition for {language!r}: {exc}") from exc
+    if not app.config.get("TESTING"):
+        service.warm(languages)
+
+
+def speech_service() -> SpeechService:
+    """The running app's speech service (inside an app or request context)."""
+    return current_app.extensions[_EXTENSION]
+
+
+def engine_for(language: str) -> Engine | None:
+    """Shortcut: the running app's engine for `language` (None: keypad only)."""
+    return speech_service().engine_for(language)
+
+
+def capture_mode(language: str) -> str:
+    """Shortcut: the running app's capture mode for `language`."""
+    return speech_service().capture_mode(language)

@@ -1,6 +1,201 @@
-"""PENDING: placeholder so create_app imports; replaced by its owner (see docs/architecture.md)."""
-from flask import Flask
+"""The database: one engine per app, one Session per request, schema brought up to date at start.
+
+Transactions: callers commit explicitly (``session().commit()``) *before* they build the
+response, so a failed commit can still be answered with safe TwiML; teardown only rolls back
+what was left uncommitted (and logs it) and closes the session. ``calls.remember_response``
+commits for the caller, because the stored response and the webhook's effects must become
+durable together.
+
+SQLite (the embedded default) gets WAL, a busy timeout and foreign keys on every connection;
+PostgreSQL gets a short connect timeout so an unreachable database fails fast rather than
+hanging a Twilio webhook past Twilio's own timeout.
+"""
+from __future__ import annotations
+
+import fcntl
+import logging
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+from flask import Flask, current_app, g
+from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import StaticPool
+
+from ivr.store.models import Base
+
+log = logging.getLogger(__name__)
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent.parent
+ALEMBIC_INI = PROJECT_ROOT / "alembic.ini"
+SQLITE_BUSY_TIMEOUT_MS = 5000     # concurrent writers wait this long for the write lock
+PG_CONNECT_TIMEOUT_S = 3          # well inside Twilio's 15 s webhook timeout
+PG_STATEMENT_TIMEOUT_MS = 5000
+
+_EXT_ENGINE = "ivr.db.engine"
+_EXT_SESSIONS = "ivr.db.sessionmaker"
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for `url` with the per-backend settings described in the module docstring."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        in_memory = parsed.database in (None, "", ":memory:")
+        kwargs: dict[str, Any] = {"connect_args": {"check_same_thread": False}}
+        if in_memory:
+            # One shared connection, or every session would see its own empty database.
+            kwargs["poolclass"] = StaticPool
+        engine = create_engine(url, **kwargs)
+        event.listen(engine, "connect", _sqlite_on_connect)
+        return engine
+    if parsed.get_backend_name() == "postgresql":
+        engine = create_engine(url, pool_pre_ping=True, connect_args={"connect_timeout": PG_CONNECT_TIMEOUT_S})
+        event.listen(engine, "connect", _postgres_on_connect)
+        return engine
+    return create_engine(url, pool_pre_ping=True)
+
+
+def _sqlite_on_connect(dbapi_conn: Any, _record: Any) -> None:
+    cursor = dbapi_conn.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    # NORMAL is durable across application crashes in WAL mode; FULL only adds power-loss safety
+    # at the cost of an fsync per commit on the webhook's critical path.
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+def _postgres_on_connect(dbapi_conn: Any, _record: Any) -> None:
+    cursor = dbapi_conn.cursor()
+    cursor.execute(f"SET statement_timeout = {PG_STATEMENT_TIMEOUT_MS}")
+    cursor.close()
+    dbapi_conn.commit()  # psycopg2 opened a transaction for the SET; end it so the setting sticks
+
+
+def is_memory_sqlite(url: str) -> bool:
+    """True for ``sqlite://`` / ``sqlite:///:memory:`` (tests), where migrations are skipped."""
+    parsed = make_url(url)
+    return parsed.get_backend_name() == "sqlite" and parsed.database in (None, "", ":memory:")
+
+
+def alembic_config(url: str) -> Any:
+    """The Alembic config for this project with `url` as its database."""
+    from alembic.config import Config
+
+    config = Config(str(ALEMBIC_INI))
+    config.set_main_option("script_location", str(PROJECT_ROOT / "migrations"))
+    # ConfigParser interpolation would choke on '%' in URL-encoded options (search_path).
+    config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return config
+
+
+def upgrade(engine: Engine, revision: str = "head") -> None:
+    """Run Alembic migrations on `engine` up to `revision`, one process at a time."""
+    from alembic import command
+
+    config = alembic_config(engine.url.render_as_string(hide_password=False))
+    with _migration_lock(engine), engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.upgrade(config, revision)
+
+
+@contextmanager
+def _migration_lock(engine: Engine) -> Iterator[None]:
+    """Serialise schema upgrades between worker processes starting at the same moment."""
+    backend = engine.url.get_backend_name()
+    if backend == "sqlite" and engine.url.database:
+        with open(f"{engine.url.database}.migrate.lock", "w") as lock_file:
+            fcntl.flock(lock_file, fcntl.LOCK_EX)  # released when the file closes
+            yield
+    elif backend == "postgresql":
+        with engine.connect() as conn:
+            # Arbitrary constant key meaning "IVR schema migration"; a session lock, so it
+            # outlives the transactions below and ends with this connection at the latest.
+            conn.execute(text("SELECT pg_advisory_lock(3110311)"))
+            conn.commit()
+            try:
+                yield
+            finally:
+                conn.execute(text("SELECT pg_advisory_unlock(3110311)"))
+                conn.commit()
+    else:
+        yield
 
 
 def init_app(app: Flask) -> None:
-    """Not implemented yet."""
+    """Create the app's engine from ``IVR_DATABASE_URL`` and bring the schema up to date.
+
+    An unreachable database at start is logged, not fatal: webhooks then send callers to the
+    operator (they handle store errors), which beats a line that does not answer at all.
+    """
+    url = app.config["IVR_DATABASE_URL"]
+    engine = make_engine(url)
+    app.extensions[_EXT_ENGINE] = engine
+    sessions = sessionmaker(engine, expire_on_commit=False)
+    event.listen(sessions, "after_flush", _mark_written)
+    event.listen(sessions, "do_orm_execute", _mark_statement_write)
+    event.listen(sessions, "after_commit", _clear_written)
+    event.listen(sessions, "after_soft_rollback", _clear_written)
+    app.extensions[_EXT_SESSIONS] = sessions
+    try:
+        if is_memory_sqlite(url):
+            Base.metadata.create_all(engine)
+        else:
+            upgrade(engine)
+    except (OperationalError, OSError) as exc:
+        reason = getattr(exc, "orig", None) or exc
+        log.error("database unreachable at start (%s); calls will go to the operator until it is back",
+                  str(reason).splitlines()[0])
+    app.teardown_appcontext(_close_session)
+
+
+def engine(app: Flask | None = None) -> Engine:
+    """The engine of `app` (default: the current app)."""
+    return (app or current_app).extensions[_EXT_ENGINE]
+
+
+def session() -> Session:
+    """This request's Session (created on first use, closed at teardown)."""
+    if "ivr_db_session" not in g:
+        g.ivr_db_session = current_app.extensions[_EXT_SESSIONS]()
+    return g.ivr_db_session
+
+
+def _close_session(exc: BaseException | None) -> None:
+    s: Session | None = g.pop("ivr_db_session", None)
+    if s is None:
+        return
+    if s.new or s.dirty or s.deleted or s.info.get("wrote"):
+        log.warning("rolling back uncommitted database writes at teardown (callers must commit)")
+    try:
+        s.close()  # rolls back whatever is still open
+    except SQLAlchemyError as error:  # a dead database: the response is already on its way
+        log.warning("closing the database session failed: %s", type(error).__name__)
+
+
+def _mark_written(s: Session, _ctx: Any) -> None:
+    s.info["wrote"] = True
+
+
+def _mark_statement_write(state: Any) -> None:
+    # INSERT … ON CONFLICT and bulk UPDATE/DELETE bypass the flush, so track them here.
+    if state.is_insert or state.is_update or state.is_delete:
+        state.session.info["wrote"] = True
+
+
+def _clear_written(s: Session, *_args: Any) -> None:
+    s.info.pop("wrote", None)
+
+
+def ping(app: Flask | None = None) -> str | None:
+    """None when the database answers, else a one-line reason (for /healthz)."""
+    try:
+        with engine(app).connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except OperationalError as exc:
+        return str(exc.orig or exc).splitlines()[0]
+    return None

@@ -1,0 +1,113 @@
+"""Routing accuracy on telephone audio: dev utterances → piper speech → 8 kHz μ-law → recogniser → classifier.
+
+Prints department accuracy, emergency recall, the rate of wrong departments the line would route
+without confirming (confidence ≥ thresholds.route), word error rate and real-time factor, next to
+the same classifier on the typed text (so the recogniser's cost is visible).
+
+    .venv/bin/python bench/asr.py [--engine pocketsphinx] [--limit N] [--show-errors]
+
+Speech is cached in .cache/speech/ (first run synthesises ~180 files, a few minutes).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+
+from ivr.config import from_environment  # noqa: E402
+from ivr.routing.classify import Classifier  # noqa: E402
+from ivr.routing.rules import load_rules  # noqa: E402
+from ivr.speech.audio import read_wav  # noqa: E402
+from ivr.speech.service import SpeechService  # noqa: E402
+from speechgen import synthesize_phone_audio  # noqa: E402
+
+DEV = ROOT.parent / "shared" / "city" / "dev_utterances_en.jsonl"
+
+
+def word_errors(reference: str, hypothesis: str) -> tuple[int, int]:
+    """(edit distance in words, reference length) with the recogniser's normalisation."""
+    from ivr.speech.lm import normalize
+
+    ref, hyp = normalize(reference), normalize(hypothesis)
+    row = list(range(len(hyp) + 1))
+    for i in range(1, len(ref) + 1):
+        diagonal, row[0] = row[0], i
+        for j in range(1, len(hyp) + 1):
+            diagonal, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, diagonal + (ref[i - 1] != hyp[j - 1]))
+    return row[len(hyp)], len(ref)
+
+
+def outcome(classification, rules, expected: dict) -> tuple[bool, bool]:
+    """(correct, wrong and confident enough to route without confirming)."""
+    if expected.get("action") == "emergency":
+        return classification.emergency, False
+    top = classification.top
+    department = None if classification.emergency or top is None else top.department
+    correct = department == expected["department"]
+    unconfirmed = (not correct and department is not None
+                   and classification.confidence >= rules.thresholds.route)
+    return correct, unconfirmed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--engine", default="pocketsphinx", choices=("pocketsphinx", "vosk"))
+    parser.add_argument("--limit", type=int, default=0)
+    parser.add_argument("--show-errors", action="store_true")
+    args = parser.parse_args()
+
+    rules = load_rules(ROOT / "routing_rules.yaml")
+    classifier = Classifier(rules)
+    config = {**from_environment(), "IVR_SPEECH_ENGINE": args.engine}
+    service = SpeechService(config, lambda: rules, ROOT / "instance" / "speech-cache")
+    started = time.perf_counter()
+    engine = service.engine_for("en")
+    load_seconds = time.perf_counter() - started
+    items = [json.loads(line) for line in DEV.read_text().splitlines() if line.strip()]
+    items = items[: args.limit] if args.limit else items
+
+    stats = {"n": 0, "ok": 0, "text_ok": 0, "unconfirmed": 0, "emerg": 0, "emerg_hit": 0,
+             "errors": 0, "words": 0, "audio": 0.0, "decode": 0.0}
+    for item in items:
+        audio = read_wav(synthesize_phone_audio(item["text"]))
+        began = time.perf_counter()
+        recognizer = engine.recognizer(audio.sample_rate)
+        for start in range(0, len(audio.pcm16), 320):     # 20 ms frames, as a live call sends
+            recognizer.accept(audio.pcm16[start:start + 320])
+        result = recognizer.finish()
+        stats["decode"] += time.perf_counter() - began
+        stats["audio"] += audio.duration
+        errors, words = word_errors(item["text"], result.text)
+        stats["errors"] += errors
+        stats["words"] += words
+        correct, unconfirmed = outcome(classifier.classify(result.text, "en"), rules, item)
+        text_correct, _ = outcome(classifier.classify(item["text"], "en"), rules, item)
+        stats["n"] += 1
+        stats["ok"] += correct
+        stats["text_ok"] += text_correct
+        stats["unconfirmed"] += unconfirmed
+        if item.get("action") == "emergency":
+            stats["emerg"] += 1
+            stats["emerg_hit"] += correct
+        if args.show_errors and not correct:
+            label = item.get("department") or item.get("action")
+            print(f"  MISS [{label}] {item['text']!r} → heard {result.text!r} ({result.confidence:.2f})")
+
+    n = stats["n"]
+    print(f"engine                 {engine.name} (loaded in {load_seconds:.2f} s)")
+    print(f"utterances             {n} ({stats['emerg']} emergencies), {stats['audio']:.0f} s of audio")
+    print(f"department accuracy    {stats['ok'] / n:.1%}  (typed text: {stats['text_ok'] / n:.1%})")
+    print(f"emergency recall       {stats['emerg_hit'] / max(stats['emerg'], 1):.1%}")
+    print(f"wrong, no confirmation {stats['unconfirmed'] / n:.1%}  (confidence ≥ {rules.thresholds.route})")
+    print(f"word error rate        {stats['errors'] / max(stats['words'], 1):.1%}")
+    print(f"real-time factor       {stats['decode'] / stats['audio']:.3f}  (decode seconds per audio second, 1 thread)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,76 @@
+"""`ivr check [PATH]` — validate routing_rules.yaml (and the prompt catalogues) before deploying.
+
+Exit 0 with a one-line summary on stdout when everything is valid; exit 1 with one
+`FILE:LINE: what is wrong and how to fix it` line per problem on stderr otherwise.
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Any, Callable
+
+import click
+
+from ivr.config import from_environment
+from ivr.routing.problems import ConfigError, Problem
+from ivr.routing.rules import Rules, load_rules
+
+
+def _prompt_checker() -> Callable[..., list[Problem]] | None:
+    """`ivr.prompts.check_prompts` when that module provides it (it is optional for this command)."""
+    try:
+        prompts = importlib.import_module("ivr.prompts")
+    except ModuleNotFoundError as exc:
+        if exc.name != "ivr.prompts":
+            raise  # a broken dependency of ivr.prompts is a real error
+        return None
+    return getattr(prompts, "check_prompts", None)
+
+
+def run_check(rules_path: str, prompts_dir: str | None) -> tuple[Rules | None, list[Problem]]:
+    """Every problem in the rules file and, when `prompts_dir` is given, the prompts."""
+    problems: list[Problem] = []
+    rules: Rules | None = None
+    try:
+        rules = load_rules(rules_path)
+    except ConfigError as exc:
+        problems.extend(exc.problems)
+    check_prompts = _prompt_checker() if prompts_dir else None
+    if check_prompts is not None:
+        problems.extend(check_prompts(prompts_dir, rules))
+    return rules, problems
+
+
+def _summary(path: str, rules: Rules, prompts_checked: bool) -> str:
+    groups = sum(1 for option in rules.menu if option.options)
+    parts = [f"{len(rules.departments)} departments", f"{len(rules.intents)} intents",
+             f"menu of {len(rules.menu)} entries ({groups} groups)",
+             f"languages {', '.join(rules.languages)}",
+             "emergency transfer " + ("set" if rules.emergency.transfer else "not set")]
+    prompts = "; prompts OK" if prompts_checked else ""
+    return f"{path}: OK — {', '.join(parts)}{prompts}"
+
+
+def register(cli: click.Group) -> None:
+    """Add `check` to the `ivr` command group."""
+
+    @cli.command("check")
+    @click.argument("path", required=False)
+    @click.option("--prompts-dir", default=None,
+                  help="Prompt catalogues to check too (default: IVR_PROMPTS_DIR or the shipped prompts/).")
+    @click.option("--no-prompts", is_flag=True, help="Check only the rules file.")
+    def check(path: str | None, prompts_dir: str | None, no_prompts: bool) -> None:
+        """Validate the routing rules at PATH (default: IVR_RULES_PATH or the shipped file)."""
+        settings: dict[str, Any] = from_environment()
+        rules_path = path or settings["IVR_RULES_PATH"]
+        directory = None if no_prompts else (prompts_dir or settings["IVR_PROMPTS_DIR"])
+        rules, problems = run_check(rules_path, directory)
+        if problems:
+            for problem in problems:
+                click.echo(str(problem), err=True)
+            count = len(problems)
+            click.echo(f"{count} problem{'s' if count != 1 else ''} found — fix them and run `ivr check` again.", err=True)
+            raise SystemExit(1)
+        if rules is None:  # cannot happen: a file that failed to load always reports a problem
+            raise click.ClickException(f"{rules_path}: the rules did not load and no problem was reported")
+        checked_prompts = directory is not None and _prompt_checker() is not None
+        click.echo(_summary(rules_path, rules, checked_prompts))

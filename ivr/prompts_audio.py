@@ -1,0 +1,153 @@
+"""The cache of rendered prompts: text + voice + rate → `<sha256[:32]>.wav` in IVR_PROMPT_CACHE_DIR.
+
+Files are named by a hash of what they say and how, so a changed prompt, voice or rate gets
+a new file and an unchanged one is never rendered twice. Renders run on a small thread pool
+(each one a pyttsx3 child process, see ivr.speech.tts): a webhook waits at most its budget,
+and a render that misses it keeps going so the next caller gets <Play>.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+import tempfile
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from pathlib import Path
+from typing import Callable, Mapping
+
+from ivr.speech import tts
+
+log = logging.getLogger(__name__)
+
+#: What a cache file name looks like; anything else is refused (no path traversal).
+NAME_PATTERN = re.compile(r"^[0-9a-f]{32}$")
+#: After a failed render, do not retry the same text for this long (a broken engine would
+#: otherwise cost every webhook its whole budget).
+RETRY_AFTER_S = 60.0
+
+Renderer = Callable[[str, str, int], bytes]
+
+
+def _default_renderer(timeout_s: float) -> Renderer:
+    def render(text: str, voice: str, rate: int) -> bytes:
+        return tts.render_wav(text, voice, rate, timeout_s=timeout_s)
+    return render
+
+
+class PromptAudio:
+    """Rendered prompt files of one app: lookup, blocking render, render within a budget."""
+
+    def __init__(self, cache_dir: str | Path, voices: Mapping[str, str], rate: int,
+                 renderer: Renderer | None = None, unavailable: str | None = None,
+                 render_timeout_s: float = 10.0, workers: int = 2) -> None:
+        self.cache_dir = Path(cache_dir)
+        self.voices = dict(voices)
+        self.rate = int(rate)
+        #: Why nothing can be rendered (e.g. no espeak-ng); None when rendering works.
+        self.unavailable = unavailable
+        self._render = renderer or _default_renderer(render_timeout_s)
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ivr-tts")
+        self._lock = threading.Lock()
+        self._inflight: dict[str, Future[str]] = {}
+        self._failed: dict[str, float] = {}
+
+    def voice(self, language: str) -> str:
+        """The espeak voice that speaks `language` (KeyError names the missing setting)."""
+        try:
+            return self.voices[language]
+        except KeyError:
+            raise KeyError(f"no TTS voice for '{language}'; set IVR_TTS_VOICE_{language.upper()}") from None
+
+    def name(self, text: str, language: str) -> str:
+        """Cache name for `text` spoken in `language`'s voice at the configured rate."""
+        digest = hashlib.sha256(f"{text}\n{self.voice(language)}\n{self.rate}".encode("utf-8"))
+        return digest.hexdigest()[:32]
+
+    def path(self, name: str) -> Path:
+        """The file of a cache name; ValueError for anything that is not a cache name."""
+        if not NAME_PATTERN.fullmatch(name):
+            raise ValueError(f"not a prompt audio name: {name!r}")
+        return self.cache_dir / f"{name}.wav"
+
+    def cached(self, text: str, language: str) -> str | None:
+        """The cache name when `text` is already rendered, else None."""
+        name = self.name(text, language)
+        return name if self.path(name).is_file() else None
+
+    def render(self, text: str, language: str) -> str:
+        """Render now (blocking) unless cached; returns the cache name. Raises tts.TTSError."""
+        name = self.name(text, language)
+        target = self.path(name)
+        if target.is_file():
+            return name
+        if self.unavailable:
+            raise tts.TTSError(self.unavailable)
+        audio = self._render(text, self.voice(language), self.rate)
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        # Write then rename: other workers never see a half-written file.
+        handle, temporary = tempfile.mkstemp(dir=self.cache_dir, suffix=".part")
+        with os.fdopen(handle, "wb") as out:
+            out.write(audio)
+        os.replace(temporary, target)
+        return name
+
+    def ensure(self, text: str, language: str, budget_s: float) -> str | None:
+        """The cache name if `text` is (or within `budget_s` becomes) rendered, else None.
+
+        Never raises for rendering failures: they are logged and answered with None so
+        the caller falls back to <Say>. A render that misses the budget continues.
+        """
+        name = self.name(text, language)
+        if self.path(name).is_file():
+            return name
+        if self.unavailable:
+            return None
+        future = self._submit(name, text, language)
+        if future is None:
+            return None
+        try:
+            return future.result(timeout=max(budget_s, 0.0))
+        except FutureTimeout:
+            log.info("prompt %s not rendered within %.0f ms; <Say> now, <Play> next time", name, budget_s * 1000)
+        except (tts.TTSError, OSError, ValueError, KeyError) as exc:
+            log.warning("prompt %s could not be rendered (%s); falling back to <Say>", name, exc)
+        return None
+
+    def _submit(self, name: str, text: str, language: str) -> Future[str] | None:
+        """One render per name at a time; None while a recent failure is cooling down."""
+        with self._lock:
+            failed_at = self._failed.get(name)
+            if failed_at is not None and time.monotonic() - failed_at < RETRY_AFTER_S:
+                return None
+            future = self._inflight.get(name)
+            if future is None:
+                future = self._pool.submit(self.render, text, language)
+                self._inflight[name] = future
+                future.add_done_callback(lambda done: self._finished(name, done))
+            return future
+
+    def _finished(self, name: str, future: Future[str]) -> None:
+        with self._lock:
+            self._inflight.pop(name, None)
+            if future.exception() is not None:
+                self._failed[name] = time.monotonic()
+            else:
+                self._failed.pop(name, None)
+
+    def wait_idle(self, timeout_s: float = 30.0) -> None:
+        """Block until background renders finish (tests, `ivr prompts build`)."""
+        with self._lock:
+            pending = list(self._inflight.values())
+        for future in pending:
+            try:
+                future.result(timeout=timeout_s)
+            except (FutureTimeout, tts.TTSError, OSError, ValueError, KeyError):
+                pass  # already recorded by _finished; here we only wait
+
+    def ulaw(self, name: str) -> bytes:
+        """Raw 8 kHz μ-law samples of a cached file (for Media Streams)."""
+        return tts.ulaw_from_wav(self.path(name).read_bytes())

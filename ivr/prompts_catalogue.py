@@ -1,0 +1,220 @@
+"""The prompt catalogue: prompts/<lang>.yaml → `Prompt`s, filled per call, and checked.
+
+Pure: reads only the YAML files it is handed; no Flask, no audio. `ivr.prompts` wraps it
+for the web layer and `ivr check` calls `check_prompts`.
+
+File format (prompts/README.md): a mapping `key: "text with {placeholders}"`, or
+`key: {text: "…", voice: es}` when a prompt must be spoken in another language's voice
+(the English catalogue's Spanish invitation).
+"""
+from __future__ import annotations
+
+import string
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import yaml
+
+from ivr.routing.problems import Problem
+
+#: Every key the call flow speaks → the placeholders its text may use.
+#: A key here missing from a language file is an error; so is a placeholder not listed.
+REQUIRED_KEYS: Mapping[str, frozenset[str]] = {
+    "welcome": frozenset({"advisory"}),
+    "choose_language": frozenset(),
+    "ask": frozenset(),
+    "ask_again": frozenset(),
+    "no_input": frozenset(),
+    "no_match": frozenset(),
+    "confirm": frozenset({"description"}),
+    "menu_intro": frozenset(),
+    "menu_option": frozenset({"label", "digit"}),
+    "menu_footer": frozenset(),
+    "transferring": frozenset({"department"}),
+    "operator": frozenset(),
+    "queue_welcome": frozenset({"department"}),
+    "queue_position": frozenset({"position", "minutes"}),
+    "queue_offer": frozenset(),
+    "busy": frozenset({"department"}),
+    "after_hours": frozenset({"department", "hours"}),
+    "callback_offer": frozenset(),
+    "callback_done": frozenset(),
+    "voicemail": frozenset(),
+    "voicemail_done": frozenset(),
+    "emergency_transfer": frozenset(),
+    "error": frozenset(),
+    "goodbye": frozenset(),
+}
+
+#: Placeholders an extra key (one the flow added but not listed above) may use.
+KNOWN_PLACEHOLDERS: frozenset[str] = frozenset().union(*REQUIRED_KEYS.values()) | {"number"}
+
+
+class PromptError(LookupError):
+    """A prompt that cannot be produced: unknown language or key, or a missing value."""
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """One prompt of one language's catalogue."""
+    key: str
+    text: str            # template with {placeholders}
+    voice: str           # language whose voice speaks it (usually the catalogue's own)
+    line: int            # 1-based line in its file, for error messages
+    path: str
+
+    @property
+    def placeholders(self) -> frozenset[str]:
+        """Names used in the template (raises ValueError for malformed braces)."""
+        return frozenset(name for _, name, _, _ in string.Formatter().parse(self.text) if name)
+
+
+#: language → key → Prompt
+Catalogue = Mapping[str, Mapping[str, Prompt]]
+
+
+def catalogue_path(prompts_dir: str | Path, language: str) -> Path:
+    """Where the catalogue of `language` lives."""
+    return Path(prompts_dir) / f"{language}.yaml"
+
+
+def _parse_file(path: Path, language: str) -> tuple[dict[str, Prompt], list[Problem]]:
+    """Prompts of one file plus every problem in it (line numbers from the YAML nodes)."""
+    shown = str(path)
+    try:
+        root = yaml.compose(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        return {}, [Problem(shown, 0, f"cannot read the prompt file ({exc.strerror}); create it")]
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark else 0
+        return {}, [Problem(shown, line, f"not valid YAML: {getattr(exc, 'problem', exc)}")]
+    if not isinstance(root, yaml.MappingNode):
+        return {}, [Problem(shown, 1, "must be a mapping of prompt key → text")]
+    prompts: dict[str, Prompt] = {}
+    problems: list[Problem] = []
+    for key_node, value_node in root.value:
+        key, line = str(key_node.value), key_node.start_mark.line + 1
+        if key in prompts:
+            problems.append(Problem(shown, line, f"prompt '{key}' is defined twice; keep one"))
+            continue
+        text, voice, problem = _prompt_value(value_node, language)
+        if problem:
+            problems.append(Problem(shown, line, f"prompt '{key}': {problem}"))
+            continue
+        prompts[key] = Prompt(key, text, voice, line, shown)
+    return prompts, problems
+
+
+def _prompt_value(node: yaml.Node, language: str) -> tuple[str, str, str]:
+    """(text, voice, problem) for one value node; problem is "" when it is fine."""
+    if isinstance(node, yaml.ScalarNode):
+        text, voice = str(node.value), language
+    elif isinstance(node, yaml.MappingNode):
+        fields = {str(k.value): v for k, v in node.value}
+        unknown = set(fields) - {"text", "voice"}
+        if unknown or not isinstance(fields.get("text"), yaml.ScalarNode):
+            return "", "", "write `text: \"…\"` and optionally `voice: <language>`, nothing else"
+        text = str(fields["text"].value)
+        voice_node = fields.get("voice")
+        voice = str(voice_node.value) if isinstance(voice_node, yaml.ScalarNode) else language
+    else:
+        return "", "", "must be a text or a mapping with `text:`"
+    if not text.strip():
+        return "", "", "text is empty; write what the line should say"
+    return text, voice, ""
+
+
+def load_catalogue(prompts_dir: str | Path,
+                   languages: Iterable[str] | None = None) -> tuple[dict[str, dict[str, Prompt]], list[Problem]]:
+    """Read every language's file (default: every *.yaml in the directory) → (catalogue, problems)."""
+    directory = Path(prompts_dir)
+    if languages is None:
+        languages = sorted(p.stem for p in directory.glob("*.yaml"))
+    catalogue: dict[str, dict[str, Prompt]] = {}
+    problems: list[Problem] = []
+    for language in languages:
+        prompts, found = _parse_file(catalogue_path(directory, language), language)
+        catalogue[language] = prompts
+        problems.extend(found)
+    return catalogue, problems
+
+
+def validate(catalogue: Catalogue, prompts_dir: str | Path,
+             required: Mapping[str, frozenset[str]] = REQUIRED_KEYS) -> list[Problem]:
+    """Problems across languages: missing keys, unknown placeholders, voices of no language."""
+    problems: list[Problem] = []
+    languages = sorted(catalogue)
+    all_keys = set(required).union(*(set(p) for p in catalogue.values()))
+    for language in languages:
+        prompts = catalogue[language]
+        for key in sorted(all_keys - set(prompts)):
+            other = next((catalogue[o][key] for o in languages if key in catalogue[o]), None)
+            why = "the call flow needs it" if key in required else f"{other.path}:{other.line} has it"
+            problems.append(Problem(str(catalogue_path(prompts_dir, language)), 0,
+                                    f"prompt '{key}' is missing in {language}; {why} — add it"))
+        for prompt in prompts.values():
+            problems.extend(_check_prompt(prompt, required, languages))
+    return problems
+
+
+def _check_prompt(prompt: Prompt, required: Mapping[str, frozenset[str]], languages: list[str]) -> list[Problem]:
+    at = (prompt.path, prompt.line)
+    try:
+        used = prompt.placeholders
+    except ValueError as exc:
+        return [Problem(*at, f"prompt '{prompt.key}': malformed braces ({exc}); write {{name}} or {{{{ for a brace")]
+    allowed = required.get(prompt.key, KNOWN_PLACEHOLDERS)
+    problems = [Problem(*at, f"prompt '{prompt.key}': unknown placeholder {{{name}}}; "
+                             f"allowed: {', '.join('{%s}' % a for a in sorted(allowed)) or 'none'}")
+                for name in sorted(used - allowed)]
+    if any(not name.isidentifier() for name in used):
+        problems.append(Problem(*at, f"prompt '{prompt.key}': placeholders must be plain names like {{department}}"))
+    if prompt.voice not in languages:
+        problems.append(Problem(*at, f"prompt '{prompt.key}': voice '{prompt.voice}' is not one of the "
+                                     f"line's languages ({', '.join(languages)})"))
+    return problems
+
+
+def check_prompts(prompts_dir: str | Path, rules: Any = None) -> list[Problem]:
+    """Every problem with the catalogues of the line's languages (`rules.languages`, else every file)."""
+    languages = tuple(rules.languages) if rules is not None else None
+    catalogue, problems = load_catalogue(prompts_dir, languages)
+    return problems + validate(catalogue, prompts_dir)
+
+
+def fill(prompt: Prompt, values: Mapping[str, Any]) -> str:
+    """The prompt's text with its placeholders filled; a missing value is a `PromptError`."""
+    missing = sorted(prompt.placeholders - set(values))
+    if missing:
+        raise PromptError(f"prompt '{prompt.key}' needs {', '.join(missing)} "
+                          f"({prompt.path}:{prompt.line}); pass them to text()/speak()")
+    return prompt.text.format_map({name: _spoken(value) for name, value in values.items()})
+
+
+def _spoken(value: Any) -> str:
+    """Values as the TTS should read them: numbers as numbers, everything else as text."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def spell_digits(number: str) -> str:
+    """A phone number read digit by digit, grouped like it is written: "555-0123" → "5 5 5, 0 1 2 3"."""
+    groups = ["".join(ch for ch in part if ch.isdigit()) for part in _split_groups(number)]
+    return ", ".join(" ".join(group) for group in groups if group)
+
+
+def _split_groups(number: str) -> list[str]:
+    if any(sep in number for sep in " -.()"):
+        return [p for p in number.replace("(", " ").replace(")", " ").replace(".", " ").replace("-", " ").split()]
+    digits = "".join(ch for ch in number if ch.isdigit())
+    # A bare North American number: 3-3-4 groups, with a leading 1 on its own.
+    if len(digits) == 11 and digits.startswith("1"):
+        return ["1", digits[1:4], digits[4:7], digits[7:]]
+    if len(digits) == 10:
+        return [digits[:3], digits[3:6], digits[6:]]
+    if len(digits) == 7:
+        return [digits[:3], digits[3:]]
+    return [digits]

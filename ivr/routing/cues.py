@@ -1,0 +1,88 @@
+"""Emergency cue phrases: found on surface words, so tense survives.
+
+"someone is breaking in" is a cue, "my house was broken into" is not — stemming would merge them.
+A cue is ignored when it is negated ("it's not on fire") or when its words belong to a longer
+non-emergency keyword the rules define ("fire hydrant", "fire hazard", "gas bill"). Pure.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from ivr.routing.text import NEGATIONS, edits1, surface_key, surface_tokens
+
+MAX_CUE_GAP = 2          # "power line [is] down", "smell [natural] gas"
+NEGATION_WINDOW = 3      # "there is [no] smoke", "[not] on fire"
+FUZZY_MIN_LENGTH = 6     # shorter words have too many real neighbours
+
+
+@dataclass(frozen=True)
+class Cue:
+    keys: tuple[str, ...]
+    text: str
+
+
+@dataclass(frozen=True)
+class CueMatch:
+    text: str
+    positions: frozenset[int]    # surface-token positions
+
+
+class EmergencyCues:
+    """The rules' emergency phrases in one language, ready to scan caller words."""
+
+    def __init__(self, language: str, phrases: tuple[str, ...]) -> None:
+        self.language = language
+        self.negations = NEGATIONS.get(language, NEGATIONS["en"])
+        self.by_first: dict[str, list[Cue]] = {}
+        self.deletes: dict[str, set[str]] = {}
+        for phrase in phrases:
+            keys = tuple(surface_key(w) for w in surface_tokens(phrase, language))
+            if keys:
+                self.by_first.setdefault(keys[0], []).append(Cue(keys, phrase))
+            for key in keys:
+                if len(key) >= FUZZY_MIN_LENGTH:
+                    for variant in edits1(key) | {key}:
+                        self.deletes.setdefault(variant, set()).add(key)
+
+    def find(self, words: list[str], phrase_spans: list[set[int]],
+             known: Callable[[str], bool] = lambda word: False) -> list[CueMatch]:
+        """Cues present in `words`, skipping negated ones and those inside a longer keyword phrase.
+
+        A word the rules do not know that is one slip away from a cue word ("buning", "bleeing")
+        is read as that cue word: a misheard emergency must still be heard. `known` tells real
+        words apart ("breeding" is a word of the mosquito examples, not a misheard "bleeding").
+        """
+        keys = [self._heard_as(surface_key(w), known) for w in words]
+        found: list[CueMatch] = []
+        for start, key in enumerate(keys):
+            for cue in self.by_first.get(key, ()):
+                span = _find(keys, start, cue.keys)
+                if span is None or any(span < other for other in phrase_spans):
+                    continue
+                if cue.keys[0] not in self.negations and self._negated(keys, start):
+                    continue
+                found.append(CueMatch(cue.text, frozenset(span)))
+        return found
+
+    def _heard_as(self, key: str, known: Callable[[str], bool]) -> str:
+        if len(key) < FUZZY_MIN_LENGTH or key in self.deletes and key in self.deletes[key] or known(key):
+            return key
+        near = {c for v in edits1(key) | {key} for c in self.deletes.get(v, ()) if c[0] == key[0]}
+        return min(near) if len(near) == 1 else key  # two cue words equally near: do not guess
+
+    def _negated(self, keys: list[str], start: int) -> bool:
+        return any(k in self.negations for k in keys[max(0, start - NEGATION_WINDOW):start])
+
+
+def _find(keys: list[str], start: int, want: tuple[str, ...]) -> set[int] | None:
+    span, pos = {start}, start
+    for key in want[1:]:
+        for nxt in range(pos + 1, min(pos + 2 + MAX_CUE_GAP, len(keys))):
+            if keys[nxt] == key:
+                span.add(nxt)
+                pos = nxt
+                break
+        else:
+            return None
+    return span

@@ -1,0 +1,144 @@
+"""Opening hours: is a department open at an instant, and how to say its hours. Pure.
+
+Times in the rules are the department's local wall-clock times; `now` is an aware
+instant (normally UTC). Converting through `zoneinfo` makes DST transitions right:
+08:00 in America/Chicago is 14:00 UTC in January and 13:00 UTC in July.
+"""
+from __future__ import annotations
+
+from datetime import date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+from ivr.routing.rules import Closure, Department, TimeRange
+
+_DAY_NAMES = {
+    "en": ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"),
+    "es": ("lunes", "martes", "miércoles", "jueves", "viernes", "sábado", "domingo"),
+}
+_WORDS = {
+    "en": {"to": "to", "and": "and", "closed": "closed at all times", "all_day": "all day",
+           "today": "closed today for"},
+    "es": {"to": "a", "and": "y", "closed": "cerrado en todo momento", "all_day": "todo el día",
+           "today": "hoy cerrado por"},
+}
+
+
+def local_time(department: Department, now: datetime) -> datetime:
+    """`now` in the department's time zone; a naive `now` is refused (it would hide DST bugs)."""
+    if now.tzinfo is None or now.utcoffset() is None:
+        raise ValueError("now must be timezone-aware (e.g. datetime.now(timezone.utc))")
+    return now.astimezone(ZoneInfo(department.timezone))
+
+
+def _in_range(window: TimeRange, moment: time) -> bool:
+    # closes == time.max stands for 24:00; an overnight window is split by the caller.
+    return window.opens <= moment < window.closes or (window.closes == time.max and moment >= window.opens)
+
+
+def _overnight(window: TimeRange) -> bool:
+    return window.closes <= window.opens and window.closes != time.max
+
+
+def closure_on(department: Department, local: datetime) -> Closure | None:
+    """The holiday or partial closure in force at `local` (department time), if any."""
+    moment = local.time().replace(tzinfo=None)
+    for closure in department.closures:
+        if closure.day != local.date():
+            continue
+        start = closure.start or time.min
+        end = closure.end or time.max
+        if start <= moment < end or (end == time.max and moment >= start):
+            return closure
+    return None
+
+
+def is_open(department: Department, now: datetime) -> bool:
+    """True when `now` falls inside an opening window and outside every closure."""
+    local = local_time(department, now)
+    if closure_on(department, local) is not None:
+        return False
+    moment = local.time().replace(tzinfo=None)
+    for window in department.hours.get(local.weekday(), ()):
+        if _overnight(window):
+            if moment >= window.opens:
+                return True
+        elif _in_range(window, moment):
+            return True
+    # An overnight window opened yesterday (e.g. 22:00–06:00) still covers the small hours.
+    yesterday = (local.weekday() - 1) % 7
+    return any(_overnight(w) and moment < w.closes for w in department.hours.get(yesterday, ()))
+
+
+def next_opening(department: Department, now: datetime, horizon_days: int = 14) -> datetime | None:
+    """The next local instant the department opens (for "we open again Monday at 8"), or None."""
+    local = local_time(department, now)
+    for offset in range(horizon_days + 1):
+        day: date = (local + timedelta(days=offset)).date()
+        for window in sorted(department.hours.get(day.weekday(), ()), key=lambda w: w.opens):
+            candidate = datetime.combine(day, window.opens, tzinfo=local.tzinfo)
+            if candidate > local and is_open(department, candidate):
+                return candidate
+    return None
+
+
+def _clock(moment: time, language: str) -> str:
+    if moment == time.max:
+        return "midnight" if language == "en" else "medianoche"
+    if language == "en":
+        hour = moment.hour % 12 or 12
+        suffix = "AM" if moment.hour < 12 else "PM"
+        return f"{hour}:{moment.minute:02d} {suffix}" if moment.minute else f"{hour} {suffix}"
+    return f"{moment.hour}:{moment.minute:02d}"
+
+
+def _windows_text(windows: tuple[TimeRange, ...], language: str) -> str:
+    words = _WORDS[language]
+    parts = []
+    for w in sorted(windows, key=lambda w: w.opens):
+        if w.opens == time.min and w.closes == time.max:
+            parts.append(words["all_day"])
+        elif language == "es":
+            parts.append(f"de {_clock(w.opens, language)} a {_clock(w.closes, language)}")
+        else:
+            parts.append(f"{_clock(w.opens, language)} to {_clock(w.closes, language)}")
+    return f" {words['and']} ".join(parts)
+
+
+def hours_text(department: Department, language: str) -> str:
+    """The weekly hours as a sentence fragment, e.g. "Monday to Friday, 8 AM to 5 PM".
+
+    Consecutive days with the same windows are grouped. Unknown languages fall back to English
+    rather than failing mid-call.
+    """
+    lang = language if language in _DAY_NAMES else "en"
+    names, words = _DAY_NAMES[lang], _WORDS[lang]
+    groups: list[tuple[int, int, tuple[TimeRange, ...]]] = []
+    for day in range(7):
+        windows = tuple(department.hours.get(day, ()))
+        if not windows:
+            continue
+        if groups and groups[-1][1] == day - 1 and groups[-1][2] == windows:
+            groups[-1] = (groups[-1][0], day, windows)
+        else:
+            groups.append((day, day, windows))
+    if not groups:
+        return words["closed"]
+    phrases = []
+    for first, last, windows in groups:
+        if first == last:
+            days = names[first]
+        elif lang == "es":
+            days = f"de {names[first]} a {names[last]}"
+        else:
+            days = f"{names[first]} {words['to']} {names[last]}"
+        phrases.append(f"{days}, {_windows_text(windows, lang)}")
+    return "; ".join(phrases)
+
+
+def closure_note(department: Department, now: datetime, language: str) -> str:
+    """"; closed today for Memorial Day" when a named closure is why the department is shut, else ""."""
+    closure = closure_on(department, local_time(department, now))
+    if closure is None or not closure.name:
+        return ""
+    words = _WORDS.get(language, _WORDS["en"])
+    return f"; {words['today']} {closure.name}"

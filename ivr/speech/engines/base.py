@@ -1,0 +1,92 @@
+"""The recogniser contract every engine meets, and the shared decoding thread pool.
+
+An `Engine` holds one model per language for the whole process; `engine.recognizer(rate, grammar)`
+makes a cheap per-call `Recognizer`. A recogniser is fed PCM16 with `accept` and closed with
+`finish`. Decoding is CPU-bound C code that releases the GIL, so web edges run it in
+`decode_pool()` to keep the websocket loop free while many calls decode at once.
+"""
+from __future__ import annotations
+
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+
+class EngineUnavailable(RuntimeError):
+    """The engine cannot run here (no model, library missing); the message says how to fix it."""
+
+
+@dataclass(frozen=True)
+class Word:
+    """One recognised word with its timing (seconds from the stream start) and confidence 0..1."""
+    word: str
+    start: float
+    end: float
+    confidence: float
+
+
+@dataclass(frozen=True)
+class Partial:
+    """What the recogniser has heard so far; may still change."""
+    text: str
+
+
+@dataclass(frozen=True)
+class Result:
+    """The final hypothesis for an utterance. Empty `text` means nothing was recognised."""
+    text: str
+    confidence: float
+    words: tuple[Word, ...] = ()
+
+
+@dataclass(frozen=True)
+class Grammar:
+    """A closed set of phrases the caller may say at one prompt (yes/no, digits, languages …).
+
+    `name` identifies it so engines can compile it once; `phrases` are lower-case word strings;
+    `repeat` allows any sequence of phrases (digits) instead of exactly one.
+    """
+    name: str
+    phrases: tuple[str, ...]
+    language: str = "en"
+    repeat: bool = False
+
+
+@runtime_checkable
+class Recognizer(Protocol):
+    """One caller utterance being decoded. Not thread-safe: one call owns it."""
+
+    sample_rate: int
+
+    def accept(self, pcm16: bytes) -> Partial | None:
+        """Feed little-endian PCM16 at `sample_rate`; returns a new partial when the text changed."""
+
+    def finish(self) -> Result:
+        """End of audio: the final result. The recogniser must not be used afterwards."""
+
+
+@runtime_checkable
+class Engine(Protocol):
+    """One loaded model for one language, shared by every call in the process."""
+
+    name: str          # "vosk" | "pocketsphinx" | "twilio"
+    language: str
+
+    def recognizer(self, sample_rate: int, grammar: Grammar | None = None) -> Recognizer:
+        """A fresh per-call recogniser expecting PCM16 at `sample_rate`."""
+
+
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def decode_pool() -> ThreadPoolExecutor:
+    """The process-wide decoding pool (sized to the cores; decoders release the GIL)."""
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            workers = int(os.environ.get("IVR_DECODE_THREADS", "0")) or (os.cpu_count() or 2) * 4
+            _pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ivr-decode")
+        return _pool

@@ -1,0 +1,33 @@
+"""Keeping callers' phone numbers out of logs.
+
+Numbers are stored in full (agents call people back) but every log line shows them masked:
+``+15551234567`` → ``+1******4567`` — enough to tell calls apart, not enough to dial.
+"""
+from __future__ import annotations
+
+import re
+
+# What Twilio sends in From when the caller withholds their number; not personal data.
+_PLACEHOLDERS = {"anonymous", "restricted", "unknown", "private", "unavailable", ""}
+_PHONE = re.compile(r"^\+?[\d\s().-]+$")
+
+
+def mask_number(number: str | None) -> str:
+    """The number with all but its first two and last four characters hidden.
+
+    Short numbers (under 7 digits) keep only their last two digits; anything that is not a
+    phone number (``client:alice``, ``sip:…``) is hidden entirely except its scheme.
+    """
+    if number is None:
+        return ""
+    text = number.strip()
+    if text.lower() in _PLACEHOLDERS:
+        return text
+    if not _PHONE.match(text):
+        scheme, sep, _rest = text.partition(":")
+        return f"{scheme}:***" if sep and scheme.isalpha() else "***"
+    digits = re.sub(r"\D", "", text)
+    if len(digits) < 7:
+        return "*" * (len(digits) - 2) + digits[-2:] if len(digits) > 2 else "*" * len(digits)
+    normal = ("+" if text.startswith("+") else "") + digits
+    return normal[:2] + "*" * (len(normal) - 6) + normal[-4:]

