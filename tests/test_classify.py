@@ -79,12 +79,9 @@ def test_phrase_outweighs_its_words_and_claims_them(classifier):
 
 @pytest.mark.parametrize("text", ["my house is on fire", "there's a fire in my kitchen",
                                   "someone is not breathing", "someone is breaking in right now",
-                                  "I smell gas", "a power line is down on my street", "my house is on fir3"])
+                                  "I smell gas", "a power line is down on my street"])
 def test_emergency_cues_win(classifier, text):
     result = classifier.classify(text, "en")
-    if text.endswith("fir3"):  # a non-word is not a cue: "fir3" is not "fire"
-        assert not result.emergency
-        return
     assert result.emergency
     assert result.top.intent is None and result.top.department is None
     assert result.explanation.startswith("emergency")

@@ -37,6 +37,7 @@ def test_every_department_is_in_the_menu_once_and_0_is_the_operator(rules):
     assert paths["roads"] == "1 1"
     assert paths["health"] == "5"
     assert "" not in paths.values()
+    assert rules.menu_path("no_such_department") == ""
     assert len(set(paths.values())) == len(paths)
     others = [digit for dept, path in paths.items() if dept != "operator" for digit in path.split()]
     assert not {"0", "9"} & set(others)        # reserved: operator and repeat

@@ -95,6 +95,8 @@ def problems_of(text: str) -> list[Problem]:
 CASES = [
     ("unknown key, suggested", 'line: "+1 312 555 0101"', 'line: "+1 312 555 0101"\n    huors: {}',
      "huors", "unknown key 'huors' in department 'roads' — did you mean 'hours'?"),
+    ("key meant for elsewhere, synonym suggested", "    closures:\n", "    holidays:\n",
+     "    holidays:", "unknown key 'holidays' in department 'water' — did you mean 'closures'?"),
     ("unknown top-level key", "operator: operator\n", "operator: operator\nlanguage: [en]\n",
      "language: [en]", "unknown key 'language' in the rules file — did you mean 'languages'?"),
     ("missing required key", '    line: "+1 312 555 0105"\n', "",

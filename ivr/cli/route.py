@@ -55,7 +55,11 @@ class Router:
         classification = self.classifier.classify(text, language)
         decision = decide(CallState(step="ask", language=language),
                           Turn(speech=text, asr_confidence=asr_confidence), classification, now, self.rules)
-        kind = decision.action.kind
+        kind, reason = decision.action.kind, decision.reason
+        if kind == "ask":
+            # decide() asks once more before offering the keypad; `ivr route` reports where a first
+            # answer leads among its eight outcomes, and for an answer it cannot place that is the menu.
+            kind, reason = "menu", f"{reason}; asked again, then the keypad menu"
         top = next((c for c in classification.candidates if c.intent is not None), None)
         if kind == "emergency":
             department, intent = None, None
@@ -69,7 +73,7 @@ class Router:
         return {"text": text, "language": language, "intent": intent, "department": department,
                 "confidence": round(classification.confidence, 3), "action": kind,
                 "explanation": classification.explanation, "alternatives": alternatives,
-                "reason": decision.reason}
+                "reason": reason}
 
 
 def city_timezone(rules: Rules) -> ZoneInfo:
@@ -192,6 +196,8 @@ def register(cli: click.Group) -> None:
                 return
             lang = router.language(language)
             result = _route_audio(router, audio, lang, now) if audio is not None else router.route(text or "", lang, now)
-        except ValueError as exc:
+        except ValueError as exc:  # bad --at/--lang, unreadable audio
             raise click.UsageError(str(exc)) from None
+        except RuntimeError as exc:  # no local recogniser for --audio
+            raise click.ClickException(str(exc)) from None
         click.echo(json.dumps(result, ensure_ascii=False) if as_json else _human(result))

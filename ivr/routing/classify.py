@@ -128,10 +128,14 @@ class Classifier:
                 confidence = _confidence(emergency_score, best_intent)
             candidates.append(Candidate(None, None, round(confidence, 3), why))
         top = intents[0][1] if intents else 0.0
-        for cls, score, hits in intents[:MAX_CANDIDATES]:
-            if score < MIN_RELATIVE_SCORE * top:
-                break
+        listed: set[str | None] = set()
+        for cls, score, hits in intents:
             department = self._departments[cls]
+            if department in listed:
+                continue  # one candidate per department: alternatives are other places to send the call
+            if score < MIN_RELATIVE_SCORE * top or len(listed) == MAX_CANDIDATES:
+                break
+            listed.add(department)
             rival = next((s for c, s, _ in intents if self._departments[c] != department), 0.0)
             candidates.append(Candidate(self._intents[cls].id, department,
                                         round(_confidence(score, rival), 3), _describe(hits, department)))

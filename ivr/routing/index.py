@@ -145,7 +145,8 @@ def match(index: LanguageIndex, words: list[str], content_stems: list[str], cont
     """Score a caller's stems against every class.
 
     `words` holds every word said (see `surface_key`), `content_stems` the stems of the words at
-    `content_positions`, the ones that are not stop words. Returns (scores, evidence per class, spans of matched phrases as word positions).
+    `content_positions`, the ones that are not stop words. Returns (scores, evidence per class,
+    spans of the matched phrases as word positions).
     """
     scores = [0.0] * index.n_classes
     hits: list[list[Hit]] = [[] for _ in range(index.n_classes)]
@@ -153,16 +154,23 @@ def match(index: LanguageIndex, words: list[str], content_stems: list[str], cont
     spans: list[set[int]] = []
     content = _with_compounds(index, content_stems, [words[p] for p in content_positions])
     views = ((index.phrases, content, content_positions), (index.wordings, words, list(range(len(words)))))
+    found_phrases: list[tuple[Phrase, set[int]]] = []
     for phrases, tokens, where in views:
         for pos, tok in enumerate(tokens):
             for phrase in phrases.get(tok, ()):
                 found = _find_phrase(tokens, pos, phrase.stems, ordered=phrase.whole)
-                span = {where[p] for p in found} if found is not None else None
-                if span is not None and not (claimed.get(phrase.cls, set()) & span):
-                    scores[phrase.cls] += phrase.weight
-                    hits[phrase.cls].append(Hit(phrase.cls, phrase.weight, phrase.text, "phrase"))
-                    claimed.setdefault(phrase.cls, set()).update(span)
-                    spans.append(span)
+                if found is not None:
+                    found_phrases.append((phrase, {where[p] for p in found}))
+    # Heaviest first; an overlapping phrase of the same class counts only for the words it adds
+    # ("pay water" + "water bill" = "pay water bill", not two waters).
+    for phrase, span in sorted(found_phrases, key=lambda f: -f[0].weight):
+        taken = claimed.setdefault(phrase.cls, set())
+        new = len(span - taken) / len(span)
+        if new > 0:
+            scores[phrase.cls] += phrase.weight * new
+            hits[phrase.cls].append(Hit(phrase.cls, phrase.weight * new, phrase.text, "phrase"))
+            taken.update(span)
+        spans.append(span)
     seen: set[tuple[int, str]] = set()
     for pos, tok in zip(content_positions, content):
         if not tok:

@@ -40,9 +40,18 @@ def is_null(node: Node) -> bool:
     return isinstance(node, ScalarNode) and node.tag == _NULL_TAG
 
 
+# Words admins reach for that are not spelled like the key they mean.
+_SYNONYMS = {"holidays": "closures", "closures": "holidays", "phone": "line", "number": "line",
+             "tz": "timezone", "time_zone": "timezone", "open": "hours", "opening_hours": "hours",
+             "label": "name", "title": "name", "dept": "department", "phrases": "keywords"}
+
+
 def suggest(word: str, choices: Iterable[str]) -> str:
     """" — did you mean 'x'?" when a close choice exists, else ""."""
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    choices = list(choices)
+    if _SYNONYMS.get(word) in choices:
+        return f" — did you mean '{_SYNONYMS[word]}'?"
+    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
     return f" — did you mean '{close[0]}'?" if close else ""
 
 
