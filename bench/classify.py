@@ -18,12 +18,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from ivr.cli.route import Router, run_batch  # noqa: E402  (path set up above)
+from ivr.cli.route import Router, city_timezone, parse_when, run_batch  # noqa: E402  (path set up above)
 from ivr.routing.classify import Classifier  # noqa: E402
 from ivr.routing.rules import load_rules  # noqa: E402
 
 DATA = [ROOT.parent / "shared" / "city" / "dev_utterances_en.jsonl",
-        ROOT / "tests" / "data" / "utterances_en.jsonl", ROOT / "tests" / "data" / "utterances_es.jsonl"]
+        *sorted((ROOT / "tests" / "data").glob("utterances_*.jsonl"))]
 
 
 def _utterances() -> list[tuple[str, str]]:
@@ -33,7 +33,7 @@ def _utterances() -> list[tuple[str, str]]:
             continue
         for line in path.read_text(encoding="utf-8").splitlines():
             item = json.loads(line)
-            items.append((item["text"], item.get("lang", "es" if path.stem.endswith("_es") else "en")))
+            items.append((item["text"], item.get("lang", "es" if "_es" in path.stem else "en")))
     return items
 
 
@@ -43,6 +43,9 @@ def main() -> None:
     parser.add_argument("--rules", default=str(ROOT / "routing_rules.yaml"))
     parser.add_argument("--repeat", type=int, default=20, help="passes over the utterances")
     parser.add_argument("--batch-lines", type=int, default=10_000)
+    parser.add_argument("--asr", action="store_true",
+                        help="also route recognised speech: the shared dev set spoken by piper's voice "
+                             "(tests/speechgen.py, cached) and transcribed by the local engine")
     args = parser.parse_args()
 
     rules = load_rules(args.rules)
@@ -70,24 +73,42 @@ def main() -> None:
           f"mean {statistics.fmean(samples_us):.0f} µs")
     print(f"throughput: {len(samples_us) / wall:,.0f} utterances/s on one core")
 
-    router = Router(rules, classifier, _zone(rules))
+    router = Router(rules, classifier, city_timezone(rules))
     lines = [json.dumps({"text": text, "lang": language, "id": i})
              for i, (text, language) in enumerate(utterances * (args.batch_lines // len(utterances) + 1))]
     lines = lines[: args.batch_lines]
-    from ivr.cli.route import parse_when
-
     now = parse_when("2026-03-02T10:00", router.timezone)
     t0 = time.perf_counter()
     errors = run_batch(router, lines, ROOT, None, now, io.StringIO(), as_json=True)
     batch_s = time.perf_counter() - t0
     print(f"ivr route --batch (in-process, classify + decide + JSON): {len(lines):,} lines in {batch_s:.2f} s "
           f"({len(lines) / batch_s:,.0f} lines/s, {errors} errors)")
+    if args.asr:
+        asr_accuracy(rules, classifier)
 
 
-def _zone(rules):  # type: ignore[no-untyped-def]
-    from ivr.cli.route import city_timezone
+def asr_accuracy(rules, classifier: Classifier) -> None:  # type: ignore[no-untyped-def]
+    """Top-1 and emergency recall on what the recogniser heard, not on the typed text."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from speechgen import synthesize_phone_audio
 
-    return city_timezone(rules)
+    from ivr.speech.transcribe import transcribe_file
+
+    right = total = heard = emergencies = 0
+    started = time.perf_counter()
+    for line in DATA[0].read_text(encoding="utf-8").splitlines():
+        case = json.loads(line)
+        transcript, engine, _ = transcribe_file(synthesize_phone_audio(case["text"]), "en", rules)
+        result = classifier.classify(transcript, "en")
+        if case.get("action") == "emergency":
+            emergencies += 1
+            heard += result.emergency
+        else:
+            total += 1
+            top = next((c for c in result.candidates if c.intent), None)
+            right += bool(top and top.department == case["department"] and not result.emergency)
+    print(f"on {engine} transcripts of {DATA[0].name} ({time.perf_counter() - started:.0f} s): "
+          f"top-1 {right}/{total} = {right / total:.1%}, emergencies recognised {heard}/{emergencies}")
 
 
 if __name__ == "__main__":

@@ -71,6 +71,7 @@ def main() -> int:
     latencies: list[float] = []
     reasons: dict[str, int] = {}
     routed_right = 0
+    cut_short = 0
     for index, row in enumerate(rows):
         audio = phone_pcm(synthesize_phone_audio(row["text"])).pcm16
         sid = f"CAbench{index:04d}"
@@ -81,20 +82,22 @@ def main() -> int:
             twilio.wait_closed(2)
         end_frame = last_voice_ms(audio) // 20 - 1
         if twilio.heard.closed_at is None or end_frame >= len(twilio.frame_times):
-            print(f"  {sid}: closed before the last word or never closed; skipped", file=sys.stderr)
+            print(f"  {sid}: closed before the caller's last word (or never); not timed")
+            cut_short += 1
             continue
         latencies.append((twilio.heard.closed_at - twilio.frame_times[end_frame]) * 1000)
         with app.app_context():
             turn = calls.take_pending_turn(db.session(), sid)
             event = db.session().scalars(select(Event).where(Event.call_sid == sid,
                                                              Event.kind == "stream_turn")).first()
-            reason = (event.detail or {}).get("reason", "?") if event is not None else "?"
+            detail = event.detail if event is not None else {}
+            reason = detail.get("reason", "?")
             heard = turn.speech if turn else None
             top = current_classifier().classify(heard, "en").top if heard else None
             db.session().commit()
         reasons[reason] = reasons.get(reason, 0) + 1
         routed_right += bool(top and top.department == row["department"])
-        print(f"  {latencies[-1]:6.0f} ms  {reason:8s} heard={heard!r}")
+        print(f"  {latencies[-1]:6.0f} ms  {reason:8s} finish={detail.get('finish_ms', '?')} ms  heard={heard!r}")
     httpd.shutdown()
     if not latencies:
         print("no measurements", file=sys.stderr)
@@ -102,7 +105,7 @@ def main() -> int:
     print(f"turn latency (last word → stream closed), n={len(latencies)}: "
           f"p50={statistics.median(latencies):.0f} ms p90={percentile(latencies, 90):.0f} ms "
           f"p99={percentile(latencies, 99):.0f} ms max={max(latencies):.0f} ms")
-    print(f"ended by: {reasons}; heard text routes to the labelled department: {routed_right}/{len(latencies)}")
+    print(f"ended by: {reasons}; closed before the last word: {cut_short}; heard text routes to the labelled department: {routed_right}/{len(latencies)}")
     return 0
 
 

@@ -2,23 +2,27 @@
 
 `speak(verb, key, language, **values)` appends `<Play>` of the locally rendered WAV when it
 exists or renders within IVR_TTS_BUDGET_MS, else `<Say language=…>` — the caller always
-hears something. The catalogue itself is `ivr.prompts_catalogue` (pure).
+hears something. The catalogue itself is `ivr.prompts_catalogue` (pure); like the rules,
+it is re-read when its files change, and a broken edit keeps the last good catalogue.
 """
 from __future__ import annotations
 
 import logging
+import threading
+import time
+from pathlib import Path
 from typing import Any, Mapping
 
 from flask import Flask, current_app, has_request_context, url_for
 
 from ivr.prompts_audio import PromptAudio
-from ivr.prompts_catalogue import (KNOWN_PLACEHOLDERS, REQUIRED_KEYS, Prompt, PromptError,
+from ivr.prompts_catalogue import (KNOWN_PLACEHOLDERS, REQUIRED_KEYS, Catalogue, Prompt, PromptError,
                                    check_prompts, fill, load_catalogue, spell_digits, validate)
-from ivr.routing.problems import ConfigError
+from ivr.routing.problems import ConfigError, Problem
 from ivr.speech import tts
 
 __all__ = ["init_app", "text", "speak", "audio_ulaw", "audio_url", "prompt", "say_language",
-           "check_prompts", "spell_digits", "prompt_audio", "REQUIRED_KEYS", "KNOWN_PLACEHOLDERS",
+           "check_prompts", "spell_digits", "prompt_audio", "catalogue_now", "REQUIRED_KEYS", "KNOWN_PLACEHOLDERS",
            "PromptError"]
 
 log = logging.getLogger(__name__)
@@ -27,16 +31,58 @@ AUDIO_EXTENSION = "ivr.prompt_audio"
 
 #: Twilio <Say> language per catalogue language; IVR_SAY_LANGUAGE_<LANG> overrides.
 SAY_LANGUAGES = {"en": "en-US", "es": "es-MX"}
+#: How often (seconds) the catalogue files' mtimes are compared; a stat per file per second.
+RELOAD_CHECK_S = 1.0
+
+
+class CatalogueSource:
+    """The catalogue of one prompts directory, re-read when a file in it changes."""
+
+    def __init__(self, prompts_dir: str | Path) -> None:
+        self.prompts_dir = Path(prompts_dir)
+        self._lock = threading.Lock()
+        self._stamp = self._mtimes()
+        self._checked = time.monotonic()
+        catalogue, problems = self._load()
+        if problems:
+            raise ConfigError(problems)
+        self._catalogue: Catalogue = catalogue
+
+    def _mtimes(self) -> tuple[tuple[str, int], ...]:
+        return tuple(sorted((p.name, p.stat().st_mtime_ns) for p in self.prompts_dir.glob("*.yaml")))
+
+    def _load(self) -> tuple[Catalogue, list[Problem]]:
+        catalogue, problems = load_catalogue(self.prompts_dir)
+        return catalogue, problems + validate(catalogue, self.prompts_dir)
+
+    def current(self) -> Catalogue:
+        """The newest valid catalogue (checks the files at most once per RELOAD_CHECK_S)."""
+        if time.monotonic() - self._checked < RELOAD_CHECK_S or not self._lock.acquire(blocking=False):
+            return self._catalogue
+        try:
+            self._checked = time.monotonic()
+            stamp = self._mtimes()
+            if stamp != self._stamp:
+                self._stamp = stamp
+                catalogue, problems = self._load()
+                if problems:
+                    log.error("prompt files changed but are invalid; keeping the last good prompts:\n%s",
+                              "\n".join(str(p) for p in problems))
+                else:
+                    self._catalogue = catalogue
+                    log.info("prompts reloaded from %s", self.prompts_dir)
+        except OSError as exc:
+            log.error("cannot check the prompt files (%s); keeping the last good prompts", exc)
+        finally:
+            self._lock.release()
+        return self._catalogue
 
 
 def init_app(app: Flask) -> None:
     """Load and check the catalogues of IVR_PROMPTS_DIR; refuse to start when they are broken."""
-    prompts_dir = app.config["IVR_PROMPTS_DIR"]
-    catalogue, problems = load_catalogue(prompts_dir)
-    problems += validate(catalogue, prompts_dir)
-    if problems:
-        raise ConfigError(problems)
-    app.extensions[EXTENSION] = catalogue
+    source = CatalogueSource(app.config["IVR_PROMPTS_DIR"])
+    app.extensions[EXTENSION] = source
+    catalogue = source.current()
     app.extensions[AUDIO_EXTENSION] = audio_store(app.config, sorted(catalogue))
     if app.extensions[AUDIO_EXTENSION].unavailable:
         log.warning("prompts will use <Say>: %s", app.extensions[AUDIO_EXTENSION].unavailable)
@@ -58,6 +104,11 @@ def audio_store(config: Mapping[str, Any], languages: list[str]) -> PromptAudio:
                        unavailable=unavailable)
 
 
+def catalogue_now() -> Catalogue:
+    """The current app's catalogue: language → key → Prompt."""
+    return current_app.extensions[EXTENSION].current()
+
+
 def prompt_audio() -> PromptAudio:
     """The current app's rendered-audio cache."""
     return current_app.extensions[AUDIO_EXTENSION]
@@ -65,7 +116,7 @@ def prompt_audio() -> PromptAudio:
 
 def prompt(key: str, language: str) -> Prompt:
     """The catalogue entry for `key` in `language` (PromptError when there is none)."""
-    catalogue = current_app.extensions[EXTENSION]
+    catalogue = catalogue_now()
     if language not in catalogue:
         raise PromptError(f"no prompts for language '{language}'; have {', '.join(sorted(catalogue))}")
     try:
@@ -123,9 +174,19 @@ def audio_ulaw(key: str, language: str, **values: Any) -> bytes | None:
         return None
     try:
         return prompt_audio().ulaw(name)
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError) as exc:  # AudioError is a ValueError
         log.warning("prompt audio %s unreadable (%s)", name, exc)
         return None
+
+
+def has_audio(key: str, language: str, **values: Any) -> bool:
+    """True when the prompt's audio is rendered (rendering it now, within the budget).
+
+    Media Streams play prompts themselves (so callers can barge in); the TwiML asks them to
+    only when this holds, and otherwise speaks the prompt before the stream opens.
+    """
+    entry = prompt(key, language)
+    return _rendered(fill(entry, values), entry.voice) is not None
 
 
 def _rendered(words: str, voice_language: str) -> str | None:

@@ -124,11 +124,13 @@ class PromptAudio:
             if failed_at is not None and time.monotonic() - failed_at < RETRY_AFTER_S:
                 return None
             future = self._inflight.get(name)
-            if future is None:
-                future = self._pool.submit(self.render, text, language)
-                self._inflight[name] = future
-                future.add_done_callback(lambda done: self._finished(name, done))
-            return future
+            if future is not None:
+                return future
+            future = self._pool.submit(self.render, text, language)
+            self._inflight[name] = future
+        # Outside the lock: a future that is already done runs the callback right here.
+        future.add_done_callback(lambda done: self._finished(name, done))
+        return future
 
     def _finished(self, name: str, future: Future[str]) -> None:
         with self._lock:
@@ -150,4 +152,4 @@ class PromptAudio:
 
     def ulaw(self, name: str) -> bytes:
         """Raw 8 kHz μ-law samples of a cached file (for Media Streams)."""
-        return tts.ulaw_from_wav(self.path(name).read_bytes())
+        return tts.ulaw_payload(self.path(name).read_bytes())

@@ -5,10 +5,12 @@ for the web layer and `ivr check` calls `check_prompts`.
 
 File format (prompts/README.md): a mapping `key: "text with {placeholders}"`, or
 `key: {text: "…", voice: es}` when a prompt must be spoken in another language's voice
-(the English catalogue's Spanish invitation).
+(the English catalogue's Spanish invitation), plus `if_<placeholder>_is_<value>: "…"`
+variants for grammar that depends on a value ("1 minute", not "1 minutes").
 """
 from __future__ import annotations
 
+import re
 import string
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +44,7 @@ REQUIRED_KEYS: Mapping[str, frozenset[str]] = {
     "callback_done": frozenset(),
     "voicemail": frozenset(),
     "voicemail_done": frozenset(),
+    "emergency_advisory": frozenset({"advisory"}),
     "emergency_transfer": frozenset(),
     "error": frozenset(),
     "goodbye": frozenset(),
@@ -49,6 +52,10 @@ REQUIRED_KEYS: Mapping[str, frozenset[str]] = {
 
 #: Placeholders an extra key (one the flow added but not listed above) may use.
 KNOWN_PLACEHOLDERS: frozenset[str] = frozenset().union(*REQUIRED_KEYS.values()) | {"number"}
+
+
+#: `if_minutes_is_1` → ("minutes", "1")
+_VARIANT = re.compile(r"^if_([a-z][a-z0-9_]*?)_is_([A-Za-z0-9]+)$")
 
 
 class PromptError(LookupError):
@@ -63,11 +70,20 @@ class Prompt:
     voice: str           # language whose voice speaks it (usually the catalogue's own)
     line: int            # 1-based line in its file, for error messages
     path: str
+    variants: tuple[tuple[str, str, str], ...] = ()  # (placeholder, value, text used instead)
 
     @property
     def placeholders(self) -> frozenset[str]:
-        """Names used in the template (raises ValueError for malformed braces)."""
-        return frozenset(name for _, name, _, _ in string.Formatter().parse(self.text) if name)
+        """Names used in the template and its variants (ValueError for malformed braces)."""
+        texts = (self.text, *(text for _, _, text in self.variants))
+        return frozenset(name for text in texts for _, name, _, _ in string.Formatter().parse(text) if name)
+
+    def template(self, values: Mapping[str, Any]) -> str:
+        """The text for these values: the first variant whose condition holds, else `text`."""
+        for name, expected, text in self.variants:
+            if name in values and _spoken(values[name]) == expected:
+                return text
+        return self.text
 
 
 #: language → key → Prompt
@@ -99,31 +115,36 @@ def _parse_file(path: Path, language: str) -> tuple[dict[str, Prompt], list[Prob
         if key in prompts:
             problems.append(Problem(shown, line, f"prompt '{key}' is defined twice; keep one"))
             continue
-        text, voice, problem = _prompt_value(value_node, language)
+        text, voice, variants, problem = _prompt_value(value_node, language)
         if problem:
             problems.append(Problem(shown, line, f"prompt '{key}': {problem}"))
             continue
-        prompts[key] = Prompt(key, text, voice, line, shown)
+        prompts[key] = Prompt(key, text, voice, line, shown, variants)
     return prompts, problems
 
 
-def _prompt_value(node: yaml.Node, language: str) -> tuple[str, str, str]:
-    """(text, voice, problem) for one value node; problem is "" when it is fine."""
+def _prompt_value(node: yaml.Node, language: str) -> tuple[str, str, tuple[tuple[str, str, str], ...], str]:
+    """(text, voice, variants, problem) for one value node; problem is "" when it is fine."""
+    variants: list[tuple[str, str, str]] = []
     if isinstance(node, yaml.ScalarNode):
         text, voice = str(node.value), language
     elif isinstance(node, yaml.MappingNode):
         fields = {str(k.value): v for k, v in node.value}
-        unknown = set(fields) - {"text", "voice"}
-        if unknown or not isinstance(fields.get("text"), yaml.ScalarNode):
-            return "", "", "write `text: \"…\"` and optionally `voice: <language>`, nothing else"
+        unknown = {f for f in set(fields) - {"text", "voice"} if not _VARIANT.match(f)}
+        if unknown or not all(isinstance(v, yaml.ScalarNode) for v in fields.values()) or "text" not in fields:
+            return "", "", (), ("write `text: \"…\"`, optionally `voice: <language>` and "
+                                "`if_<placeholder>_is_<value>: \"…\"`, nothing else")
         text = str(fields["text"].value)
-        voice_node = fields.get("voice")
-        voice = str(voice_node.value) if isinstance(voice_node, yaml.ScalarNode) else language
+        voice = str(fields["voice"].value) if "voice" in fields else language
+        for field, value_node in fields.items():
+            match = _VARIANT.match(field)
+            if match:
+                variants.append((match.group(1), match.group(2), str(value_node.value)))
     else:
-        return "", "", "must be a text or a mapping with `text:`"
-    if not text.strip():
-        return "", "", "text is empty; write what the line should say"
-    return text, voice, ""
+        return "", "", (), "must be a text or a mapping with `text:`"
+    if not text.strip() or any(not variant.strip() for _, _, variant in variants):
+        return "", "", (), "text is empty; write what the line should say"
+    return text, voice, tuple(variants), ""
 
 
 def load_catalogue(prompts_dir: str | Path,
@@ -171,6 +192,11 @@ def _check_prompt(prompt: Prompt, required: Mapping[str, frozenset[str]], langua
                 for name in sorted(used - allowed)]
     if any(not name.isidentifier() for name in used):
         problems.append(Problem(*at, f"prompt '{prompt.key}': placeholders must be plain names like {{department}}"))
+    main = {name for _, name, _, _ in string.Formatter().parse(prompt.text) if name}
+    for name, _, _ in prompt.variants:
+        if name not in main:
+            problems.append(Problem(*at, f"prompt '{prompt.key}': if_{name}_is_… tests a placeholder "
+                                         f"the text does not use; use one of {sorted(main) or 'none'}"))
     if prompt.voice not in languages:
         problems.append(Problem(*at, f"prompt '{prompt.key}': voice '{prompt.voice}' is not one of the "
                                      f"line's languages ({', '.join(languages)})"))
@@ -190,7 +216,7 @@ def fill(prompt: Prompt, values: Mapping[str, Any]) -> str:
     if missing:
         raise PromptError(f"prompt '{prompt.key}' needs {', '.join(missing)} "
                           f"({prompt.path}:{prompt.line}); pass them to text()/speak()")
-    return prompt.text.format_map({name: _spoken(value) for name, value in values.items()})
+    return prompt.template(values).format_map({name: _spoken(value) for name, value in values.items()})
 
 
 def _spoken(value: Any) -> str:

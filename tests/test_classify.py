@@ -169,3 +169,35 @@ def test_interpret_yes_no(text, digits, expected):
 ])
 def test_interpret_language(text, digits, expected):
     assert interpret_language(text, digits, CITY) == expected
+
+
+def test_an_emergency_that_is_over_is_a_report():
+    rules = make_rules(intent("animals", "animals", ["dog", "cat"]), phrases=("hit by a car",))
+    over = Classifier(rules).classify("my dog got hit by a car last week and I need help with the bill", "en")
+    assert not over.emergency and over.top.department == "animals"
+    assert "'hit by a car' heard, but it is over ('last week')" in over.explanation
+    still = Classifier(rules).classify("my dog got hit by a car last week and now a man was hit by a car", "en")
+    assert still.emergency  # "now": something is happening
+
+
+def test_a_place_named_after_an_emergency_word_is_not_an_emergency(classifier):
+    result = classifier.classify("the street light by the fire station is out", "en")
+    assert not result.emergency and result.top.department == "streetlights"
+    assert classifier.classify("the fire spread to the garage", "en").emergency
+
+
+def test_present_tense_keeps_an_old_start_an_emergency():
+    rules = make_rules(intent("roads", "roads", ["pothole"]), phrases=("on fire",))
+    assert Classifier(rules).classify("the house next door is on fire since yesterday", "en").emergency
+
+
+def test_emergency_examples_catch_what_no_phrase_lists():
+    rules = Rules(languages=("en",), operator="operator", departments={},
+                  intents=(intent("pothole", "roads", ["pothole"]), intent("noise", "code", ["loud music"])),
+                  menu=(), thresholds=Thresholds(route=0.75, confirm=0.45),
+                  emergency=Emergency(phrases={"en": ()}, advisory={"en": "Dial 911."},
+                                      examples={"en": ("the apartment is ablaze", "flames are everywhere")}))
+    result = Classifier(rules).classify("flames everywhere, the whole apartment is ablaze", "en")
+    assert result.emergency and result.top.intent is None
+    assert "emergency examples" in result.explanation and "'flames'" in result.explanation
+    assert not Classifier(rules).classify("there is a pothole by the apartment", "en").emergency

@@ -1,8 +1,11 @@
 """Accuracy of the classifier with the shipped routing_rules.yaml, per labelled set.
 
 The bar (from the issue): ≥ 95 % top-1 department, every emergency recognised, and no emergency
-for an ordinary request. Sets: the shared dev set, our own English and Spanish callers, and an
-English set written after the classifier was tuned (see tests/data/README.md).
+for an ordinary request. Sets: the shared dev set; our own English and Spanish callers (written
+before tuning, then tuned on); three hold-out sets (two English, one Spanish), each written after a round of tuning.
+Measured on them before any fix: holdout_en 87.8 % top-1, holdout2_en 88.4 % top-1 with 2 missed
+emergencies and 3 false ones, holdout_es 94.7 % with 1 missed — the honest estimate for unseen callers. Their fixes were general
+vocabulary and the "it is over" rule, and their bar stays at 90 %.
 """
 from __future__ import annotations
 
@@ -20,9 +23,9 @@ SETS = {
     "dev_en": (ROOT.parent / "shared" / "city" / "dev_utterances_en.jsonl", "en", 0.95),
     "ours_en": (DATA / "utterances_en.jsonl", "en", 0.95),
     "ours_es": (DATA / "utterances_es.jsonl", "es", 0.95),
-    # Written after tuning and not tuned on afterwards; a smaller set, so a lower bar that
-    # still fails on a real regression (two more misses than measured when it was written).
     "holdout_en": (DATA / "utterances_holdout_en.jsonl", "en", 0.90),
+    "holdout2_en": (DATA / "utterances_holdout2_en.jsonl", "en", 0.90),
+    "holdout_es": (DATA / "utterances_holdout_es.jsonl", "es", 0.90),
 }
 
 

@@ -14,6 +14,7 @@ from twilio.twiml.voice_response import VoiceResponse
 from ivr import prompts
 from ivr.prompts_audio import PromptAudio
 from ivr.speech import tts
+from ivr.speech.audio import Audio, parse_wav, wav_bytes
 
 ROOT = Path(__file__).resolve().parent.parent
 PUBLIC_URL = "https://ivr.example.test"
@@ -23,7 +24,8 @@ ADVISORY = "If this is an emergency, hang up and dial 911."
 def tone_wav(seconds: float = 0.5) -> bytes:
     """A real 8 kHz μ-law WAV (440 Hz) standing in for speech, so these tests need no engine."""
     t = np.arange(int(8000 * seconds)) / 8000
-    return tts.ulaw_wav(tts.pcm16_to_ulaw((8000 * np.sin(2 * np.pi * 440 * t)).astype(np.int16)))
+    pcm16 = (8000 * np.sin(2 * np.pi * 440 * t)).astype("<i2").tobytes()
+    return wav_bytes(Audio(pcm16, 8000), ulaw=True)
 
 
 class Renderer:
@@ -136,13 +138,20 @@ def test_rendering_off_says_everything(tmp_path):
     assert verb.tag == "Say" and verb.get("language") == "es-MX"
 
 
+def test_no_engine_on_the_machine_says_everything(tmp_path, monkeypatch):
+    monkeypatch.setattr(tts, "engine_problem", lambda: "espeak-ng is not installed")
+    app = make_app(tmp_path)
+    verb = spoken(app, "goodbye", "es")
+    assert (verb.tag, verb.get("language"), verb.text) == ("Say", "es-MX", "Gracias por llamar. Adiós.")
+
+
 def test_spanish_call_hears_only_spanish(tmp_path):
     app = make_app(tmp_path, IVR_TTS="off")
     values = {"advisory": "Si es una emergencia, cuelgue y marque 911.", "description": "un bache",
               "label": "Calles", "digit": "1", "department": "Calles y Carreteras", "position": 2,
               "minutes": 3, "hours": "de lunes a viernes"}
     with app.app_context():
-        keys = sorted(app.extensions[prompts.EXTENSION]["es"])
+        keys = sorted(prompts.catalogue_now()["es"])
     for key in keys:
         verb = spoken(app, key, "es", **values)
         assert (verb.tag, verb.get("language")) == ("Say", "es-MX"), key
@@ -152,7 +161,7 @@ def test_spanish_audio_uses_the_spanish_voice(tmp_path):
     renderer = Renderer()
     app = make_app(tmp_path, renderer)
     with app.app_context():
-        for key, prompt in app.extensions[prompts.EXTENSION]["es"].items():
+        for key, prompt in prompts.catalogue_now()["es"].items():
             if not prompt.placeholders:
                 spoken(app, key, "es")
     assert renderer.calls and {voice for _, voice, _ in renderer.calls} == {"roa/es-419"}
@@ -172,7 +181,8 @@ def test_audio_ulaw_is_raw_8khz_mulaw(tmp_path):
     app = make_app(tmp_path, Renderer())
     with app.app_context():
         audio = prompts.audio_ulaw("goodbye", "en")
-    assert audio == tts.ulaw_from_wav(tone_wav())
+    assert audio == tts.ulaw_payload(tone_wav())
+    assert len(audio) == 4000  # 0.5 s at 8 kHz, one byte per sample
 
 
 def test_audio_ulaw_is_none_when_rendering_fails(tmp_path):
@@ -197,5 +207,27 @@ def test_real_rendering_end_to_end(tmp_path):
     verb = spoken(app, "operator", "en")
     assert verb.tag == "Play"
     body = app.test_client().get(urlsplit(verb.text).path).data
-    samples = tts.ulaw_to_pcm16(tts.ulaw_from_wav(body))
-    assert 1.0 < samples.size / 8000 < 6.0  # "Connecting you to a person. Please hold."
+    assert 1.0 < parse_wav(body).duration < 6.0  # "Connecting you to a person. Please hold."
+
+
+def test_edited_prompts_are_reloaded_and_a_broken_edit_is_ignored(tmp_path, monkeypatch, caplog):
+    import os
+    import shutil
+
+    shutil.copytree(ROOT / "prompts", tmp_path / "prompts")
+    app = make_app(tmp_path, IVR_TTS="off", IVR_PROMPTS_DIR=str(tmp_path / "prompts"))
+    monkeypatch.setattr(prompts, "RELOAD_CHECK_S", 0.0)
+    english = tmp_path / "prompts" / "en.yaml"
+    original = english.read_text(encoding="utf-8")
+
+    def edit(text: str, mtime: int) -> None:
+        english.write_text(text, encoding="utf-8")
+        os.utime(english, (mtime, mtime))  # file timestamps can be coarser than two quick writes
+
+    edit(original.replace("Thank you for calling. Goodbye.", "Goodbye for now."), 2_000_000_000)
+    with app.app_context():
+        assert prompts.text("goodbye", "en") == "Goodbye for now."
+    edit(original.replace('goodbye: "', 'goodbye: "{nonsense} '), 2_000_000_100)
+    with app.app_context():
+        assert prompts.text("goodbye", "en") == "Goodbye for now."
+    assert "keeping the last good prompts" in caplog.text and "{nonsense}" in caplog.text

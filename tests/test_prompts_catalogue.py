@@ -164,3 +164,20 @@ def test_fixed_texts_without_rules_are_placeholder_free():
     keys = {item.key for item in fixed_texts(catalogue["en"], "en")}
     assert "goodbye" in keys and "choose_language" in keys
     assert not keys & {"welcome", "transferring", "queue_position", "menu_option"}
+
+
+@pytest.mark.parametrize("language, minutes, expected", [
+    ("en", 1, "about one minute."), ("en", 6, "about 6 minutes."),
+    ("es", 1, "de un minuto, más o menos."), ("es", 6, "de unos 6 minutos."),
+])
+def test_one_minute_is_grammatical(language, minutes, expected):
+    catalogue, _ = load_catalogue(PROMPTS)
+    assert fill(catalogue[language]["queue_position"], {"position": 2, "minutes": minutes}).endswith(expected)
+
+
+def test_variant_on_a_placeholder_the_text_lacks_is_reported(prompts_dir):
+    path = prompts_dir / "en.yaml"
+    path.write_text(path.read_text().replace("if_minutes_is_1:", "if_position_is_1:").replace(
+        'text: "You are number {position} in line.', 'text: "You are next in line.'), encoding="utf-8")
+    problems = check_prompts(prompts_dir)
+    assert len(problems) == 1 and "if_position_is_" in problems[0].message

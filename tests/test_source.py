@@ -84,6 +84,18 @@ def test_invalid_file_is_refused_logged_and_last_good_rules_keep_serving(bare_ap
         assert source.current_rules().thresholds.route == 0.8
 
 
+def test_logged_problems_never_carry_a_full_phone_number(bare_app, rules_file, caplog):
+    with bare_app.app_context():
+        rewrite(rules_file, '"+1 312 555 0105"', '"312 555 0105"')
+        rewrite(rules_file, "{date: 2026-09-07,", "{date: 2026-09-31,")
+        with caplog.at_level(logging.ERROR, logger="ivr.routing.source"):
+            assert source.check_now() is False
+    assert "is not a valid phone number" in caplog.text
+    assert "312 555 0105" not in caplog.text and "3125550105" not in caplog.text
+    assert "0105" in caplog.text   # the tail is kept so the admin can tell which one
+    assert "invalid date '2026-09-31'" in caplog.text   # dates are not numbers to hide
+
+
 def test_deleted_file_keeps_the_last_good_rules(bare_app, rules_file, caplog):
     with bare_app.app_context():
         good = source.current_rules()

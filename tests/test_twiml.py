@@ -1,6 +1,7 @@
 """render(): decisions → TwiML, parsed as XML (verbs and attributes, never string matching)."""
 from __future__ import annotations
 
+import json
 import xml.etree.ElementTree as ET
 from urllib.parse import parse_qs, urlsplit
 
@@ -146,6 +147,23 @@ def test_stream_capture_connects_to_our_websocket_with_parameters():
     assert stream.get("url") == "wss://ivr.example.test/voice/stream"
     params = {p.get("name"): p.get("value") for p in stream.findall("Parameter")}
     assert params == {"step": "ask", "n": "4", "language": "en"}
+
+
+def test_stream_plays_the_prompt_itself_when_audio_exists_so_callers_can_barge_in():
+    context = ctx("stream", has_audio=lambda key, language, **values: True)
+    decision = Decision(Ask(reprompt="no_match", prompt="ask_again"), CallState(step="ask", seq=4), "test")
+    doc = ET.fromstring(str(render(decision, context)))
+    assert [c.tag for c in doc] == ["Connect"]          # nothing spoken before the stream opens
+    params = {p.get("name"): p.get("value") for p in doc.iter("Parameter")}
+    assert json.loads(params["prompts"]) == [["no_match", {}], ["ask_again", {}]]
+
+
+def test_stream_speaks_first_when_any_part_of_the_prompt_has_no_audio():
+    context = ctx("stream", has_audio=lambda key, language, **values: key != "ask_again")
+    decision = Decision(Ask(reprompt="no_match", prompt="ask_again"), CallState(step="ask", seq=4), "test")
+    doc = ET.fromstring(str(render(decision, context)))
+    assert [c.tag for c in doc] == ["Say", "Say", "Connect"]
+    assert "prompts" not in {p.get("name") for p in doc.iter("Parameter")}
 
 
 def test_record_capture_takes_keys_first_then_records_the_answer():

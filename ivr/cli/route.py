@@ -195,7 +195,10 @@ def register(cli: click.Group) -> None:
                     click.echo(f"{errors} line(s) could not be routed; see their \"error\" fields", err=True)
                 return
             lang = router.language(language)
-            result = _route_audio(router, audio, lang, now) if audio is not None else router.route(text or "", lang, now)
+            if audio is not None:
+                result = _route_audio(router, audio, lang, now)
+            else:
+                result = router.route(text or "", lang, now)
         except ValueError as exc:  # bad --at/--lang, unreadable audio
             raise click.UsageError(str(exc)) from None
         except RuntimeError as exc:  # no local recogniser for --audio

@@ -16,11 +16,11 @@ from ivr.routing.index import Hit, LanguageIndex, build_index, match
 from ivr.routing.rules import Rules
 from ivr.routing.text import STOP_WORDS, fold, stem, surface_key, surface_tokens
 
-EVIDENCE_SCALE = 3.0        # score at which evidence strength reaches 1 - 1/e (one clear keyword ≈ 0.9)
+EVIDENCE_SCALE = 2.5        # score at which evidence strength reaches 1 - 1/e (one clear keyword ≈ 0.9)
 MAX_CANDIDATES = 5
 MIN_RELATIVE_SCORE = 0.15   # alternatives weaker than this share of the best are noise
-EMERGENCY_CLASS_MIN = 2.5
-SIBLING_SHARE = 0.5         # share of the best sibling intent's score an intent is credited with   # example-only emergency evidence must be this strong to count
+EMERGENCY_CLASS_MIN = 2.5   # example-only emergency evidence must be this strong to count
+SIBLING_SHARE = 0.5         # share of the best sibling intent's score an intent is credited with
 
 
 @dataclass(frozen=True)
@@ -76,19 +76,18 @@ class Classifier:
             raise TypeError(f"text must be a string, not {type(text).__name__}")
         if language not in self._models:
             raise ValueError(f"unknown language {language!r}; the rules offer {', '.join(self.rules.languages)}")
-        result = self._classify_in(text, language)
-        if not result[1] and not result[0]:
+        reading = self._read(text, language)
+        if not reading.cues and not reading.scored:
             # A caller may answer in another offered language than the one chosen (or misdetected).
             for other in self.rules.languages:
                 if other != language:
-                    alt = self._classify_in(text, other)
-                    if alt[0] or alt[1]:
-                        result = alt
+                    alt = self._read(text, other)
+                    if alt.cues or alt.scored:
+                        reading = alt
                         break
-        cue_texts, scored = result
-        return self._build(text, language, cue_texts, scored)
+        return self._build(text, language, reading)
 
-    def _classify_in(self, text: str, language: str) -> tuple[list[str], list[tuple[int, float, list[Hit]]]]:
+    def _read(self, text: str, language: str) -> _Reading:
         model = self._models[language]
         words = surface_tokens(text, language)
         stop = STOP_WORDS.get(language, STOP_WORDS["en"])
@@ -98,52 +97,67 @@ class Classifier:
         unigrams = model.index.unigrams
         cues = model.cues.find(words, spans, known=lambda word: stem(word, language) in unigrams)
         cue_texts = list(dict.fromkeys(c.text for c in cues))
-        # Evidence spread over sibling intents ("dead" + "skunk") still points at their department.
-        runner_up: dict[str | None, list[float]] = {}
-        for cls, score in enumerate(scores):
-            if score > 0:
-                top2 = runner_up.setdefault(self._departments[cls], [0.0, 0.0])
-                top2[:] = sorted((*top2, score), reverse=True)[:2]
-        pooled = []
-        for cls, score in enumerate(scores):
-            if score > 0:
-                first, second = runner_up[self._departments[cls]]
-                pooled.append((cls, score + SIBLING_SHARE * (second if score == first else first), hits[cls]))
-        return cue_texts, sorted(pooled, key=lambda t: -t[1])
+        over = model.cues.is_over(words) if cue_texts else None
+        note = f"'{cue_texts[0]}' heard, but it is over ('{over}')" if over else ""
+        pooled = _pool_siblings(scores, self._departments)
+        scored = sorted(((c, pooled[c], hits[c]) for c, s in enumerate(scores) if s > 0), key=lambda t: -t[1])
+        return _Reading([] if over else cue_texts, scored, note)
 
-    def _build(self, text: str, language: str, cue_texts: list[str],
-               scored: list[tuple[int, float, list[Hit]]]) -> Classification:
+    def _build(self, text: str, language: str, reading: _Reading) -> Classification:
         candidates: list[Candidate] = []
+        scored = reading.scored
         emergency_score = next((s for c, s, _ in scored if c == self._emergency_cls), 0.0)
         intents = [(c, s, h) for c, s, h in scored if c != self._emergency_cls]
         best_intent = intents[0][1] if intents else 0.0
-        example_emergency = emergency_score >= EMERGENCY_CLASS_MIN and emergency_score > best_intent
-        if cue_texts or example_emergency:
-            if cue_texts:
-                why = "emergency: heard " + ", ".join(f"'{t}'" for t in cue_texts[:3])
-                confidence = 1.0
-            else:
-                hits = next(h for c, _, h in scored if c == self._emergency_cls)
-                why = "emergency: sounds like the emergency examples (" + _describe(hits, "emergency") + ")"
-                confidence = _confidence(emergency_score, best_intent)
-            candidates.append(Candidate(None, None, round(confidence, 3), why))
-        top = intents[0][1] if intents else 0.0
+        example_emergency = (emergency_score >= EMERGENCY_CLASS_MIN and emergency_score > best_intent
+                             and not reading.note)
+        if reading.cues:
+            why = "emergency: heard " + ", ".join(f"'{t}'" for t in reading.cues[:3])
+            candidates.append(Candidate(None, None, 1.0, why))
+        elif example_emergency:
+            hits = next(h for c, _, h in scored if c == self._emergency_cls)
+            why = "emergency: sounds like the emergency examples (" + _describe(hits, "emergency") + ")"
+            candidates.append(Candidate(None, None, round(_confidence(emergency_score, best_intent), 3), why))
         listed: set[str | None] = set()
         for cls, score, hits in intents:
             department = self._departments[cls]
             if department in listed:
                 continue  # one candidate per department: alternatives are other places to send the call
-            if score < MIN_RELATIVE_SCORE * top or len(listed) == MAX_CANDIDATES:
+            if score < MIN_RELATIVE_SCORE * best_intent or len(listed) == MAX_CANDIDATES:
                 break
             listed.add(department)
             rival = next((s for c, s, _ in intents if self._departments[c] != department), 0.0)
             candidates.append(Candidate(self._intents[cls].id, department,
                                         round(_confidence(score, rival), 3), _describe(hits, department)))
-        if candidates:
-            explanation = candidates[0].explanation
-        else:
-            explanation = "no department's keywords recognised"
-        return Classification(text, language, bool(cue_texts or example_emergency), tuple(candidates), explanation)
+        explanation = candidates[0].explanation if candidates else "no department's keywords recognised"
+        if reading.note:
+            explanation = f"{explanation}; {reading.note}"
+        return Classification(text, language, bool(reading.cues or example_emergency), tuple(candidates), explanation)
+
+
+@dataclass(frozen=True)
+class _Reading:
+    """What was heard in one language: emergency cues, scored classes, and a note for admins."""
+    cues: list[str]
+    scored: list[tuple[int, float, list[Hit]]]
+    note: str
+
+
+def _pool_siblings(scores: list[float], departments: list[str | None]) -> list[float]:
+    """Credit each intent with SIBLING_SHARE of its best sibling's score.
+
+    Evidence spread over intents of one department ("dead" + "skunk") still points at it.
+    """
+    best: dict[str | None, list[float]] = {}
+    for cls, score in enumerate(scores):
+        if score > 0:
+            best.setdefault(departments[cls], []).append(score)
+    top2 = {d: sorted(v, reverse=True)[:2] + [0.0] for d, v in best.items()}
+    pooled = []
+    for cls, score in enumerate(scores):
+        first, second = top2[departments[cls]][:2] if score > 0 else (0.0, 0.0)
+        pooled.append(score + SIBLING_SHARE * (second if score == first else first) if score > 0 else 0.0)
+    return pooled
 
 
 def _confidence(score: float, rival: float) -> float:

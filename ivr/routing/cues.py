@@ -1,8 +1,10 @@
 """Emergency cue phrases: found on surface words, so tense survives.
 
 "someone is breaking in" is a cue, "my house was broken into" is not — stemming would merge them.
-A cue is ignored when it is negated ("it's not on fire") or when its words belong to a longer
-non-emergency keyword the rules define ("fire hydrant", "fire hazard", "gas bill"). Pure.
+A cue is ignored when it is negated ("it's not on fire"), when its words belong to a longer
+non-emergency keyword the rules define ("fire hydrant", "fire hazard"), when a one-word cue names a
+thing ("the fire station"), or when the caller says it is over ("last week") and nothing says it is
+still going on. A word one slip away from a cue word is read as that word. Pure.
 """
 from __future__ import annotations
 
@@ -14,6 +16,33 @@ from ivr.routing.text import NEGATIONS, edits1, surface_key, surface_tokens
 MAX_CUE_GAP = 2          # "power line [is] down", "smell [natural] gas"
 NEGATION_WINDOW = 3      # "there is [no] smoke", "[not] on fire"
 FUZZY_MIN_LENGTH = 6     # shorter words have too many real neighbours
+
+
+# "It is over" vs "it is happening": a cue heard with only an over-marker is a report for a
+# department ("my dog was hit by a car last week"); any now-marker keeps it an emergency, and a
+# present tense counts as one ("the house is on fire since yesterday").
+_OVER = {
+    "en": ("last week", "last weekend", "last month", "last year", "yesterday", "days ago", "weeks ago",
+           "months ago", "years ago", "the other day", "a while ago"),
+    "es": ("ayer", "semana pasada", "mes pasado", "ano pasado", "hace dias", "hace semanas", "hace meses",
+           "hace anos", "el otro dia"),
+}
+_NOW = {
+    "en": ("now", "still", "currently", "happening", "again", "tonight", "today", "just", "is", "are", "am"),
+    "es": ("ahora", "ahorita", "todavia", "momento", "hoy", "otra vez", "acaba", "esta", "estan", "estoy"),
+}
+
+
+# A one-word cue followed by one of these names a place or a thing, not an event happening:
+# "the fire station", "a knife sharpener", "the gun shop". Longer cues are unaffected.
+_NOT_AN_EVENT = {
+    "en": {"fire": {"station", "department", "truck", "engine", "chief", "marshal", "drill", "extinguisher",
+                    "escape", "lane", "pit", "code", "inspection", "inspector", "insurance", "wood", "place",
+                    "fighter", "fighters", "hydrant", "hazard"},
+           "smoke": {"detector", "alarm", "shop", "free", "test", "tested"},
+           "knife": {"sharpening", "sharpener"}, "gun": {"shop", "store", "range", "permit", "license"}},
+    "es": {"fuego": {"artificiales"}},
+}
 
 
 @dataclass(frozen=True)
@@ -34,6 +63,9 @@ class EmergencyCues:
     def __init__(self, language: str, phrases: tuple[str, ...]) -> None:
         self.language = language
         self.negations = NEGATIONS.get(language, NEGATIONS["en"])
+        self._things = {k: {surface_key(w) for w in v} for k, v in _NOT_AN_EVENT.get(language, {}).items()}
+        self._over = [tuple(surface_key(w) for w in m.split()) for m in _OVER.get(language, ())]
+        self._now = [tuple(surface_key(w) for w in m.split()) for m in _NOW.get(language, ())]
         self.by_first: dict[str, list[Cue]] = {}
         self.deletes: dict[str, set[str]] = {}
         for phrase in phrases:
@@ -60,10 +92,20 @@ class EmergencyCues:
                 span = _find(keys, start, cue.keys)
                 if span is None or any(span < other for other in phrase_spans):
                     continue
+                if len(cue.keys) == 1 and start + 1 < len(keys) and keys[start + 1] in self._things.get(key, ()):
+                    continue
                 if cue.keys[0] not in self.negations and self._negated(keys, start):
                     continue
                 found.append(CueMatch(cue.text, frozenset(span)))
         return found
+
+    def is_over(self, words: list[str]) -> str | None:
+        """The words that say the event is over ("last week"), unless others say it is still on."""
+        keys = [surface_key(w) for w in words]
+        if any(_find(keys, i, m) is not None for m in self._now for i, k in enumerate(keys) if k == m[0]):
+            return None
+        return next((" ".join(m) for m in self._over for i, k in enumerate(keys)
+                     if k == m[0] and _find(keys, i, m) is not None), None)
 
     def _heard_as(self, key: str, known: Callable[[str], bool]) -> str:
         if len(key) < FUZZY_MIN_LENGTH or key in self.deletes and key in self.deletes[key] or known(key):

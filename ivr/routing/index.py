@@ -50,7 +50,7 @@ class LanguageIndex:
     fuzzy_cache: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     def vocabulary_match(self, token: str) -> tuple[str, ...]:
-        """Known stems within about one edit of `token` (ASR: "pothold", "stret")."""
+        """Known stems within about one edit of `token` (ASR and spelling slips: "pothold", "garbadge")."""
         cached = self.fuzzy_cache.get(token)
         if cached is not None:
             return cached

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import threading
 import time
 from pathlib import Path
@@ -24,8 +25,12 @@ from flask import Flask, current_app
 from ivr.routing.classify import Classifier
 from ivr.routing.problems import ConfigError
 from ivr.routing.rules import Rules, load_rules
+from ivr.store.privacy import mask_number
 
 log = logging.getLogger(__name__)
+# Phone-number-like runs in problem messages ("'312 555 0105' is not a valid phone number").
+_NUMBER_RUN = re.compile(r"\+?\d[\d\s().-]{5,}\d")
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 EXTENSION = "ivr.rules"
 #: Seconds between looks at the file: an edit shows up within a second, and a busy server
@@ -90,7 +95,7 @@ class RulesSource:
             rules = load_rules(self.path)
         except ConfigError as exc:
             log.error("rules file %s changed but is invalid; still serving the rules loaded from it "
-                      "earlier. Fix these and save again:\n%s", self.path, exc)
+                      "earlier. Fix these and save again:\n%s", self.path, _for_log(exc))
             return False
         try:
             classifier = self._new_classifier(rules)
@@ -118,13 +123,24 @@ class RulesSource:
         return (info.st_mtime_ns, info.st_size)
 
 
+def _for_log(error: ConfigError) -> str:
+    """The problems with phone numbers masked: logs never carry a full number (FILE:LINE finds it)."""
+    def mask(match: re.Match[str]) -> str:
+        run = match.group(0)
+        if _DATE.fullmatch(run) or sum(c.isdigit() for c in run) < 7:
+            return run   # dates and short numbers are not phone numbers
+        return mask_number(run)
+
+    return _NUMBER_RUN.sub(mask, str(error))
+
+
 def init_app(app: Flask) -> None:
     """Load the rules named by IVR_RULES_PATH; raise `ConfigError` (refuse to start) if invalid."""
     path = app.config["IVR_RULES_PATH"]
     try:
         source = RulesSource(path, reload=bool(app.config.get("IVR_RULES_RELOAD", True)))
     except ConfigError as exc:
-        log.error("cannot start: the rules file %s is invalid:\n%s", path, exc)
+        log.error("cannot start: the rules file %s is invalid:\n%s", path, _for_log(exc))
         raise
     app.extensions[EXTENSION] = source
 

@@ -25,7 +25,7 @@ _CONTRACTION = re.compile(r"won't|can't|cannot|ain't|n't|'re|'s|'m|'ve|'ll|'d")
 FILLERS = {
     "en": {"um", "umm", "uh", "uhh", "uhm", "er", "erm", "hmm", "mm", "ah", "oh", "hi", "hello", "hey",
            "yeah", "yea", "ok", "okay", "well", "like", "so", "basically", "actually", "literally",
-           "anyway", "please", "thanks", "thank", "sir", "maam", "ma", "am"},
+           "anyway", "please", "thanks", "thank", "sir", "maam"},
     "es": {"eh", "em", "este", "pues", "bueno", "hola", "oiga", "mire", "senor", "senora", "senorita",
            "gracias", "favor", "ok", "okay", "digo", "osea"},
 }
@@ -60,9 +60,11 @@ _LEMMAS = {
            "women": "woman", "teeth": "tooth", "leaves": "leaf", "cops": "police", "cop": "police",
            "garbage": "trash", "rubbish": "trash", "streetlight": "streetlight", "lamppost": "streetlight",
            "automobile": "car", "vehicle": "car", "vehicles": "car", "cars": "car", "neighbour": "neighbor",
-           "neighbours": "neighbor", "lite": "light", "nite": "night", "thru": "through", "parked": "parking", "colour": "color", "mould": "mold", "licence": "license",
-           "licences": "license", "pavement": "asphalt", "aint": "not"},
-    "es": {"basura": "basura", "carro": "coche", "auto": "coche", "automovil": "coche", "vehiculo": "coche"},
+           "neighbours": "neighbor", "colour": "color", "mould": "mold", "licence": "license",
+           "licences": "license", "pavement": "asphalt", "aint": "not", "parked": "parking",
+           # Spellings recognisers and typists produce for the same word.
+           "lite": "light", "nite": "night", "thru": "through"},
+    "es": {"carro": "coche", "auto": "coche", "automovil": "coche", "vehiculo": "coche"},
 }
 
 

@@ -35,7 +35,7 @@ class EndpointConfig:
     min_speech_ms: int = 160         # shorter bursts (a click, a cough) are noise, not a turn
     early_silence_ms: int = 120
     stable_ms: int = 100             # confident destination unchanged over this much decoded audio
-    trailing_silence_ms: int = 320
+    trailing_silence_ms: int = 300
     no_input_ms: int = 5000
     max_turn_ms: int = 15000
     max_stream_ms: int = 60000

@@ -1,7 +1,6 @@
 """Child process of ivr.speech.tts: stdin text → 16-bit PCM WAV with pyttsx3. Run by path.
 
-Deliberately imports nothing but pyttsx3 (not numpy, not the `ivr` package): with numpy
-loaded, pyttsx3 2.99's espeak loop sometimes ends before writing the file.
+Imports nothing but pyttsx3 (not numpy, not the `ivr` package) so it starts fast.
 Usage: python tts_child.py --voice gmw/en-us --rate 150 OUT.wav < text
 """
 from __future__ import annotations
@@ -35,6 +34,11 @@ def main(argv: list[str] | None = None) -> None:
     engine.setProperty("rate", args.rate)
     engine.save_to_file(text, args.out)
     engine.runAndWait()
+    # espeak's retrieval mode synthesises on its own thread, and pyttsx3 2.99's loop can return
+    # before that thread wrote the file; wait for it, or the process exits with nothing saved.
+    from pyttsx3.drivers import _espeak
+
+    _espeak.Synchronize()
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ and a counter (``n``) so a Twilio retry of the same request can be recognised an
 """
 from __future__ import annotations
 
+import json
 import math
 import re
 from dataclasses import dataclass
@@ -21,6 +22,8 @@ from ivr.routing.decide import Decision
 
 #: speak(verb, key, language, **values) — `ivr.prompts.speak` in the app, a fake in unit tests.
 Speaker = Callable[..., None]
+#: What a listening step says, in order: (prompt key, placeholder values).
+PromptPlan = list[tuple[str, dict[str, Any]]]
 
 #: Twilio <Gather language> per line language (speech recognition locale).
 GATHER_LANGUAGES = {"en": "en-US", "es": "es-US"}
@@ -40,6 +43,8 @@ class RenderContext:
     capture: str = "twilio"
     public_url: str = ""          # https://ivr.example.gov; "" → relative URLs
     hints: str = ""               # comma-separated speech hints for Gather
+    #: has_audio(key, language, **values) — whether a prompt can be played over a Media Stream.
+    has_audio: Callable[..., bool] | None = None
 
     def url(self, path: str, **query: Any) -> str:
         """Absolute URL when the public URL is known (Twilio resolves relative ones the same way)."""
@@ -66,8 +71,8 @@ def dial_target(line: str) -> str:
 
 
 def listen(response: VoiceResponse, ctx: RenderContext, step: str, n: int, language: str,
-           prompt: Callable[[Any], None], *, keypad_only: bool = False) -> None:
-    """Play `prompt` and capture the caller's answer, posting it to /voice/turn?step=…&n=….
+           plan: PromptPlan, *, keypad_only: bool = False) -> None:
+    """Play the prompts in `plan` and capture the answer, posting it to /voice/turn?step=…&n=….
 
     When nothing is heard Twilio moves past the Gather; the Redirect then posts the same action
     without input, so "no input" arrives at the same place as an answer would.
@@ -75,16 +80,23 @@ def listen(response: VoiceResponse, ctx: RenderContext, step: str, n: int, langu
     action = ctx.url("/voice/turn", step=step, n=n)
     mode = "keypad" if keypad_only else ctx.capture
     if mode == "stream":
-        prompt(response)
+        # The stream plays the prompt itself so the caller can talk over it (barge-in) — but only
+        # when every part has audio; otherwise <Say>/<Play> it first: the caller must hear it.
+        streamed = ctx.has_audio is not None and all(ctx.has_audio(key, language, **values)
+                                                     for key, values in plan)
+        if not streamed:
+            _say_plan(response, ctx, plan, language)
         ws_base = re.sub(r"^http", "ws", ctx.public_url.rstrip("/")) if ctx.public_url else ""
         with response.connect(action=action, method="POST") as connect:
             with connect.stream(url=f"{ws_base}/voice/stream") as stream:
                 stream.parameter(name="step", value=step)
                 stream.parameter(name="n", value=str(n))
                 stream.parameter(name="language", value=language)
+                if streamed:
+                    stream.parameter(name="prompts", value=json.dumps(plan, separators=(",", ":")))
         return
     if mode == "record":
-        prompt(response)
+        _say_plan(response, ctx, plan, language)
         # An empty DTMF Gather first: a key press (0 = operator) is taken before recording starts.
         response.gather(input="dtmf", num_digits=1, timeout=1, action=action, method="POST")
         response.record(action=ctx.url("/voice/recorded", step=step, n=n), method="POST",
@@ -100,8 +112,13 @@ def listen(response: VoiceResponse, ctx: RenderContext, step: str, n: int, langu
         if ctx.hints:
             kwargs["hints"] = ctx.hints
     with response.gather(**kwargs) as gather:
-        prompt(gather)
+        _say_plan(gather, ctx, plan, language)
     response.redirect(action, method="POST")
+
+
+def _say_plan(verb: Any, ctx: RenderContext, plan: PromptPlan, language: str) -> None:
+    for key, values in plan:
+        ctx.speak(verb, key, language, **values)
 
 
 def _dial(response: VoiceResponse, ctx: RenderContext, line: str, n: int, whisper: bool = True) -> None:
@@ -136,29 +153,23 @@ def render(decision: Decision, ctx: RenderContext) -> VoiceResponse:
     lang, n, speak = state.language, state.seq, ctx.speak
     response = VoiceResponse()
 
-    def prompt_for(action: Action) -> Callable[[Any], None]:
-        def add(verb: Any) -> None:
-            if isinstance(action, Welcome):
-                speak(verb, "welcome", lang, advisory=action.advisory)
-                speak(verb, "choose_language", lang)
-            elif isinstance(action, Ask):
-                if action.reprompt:
-                    speak(verb, action.reprompt, lang)
-                speak(verb, action.prompt, lang)
-            elif isinstance(action, Confirm):
-                if action.reprompt:
-                    speak(verb, action.reprompt, lang)
-                speak(verb, "confirm", lang, description=action.description)
-            elif isinstance(action, Menu):
-                if action.reprompt:
-                    speak(verb, action.reprompt, lang)
-                speak(verb, "menu_intro", lang)
-                for digit, label in action.options:
-                    speak(verb, "menu_option", lang, label=label, digit=digit)
-                speak(verb, "menu_footer", lang)
-            elif isinstance(action, (Callback, AfterHours)):
-                speak(verb, "callback_offer", lang)
-        return add
+    def prompt_for(action: Action) -> PromptPlan:
+        plan: PromptPlan = []
+        if getattr(action, "reprompt", None):
+            plan.append((action.reprompt, {}))
+        if isinstance(action, Welcome):
+            plan += [("welcome", {"advisory": action.advisory}), ("choose_language", {})]
+        elif isinstance(action, Ask):
+            plan.append((action.prompt, {}))
+        elif isinstance(action, Confirm):
+            plan.append(("confirm", {"description": action.description}))
+        elif isinstance(action, Menu):
+            plan.append(("menu_intro", {}))
+            plan += [("menu_option", {"label": label, "digit": digit}) for digit, label in action.options]
+            plan.append(("menu_footer", {}))
+        elif isinstance(action, (Callback, AfterHours)):
+            plan.append(("callback_offer", {}))
+        return plan
 
     if isinstance(action, (Welcome, Ask)):
         listen(response, ctx, state.step, n, lang, prompt_for(action))

@@ -2,8 +2,9 @@
 
 Names are content hashes (see ivr.prompts_audio), so a file never changes: it is served
 as immutable with an ETag. Only names matching the hash pattern are looked up, which
-rules out path traversal. No signature check: prompts are public words, and Twilio's
-media fetches are plain GETs.
+rules out path traversal. No signature check: prompts are public words, and Twilio sends
+none of its webhook parameters when it fetches a <Play> URL. Twilio accepts audio/wav for
+<Play> and obeys standard HTTP caching headers (twilio.com/docs/voice/twiml/play).
 """
 from __future__ import annotations
 

@@ -13,11 +13,11 @@ import logging
 import time
 import urllib.error
 import urllib.request
-from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, request
 
 from ivr.telephony.security import twilio_signed
+from ivr.web.voice_safety import safe_webhook
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +38,7 @@ class RecordingUnavailable(Exception):
 
 @bp.post("/voice/recorded")
 @twilio_signed
+@safe_webhook
 def recorded() -> Response:
     """Download → recognise → decide. Always answers TwiML through `respond_to_turn`."""
     from ivr.routing.decide import Turn

