@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
+from functools import lru_cache
+from math import gcd
 from pathlib import Path
 
 import numpy as np
@@ -59,18 +61,33 @@ def pcm16_to_ulaw(pcm16: bytes) -> bytes:
     return _PCM_TO_ULAW[samples].tobytes()
 
 
+_TAPS = np.arange(-_HALF_TAPS, _HALF_TAPS + 1)
+_WINDOW = np.kaiser(2 * _HALF_TAPS + 1, 8.0)
+
+
 def _kaiser_sinc(offsets: np.ndarray, cutoff: float) -> np.ndarray:
     """Low-pass interpolation kernel at fractional `offsets` (in input samples)."""
-    window = np.kaiser(2 * _HALF_TAPS + 1, 8.0)
     # Evaluate the window continuously by interpolating its samples: offsets are fractional.
     positions = np.clip(offsets + _HALF_TAPS, 0, 2 * _HALF_TAPS)
-    return cutoff * np.sinc(cutoff * offsets) * np.interp(positions, np.arange(window.size), window)
+    return cutoff * np.sinc(cutoff * offsets) * np.interp(positions, np.arange(_WINDOW.size), _WINDOW)
+
+
+@lru_cache(maxsize=32)
+def _phase_table(src_rate: int, dst_rate: int) -> np.ndarray:
+    """Kernel weights for every fractional position an output sample can fall on.
+
+    Output n sits at input n·src/dst, whose fraction takes only dst/gcd distinct values, so the
+    kernel is computed once per rate pair instead of once per sample (streaming calls it per frame).
+    """
+    step = gcd(src_rate, dst_rate)
+    phases = np.arange(dst_rate // step) * step / dst_rate
+    return _kaiser_sinc(phases[:, None] - _TAPS[None, :], min(1.0, dst_rate / src_rate)).astype(np.float32)
 
 
 def resample(samples: np.ndarray, src_rate: int, dst_rate: int) -> np.ndarray:
     """Resample float or int16 mono audio; returns float32 in the input's scale.
 
-    Band-limited interpolation: each output sample is a windowed-sinc sum over its 32 nearest
+    Band-limited interpolation: each output sample is a windowed-sinc sum over its 33 nearest
     input samples, with the cut-off lowered when downsampling so nothing aliases.
     """
     if src_rate <= 0 or dst_rate <= 0:
@@ -79,20 +96,22 @@ def resample(samples: np.ndarray, src_rate: int, dst_rate: int) -> np.ndarray:
     if src_rate == dst_rate or data.size == 0:
         return data.copy()
     count = int(round(data.size * dst_rate / src_rate))
-    return _interpolate(data, np.arange(count) * (src_rate / dst_rate), min(1.0, dst_rate / src_rate))
+    return _interpolate(data, np.arange(count, dtype=np.int64), src_rate, dst_rate, 0)
 
 
-def _interpolate(data: np.ndarray, positions: np.ndarray, cutoff: float) -> np.ndarray:
-    out = np.empty(positions.size, dtype=np.float32)
+def _interpolate(data: np.ndarray, outputs: np.ndarray, src_rate: int, dst_rate: int, offset: int) -> np.ndarray:
+    """Output samples with absolute indices `outputs`; `data[0]` is absolute input sample `offset`."""
+    table = _phase_table(src_rate, dst_rate)
+    step = gcd(src_rate, dst_rate)
+    out = np.empty(outputs.size, dtype=np.float32)
     padded = np.concatenate([np.zeros(_HALF_TAPS + 1, np.float32), data, np.zeros(_HALF_TAPS + 1, np.float32)])
-    taps = np.arange(-_HALF_TAPS, _HALF_TAPS + 1)
-    step = 4096  # bounded memory: (step × 33) floats per block
-    for start in range(0, positions.size, step):
-        pos = positions[start:start + step]
-        base = np.floor(pos).astype(np.int64)
-        index = base[:, None] + taps[None, :]
-        weights = _kaiser_sinc(pos[:, None] - index, cutoff)
-        out[start:start + step] = (padded[index + _HALF_TAPS + 1] * weights).sum(axis=1)
+    block = 4096  # bounded memory: (block × 33) floats at a time
+    for start in range(0, outputs.size, block):
+        numerator = outputs[start:start + block] * src_rate
+        base = numerator // dst_rate - offset
+        weights = table[(numerator % dst_rate) // step]
+        index = base[:, None] + _TAPS[None, :] + _HALF_TAPS + 1
+        out[start:start + block] = (padded[index] * weights).sum(axis=1)
     return out
 
 
@@ -107,7 +126,6 @@ class StreamResampler:
             raise AudioError(f"sample rates must be positive, got {src_rate} → {dst_rate}")
         self.src_rate, self.dst_rate = src_rate, dst_rate
         self._ratio = src_rate / dst_rate
-        self._cutoff = min(1.0, dst_rate / src_rate)
         self._buffer = np.zeros(0, dtype=np.float32)
         self._buffer_start = 0     # absolute input index of _buffer[0]
         self._next_out = 0         # absolute index of the next output sample
@@ -133,10 +151,10 @@ class StreamResampler:
         last = total if total is not None else int(np.floor(usable_until / self._ratio)) + 1
         if last <= self._next_out:
             return b""
-        positions = np.arange(self._next_out, last) * self._ratio - self._buffer_start
         # The buffer keeps _HALF_TAPS samples of history, so the zero padding _interpolate adds
         # on the left is never reached except at the true start of the stream.
-        out = _interpolate(self._buffer, positions, self._cutoff)
+        out = _interpolate(self._buffer, np.arange(self._next_out, last, dtype=np.int64),
+                           self.src_rate, self.dst_rate, self._buffer_start)
         self._next_out = last
         keep_from = max(0, int(np.floor(last * self._ratio)) - _HALF_TAPS - 1 - self._buffer_start)
         self._buffer = self._buffer[keep_from:]
