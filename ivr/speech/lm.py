@@ -12,7 +12,7 @@ import hashlib
 import math
 import re
 from collections import Counter
-from typing import Iterable, Mapping
+from typing import Iterable
 
 from ivr.routing.rules import Rules
 
@@ -67,17 +67,13 @@ def corpus_hash(sentences: Iterable[str]) -> str:
     return digest.hexdigest()[:16]
 
 
-def build_arpa(sentences: Iterable[str], vocabulary: set[str] | None = None, order: int = 3,
-               background: Mapping[str, float] | None = None, background_weight: float = 0.1) -> str:
+def build_arpa(sentences: Iterable[str], vocabulary: set[str] | None = None, order: int = 3) -> str:
     """Train a backoff n-gram model on `sentences` and return it in ARPA format.
 
     Words outside `vocabulary` (the recogniser's pronunciation dictionary) cannot be decoded, so
-    they split the sentence instead of teaching the model n-grams across a hole. `background`
-    (word → probability, e.g. common English words) gets `background_weight` of the unigram mass:
-    callers use words no rule mentions, and a model that cannot produce them garbles the rest.
+    they split the sentence instead of teaching the model n-grams across a hole.
     """
     counts: list[Counter[tuple[str, ...]]] = [Counter() for _ in range(order)]
-    background = dict(background or {})
     for sentence in sentences:
         for piece in _pieces(normalize(sentence), vocabulary):
             tokens = ["<s>", *piece, "</s>"]
@@ -86,11 +82,9 @@ def build_arpa(sentences: Iterable[str], vocabulary: set[str] | None = None, ord
                     counts[n - 1][tuple(tokens[i:i + n])] += 1
     if not counts[0]:
         raise ValueError("the language model corpus has no usable words")
-    probs = _probabilities(counts, background, background_weight if background else 0.0)
+    probs = _probabilities(counts)
     backoffs = _backoffs(counts)
-    extra = sorted(w for w in background if (w,) not in counts[0])
-    lines = ["\\data\\", f"ngram 1={len(counts[0]) + len(extra)}"]
-    lines += [f"ngram {n + 1}={len(counts[n])}" for n in range(1, order)]
+    lines = ["\\data\\"] + [f"ngram {n + 1}={len(counts[n])}" for n in range(order)]
     for n in range(order):
         lines += ["", f"\\{n + 1}-grams:"]
         for gram in sorted(counts[n]):
@@ -99,8 +93,6 @@ def build_arpa(sentences: Iterable[str], vocabulary: set[str] | None = None, ord
             if n < order - 1 and gram in backoffs:
                 entry += f"\t{math.log10(backoffs[gram]):.5f}"
             lines.append(entry)
-        if n == 0:
-            lines += [f"{math.log10(probs[(w,)]):.5f}\t{w}" for w in extra]
     return "\n".join(lines + ["", "\\end\\", ""])
 
 
@@ -119,20 +111,14 @@ def _pieces(words: list[str], vocabulary: set[str] | None) -> list[list[str]]:
     return pieces
 
 
-def _probabilities(counts: list[Counter], background: dict[str, float],
-                   background_weight: float) -> dict[tuple[str, ...], float]:
-    """Interpolated absolute discounting; unigrams mix in the background and a uniform floor."""
+def _probabilities(counts: list[Counter]) -> dict[tuple[str, ...], float]:
+    """Interpolated absolute discounting; the unigram level mixes in a uniform floor."""
     unigrams = counts[0]
     total = sum(c for g, c in unigrams.items() if g != ("<s>",))
-    words = {g[0] for g in unigrams if g != ("<s>",)} | set(background)
-    background_total = sum(background.values()) or 1.0
-    domain_weight = 1 - _UNIFORM_WEIGHT - background_weight
+    size = len(unigrams) - 1
     probs: dict[tuple[str, ...], float] = {
-        (w,): (domain_weight * unigrams.get((w,), 0) / total + _UNIFORM_WEIGHT / len(words)
-               + background_weight * background.get(w, 0.0) / background_total)
-        for w in words
+        g: (1 - _UNIFORM_WEIGHT) * c / total + _UNIFORM_WEIGHT / size for g, c in unigrams.items()
     }
-    probs[("<s>",)] = 1.0   # never predicted; written as -99
     gammas = _backoffs(counts)
     for n in range(1, len(counts)):
         context_total: Counter[tuple[str, ...]] = Counter()

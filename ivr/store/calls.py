@@ -11,14 +11,16 @@ create the call row rather than fail: a webhook must always be able to answer.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 from datetime import datetime
 from typing import Any, Mapping
 
-from sqlalchemy import Insert, bindparam, delete, select
+from sqlalchemy import Insert, Select, bindparam, delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from ivr.routing.decide import CallState, Turn
 from ivr.store import models
@@ -77,11 +79,67 @@ def start_call(s: Session, sid: str, from_: str, to: str) -> models.Call:
         call.from_number = from_
     if to and not call.to_number:
         call.to_number = to
+    _known(s).add(sid)
     return call
+
+
+def ensure_call(s: Session, sid: str, from_: str, to: str) -> None:
+    """`start_call` for the webhooks, without loading the row into the ORM: one INSERT for a
+    new call; an existing call's numbers are filled in only where they are still empty."""
+    sid = _check_sid(sid)
+    if s.identity_map.get(s.identity_key(models.Call, sid)) is not None:
+        start_call(s, sid, from_, to)   # an ORM copy is loaded: let it make the change
+        return
+    conn = _writer(s)
+    inserted = conn.execute(_INSERT_CALL[conn.dialect.name], {
+        "sid": sid, "from_number": from_ or "", "to_number": to or "", "state": {},
+        "outcome_detail": {}}).rowcount
+    for column, value in (("from_number", from_), ("to_number", to)):
+        if value and not inserted:
+            conn.execute(update(_CALLS).where(_CALLS.c.sid == sid, _CALLS.c[column] == "").values({column: value}))
+    _known(s).add(sid)
 
 
 def _call(s: Session, sid: str) -> models.Call:
     return start_call(s, sid, "", "")
+
+
+# The per-webhook writes (state, turns, events) bypass the ORM's unit of work: Core statements
+# on the session's connection, in its transaction. Measured on SQLite: ~1 ms less CPU per
+# webhook than ORM get + flush. Calls seen in this transaction are remembered in `s.info`, so
+# a writer knows the row exists (the foreign keys need it) without asking the database again.
+_CALLS = models.Call.__table__
+_INSERT_CALL = {"postgresql": postgresql.insert(_CALLS).on_conflict_do_nothing(),
+                "sqlite": sqlite.insert(_CALLS).on_conflict_do_nothing()}
+_SAVE_STATE = (update(_CALLS).where(_CALLS.c.sid == bindparam("b_sid"))
+               .values(state=bindparam("b_state"), language=bindparam("b_language")))
+_LOAD_STATE = select(_CALLS.c.state).where(_CALLS.c.sid == bindparam("b_sid"))
+_CALL_ROW = (select(_CALLS.c.outcome, _CALLS.c.outcome_detail, _CALLS.c.state)
+             .where(_CALLS.c.sid == bindparam("b_sid")))
+_INSERT_TURN = models.Turn.__table__.insert()
+_INSERT_EVENT = models.Event.__table__.insert()
+KNOWN_CALLS = "ivr.store.known_calls"   # s.info key; emptied on rollback (see db.init_app)
+
+
+def _known(s: Session) -> set[str]:
+    known: set[str] | None = s.info.get(KNOWN_CALLS)
+    if known is None:
+        known = s.info[KNOWN_CALLS] = set()
+    return known
+
+
+def _writer(s: Session) -> Any:
+    """The session's connection for a Core write, flagged as written (teardown warns if uncommitted)."""
+    s.info["wrote"] = True
+    return s.connection()
+
+
+def _existing_sid(s: Session, sid: str) -> str:
+    """`sid` checked, its row created if this transaction has not seen it yet."""
+    sid = _check_sid(sid)
+    if sid not in _known(s):
+        _call(s, sid)
+    return sid
 
 
 def state_from_dict(data: Mapping[str, Any] | None) -> CallState:
@@ -106,35 +164,67 @@ def turn_from_dict(data: Mapping[str, Any]) -> Turn:
 
 def load_state(s: Session, sid: str) -> CallState | None:
     """The conversation state of call `sid`, or None if the call is unknown."""
-    call = s.get(models.Call, _check_sid(sid))
-    if call is None:
+    sid = _check_sid(sid)
+    row = s.connection().execute(_LOAD_STATE, {"b_sid": sid}).first()
+    if row is None:
         return None
-    return state_from_dict(call.state)
+    _known(s).add(sid)
+    return state_from_dict(row[0])
+
+
+def recall_with_state(s: Session, keys: list[str], sid: str) -> tuple[str | None, CallState | None]:
+    """`recall_response` of the first of `keys` that has an answer, and `load_state(sid)`, in one
+    round trip (every webhook needs both before it does anything)."""
+    sid = _check_sid(sid)
+    if not 1 <= len(keys) <= 4:
+        raise ValueError(f"recall_with_state takes 1 to 4 idempotency keys, got {len(keys)}")
+    params = {f"k{n}": _key(key) for n, key in enumerate(keys)}
+    row = s.connection().execute(_recall_with_state_query(len(keys)), {"b_sid": sid, **params}).one()
+    body = next((value for value in row[:-1] if value is not None), None)
+    if row[-1] is None:
+        return body, None
+    _known(s).add(sid)
+    return body, state_from_dict(row[-1])
+
+
+@functools.lru_cache(maxsize=4)
+def _recall_with_state_query(keys: int) -> Select[Any]:
+    # SELECT (SELECT body … key = :k0), …, (SELECT state FROM calls WHERE sid = :b_sid): no FROM,
+    # so one row comes back even when neither exists (both backends allow this).
+    answers = [select(_RESPONSES.c.body).where(_RESPONSES.c.key == bindparam(f"k{n}"))
+               .scalar_subquery().label(f"b{n}") for n in range(keys)]
+    state = select(_CALLS.c.state).where(_CALLS.c.sid == bindparam("b_sid")).scalar_subquery().label("state")
+    return select(*answers, state)
 
 
 def save_state(s: Session, sid: str, state: CallState) -> None:
     """Store `state` as the call's current conversation state (and its language)."""
     if not isinstance(state, CallState):
         raise TypeError(f"save_state needs a CallState, got {type(state).__name__}")
-    call = _call(s, sid)
-    call.state = jsonable(dataclasses.asdict(state))
-    call.language = state.language
+    sid = _existing_sid(s, sid)
+    data = jsonable(dataclasses.asdict(state))
+    _writer(s).execute(_SAVE_STATE, {"b_sid": sid, "b_state": data, "b_language": state.language})
+    call = s.identity_map.get(s.identity_key(models.Call, sid))
+    if call is not None:
+        # Keep an ORM copy loaded in this session truthful without making it dirty.
+        set_committed_value(call, "state", data)
+        set_committed_value(call, "language", state.language)
 
 
 def add_turn(s: Session, sid: str, step: str, prompt: str, heard: str | None, digits: str | None,
              confidence: float | None, classification: Mapping[str, Any] | Any | None,
-             decision: Mapping[str, Any] | Any | None) -> models.Turn:
+             decision: Mapping[str, Any] | Any | None) -> None:
     """Record one prompt/answer exchange. `classification`/`decision` may be dicts or the
     routing dataclasses themselves (stored via dataclasses.asdict)."""
-    call = _call(s, sid)
-    turn = models.Turn(call_sid=call.sid, step=step, prompt=prompt or "", heard=heard, digits=digits,
-                       confidence=None if confidence is None else float(confidence),
-                       classification=jsonable(classification), decision=jsonable(decision))
-    s.add(turn)
-    return turn
+    values = {"step": step, "prompt": prompt or "", "heard": heard, "digits": digits,
+              "confidence": None if confidence is None else float(confidence),
+              "classification": jsonable(classification), "decision": jsonable(decision),
+              "created_at": models.utcnow()}
+    sid = _existing_sid(s, sid)
+    _writer(s).execute(_INSERT_TURN, {"call_sid": sid, **values})
 
 
-def add_event(s: Session, sid: str, kind: str, detail: Mapping[str, Any]) -> models.Event:
+def add_event(s: Session, sid: str, kind: str, detail: Mapping[str, Any]) -> None:
     """Record a decision, status change or anything else that is not a caller's turn.
 
     Decisions made outside a turn (after a dial, at queue exit) use ``kind="decision"``;
@@ -142,9 +232,10 @@ def add_event(s: Session, sid: str, kind: str, detail: Mapping[str, Any]) -> mod
     """
     if not kind or len(kind) > 32:
         raise ValueError(f"event kind must be 1-32 characters, got {kind!r}")
-    item = models.Event(call_sid=_call(s, sid).sid, kind=kind, detail=jsonable(dict(detail)))
-    s.add(item)
-    return item
+    clean = jsonable(dict(detail))
+    sid = _existing_sid(s, sid)
+    _writer(s).execute(_INSERT_EVENT, {"call_sid": sid, "kind": kind, "detail": clean,
+                                       "created_at": models.utcnow()})
 
 
 def set_outcome(s: Session, sid: str, outcome: str, **detail: Any) -> None:
@@ -152,23 +243,51 @@ def set_outcome(s: Session, sid: str, outcome: str, **detail: Any) -> None:
     queue="roads", wait_s=42)``; the latest outcome wins, details accumulate."""
     if not outcome or len(outcome) > 32:
         raise ValueError(f"outcome must be 1-32 characters, got {outcome!r}")
-    call = _call(s, sid)
     clean = jsonable(detail)
-    call.outcome = outcome
-    call.outcome_detail = {**(call.outcome_detail or {}), **clean}
-    s.add(models.Event(call_sid=call.sid, kind="outcome", detail={"outcome": outcome, **clean}))
+    sid = _check_sid(sid)
+    row = _core_row(s, sid)
+    if row is None:
+        call = _call(s, sid)
+        call.outcome = outcome
+        call.outcome_detail = {**(call.outcome_detail or {}), **clean}
+    else:
+        _writer(s).execute(update(_CALLS).where(_CALLS.c.sid == sid).values(
+            outcome=outcome, outcome_detail={**(row.outcome_detail or {}), **clean}))
+    add_event(s, sid, "outcome", {"outcome": outcome, **clean})
 
 
 def end_call(s: Session, sid: str, status: str, duration_s: float | None = None) -> None:
     """Record Twilio's final CallStatus. A call that ends with no outcome was abandoned."""
-    call = _call(s, sid)
-    call.status = status[:32]
-    if status in ENDED_STATUSES:
-        call.ended_at = models.utcnow()
-        call.duration_s = duration_s
-        if call.outcome is None:
-            set_outcome(s, sid, "abandoned", at_step=state_from_dict(call.state).step)
-    s.add(models.Event(call_sid=call.sid, kind="status", detail={"status": status, "duration_s": duration_s}))
+    sid = _check_sid(sid)
+    row = _core_row(s, sid)
+    ended = status in ENDED_STATUSES
+    if row is None:
+        call = _call(s, sid)
+        call.status = status[:32]
+        if ended:
+            call.ended_at = models.utcnow()
+            call.duration_s = duration_s
+        outcome, state = call.outcome, call.state
+    else:
+        values: dict[str, Any] = {"status": status[:32]}
+        if ended:
+            values.update(ended_at=models.utcnow(), duration_s=duration_s)
+        _writer(s).execute(update(_CALLS).where(_CALLS.c.sid == sid).values(values))
+        outcome, state = row.outcome, row.state
+    if ended and outcome is None:
+        set_outcome(s, sid, "abandoned", at_step=state_from_dict(state).step)
+    add_event(s, sid, "status", {"status": status, "duration_s": duration_s})
+
+
+def _core_row(s: Session, sid: str) -> Any:
+    """The call's outcome, outcome_detail and state read with Core — None when the call is new or
+    an ORM copy is loaded in this session (then the ORM path keeps that copy consistent)."""
+    if s.identity_map.get(s.identity_key(models.Call, sid)) is not None:
+        return None
+    row = s.connection().execute(_CALL_ROW, {"b_sid": sid}).first()
+    if row is not None:
+        _known(s).add(sid)
+    return row
 
 
 def add_recording(s: Session, sid: str, url: str, kind: str, duration: float | None) -> models.Recording:

@@ -140,6 +140,7 @@ def init_app(app: Flask) -> None:
     event.listen(sessions, "do_orm_execute", _mark_statement_write)
     event.listen(sessions, "after_commit", _clear_written)
     event.listen(sessions, "after_soft_rollback", _clear_written)
+    event.listen(sessions, "after_soft_rollback", _forget_known_calls)
     app.extensions[_EXT_SESSIONS] = sessions
     try:
         if is_memory_sqlite(url):
@@ -189,6 +190,11 @@ def _mark_statement_write(state: Any) -> None:
 
 def _clear_written(s: Session, *_args: Any) -> None:
     s.info.pop("wrote", None)
+
+
+def _forget_known_calls(s: Session, *_args: Any) -> None:
+    # A rolled-back transaction may have created calls that no longer exist (see calls._known).
+    s.info.pop("ivr.store.known_calls", None)
 
 
 def ping(app: Flask | None = None) -> str | None:

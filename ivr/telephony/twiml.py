@@ -55,10 +55,12 @@ class RenderContext:
 def speech_hints(phrases: list[str] | tuple[str, ...]) -> str:
     """Gather `hints`: unique short phrases (Twilio allows ≤ 100 characters each), comma-separated."""
     seen: list[str] = []
+    folded: set[str] = set()   # lower-cased `seen`, so each phrase is checked in O(1)
     for phrase in phrases:
         clean = " ".join(phrase.replace(",", " ").split())
-        if clean and len(clean) <= 100 and clean.lower() not in {s.lower() for s in seen}:
+        if clean and len(clean) <= 100 and clean.lower() not in folded:
             seen.append(clean)
+            folded.add(clean.lower())
         if len(seen) >= MAX_HINTS:
             break
     return ", ".join(seen)

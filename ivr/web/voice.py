@@ -22,7 +22,7 @@ from ivr.telephony.security import twilio_signed
 from ivr.telephony.twiml import (RenderContext, estimated_minutes, render_empty, render_leave_queue,
                                  render_queue_wait, render_whisper)
 from ivr.web.voice_flow import (apply, call_sid, finish, has_gather_input, now, parse_turn, recall,
-                                respond_to_turn, rules, xml)
+                                respond_to_turn, rules, stored_state, xml)
 from ivr.web.voice_safety import safe_webhook, to_human_body
 
 __all__ = ["bp", "init_app", "respond_to_turn"]
@@ -37,10 +37,9 @@ _DEPARTMENT = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 def _state(sid: str) -> CallState:
     """The stored state of `sid`; a call we never saw is created so the caller is still served."""
-    s = db.session()
-    state = calls.load_state(s, sid)
+    state = stored_state(sid)
     if state is None:
-        calls.start_call(s, sid, request.values.get("From", ""), request.values.get("To", ""))
+        calls.ensure_call(db.session(), sid, request.values.get("From", ""), request.values.get("To", ""))
         state = CallState(language=rules().default_language)
     g.ivr_language = state.language
     return state
@@ -56,7 +55,7 @@ def incoming() -> Response:
     if replay:
         return replay
     current = rules()
-    calls.start_call(db.session(), sid, request.values.get("From", ""), request.values.get("To", ""))
+    calls.ensure_call(db.session(), sid, request.values.get("From", ""), request.values.get("To", ""))
     log.info("call %s from %s", sid, mask_number(request.values.get("From")))
     language = current.default_language
     state = CallState(language=language)
@@ -91,10 +90,9 @@ def dial_done() -> Response:
         return replay
     state = _state(sid)
     status = (request.values.get("DialCallStatus") or "failed").strip()[:32]
-    calls.add_event(db.session(), sid, "dial", {"status": status, "department": state.department,
-                                                "duration_s": request.values.get("DialCallDuration")})
     decision = after_dial(state, status, now(), rules())
-    return apply(sid, state, decision, event=f"dial {status}")
+    dial = {"status": status, "department": state.department, "duration_s": request.values.get("DialCallDuration")}
+    return apply(sid, state, decision, event=f"dial {status}", first=[("dial", dial)])
 
 
 @bp.route("/queue-done", methods=METHODS)
@@ -108,10 +106,11 @@ def queue_done() -> Response:
         return replay
     state = _state(sid)
     result = (request.values.get("QueueResult") or "error").strip()[:32]
-    calls.add_event(db.session(), sid, "queue", {"result": result, "queue_time_s": request.values.get("QueueTime")})
+    queue = {"result": result, "queue_time_s": request.values.get("QueueTime")}
     if result == "hangup":
+        calls.add_event(db.session(), sid, "queue", queue)
         return finish(sid, str(render_empty()))
-    return apply(sid, state, after_queue(state, result, rules()), event=f"queue {result}")
+    return apply(sid, state, after_queue(state, result, rules()), event=f"queue {result}", first=[("queue", queue)])
 
 
 def _leave_queue() -> str:

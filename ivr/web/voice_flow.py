@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import re
 from datetime import datetime, timezone
-from typing import Any, Callable
+from typing import Any, Callable, Mapping, Sequence
 
 from flask import Response, abort, current_app, g, request
 
@@ -39,9 +39,12 @@ def xml(body: str) -> Response:
 
 
 def now() -> datetime:
-    """The current instant; tests inject `IVR_CLOCK` (a callable) to visit holidays and nights."""
-    clock: Callable[[], datetime] | None = current_app.config.get("IVR_CLOCK")
-    return clock() if clock else datetime.now(timezone.utc)
+    """The current instant; tests inject `IVR_CLOCK` (a callable) to visit holidays and nights.
+
+    Only a callable counts: an IVR_CLOCK string from the environment must not stop the clock.
+    """
+    clock = current_app.config.get("IVR_CLOCK")
+    return clock() if callable(clock) else datetime.now(timezone.utc)
 
 
 def call_sid() -> str:
@@ -87,13 +90,21 @@ def request_keys(sid: str, extra: str = "") -> list[str]:
 
 
 def recall(sid: str, extra: str = "") -> Response | None:
-    """The answer already given to this request (a Twilio retry), if any."""
-    s = db.session()
-    for key in request_keys(sid, extra):
-        body = calls.recall_response(s, key)
-        if body is not None:
-            return xml(body)
-    return None
+    """The answer already given to this request (a Twilio retry), if any.
+
+    The call's stored state comes back in the same round trip and is kept for `stored_state`.
+    """
+    body, state = calls.recall_with_state(db.session(), request_keys(sid, extra), sid)
+    g.ivr_stored_state = (sid, state)
+    return xml(body) if body is not None else None
+
+
+def stored_state(sid: str) -> CallState | None:
+    """The state of call `sid` as `recall` read it for this request, else read now."""
+    loaded = g.pop("ivr_stored_state", None)
+    if loaded is not None and loaded[0] == sid:
+        return loaded[1]
+    return calls.load_state(db.session(), sid)
 
 
 def finish(sid: str, body: str, extra: str = "") -> Response:
@@ -120,15 +131,35 @@ def capture_mode(language: str) -> str:
     return mode if mode in CAPTURE_MODES else "twilio"
 
 
+#: hints_for results per (id(rules), language, kind); the Rules object is kept with each entry
+#: so a recycled id() of a dropped rules version can never serve its hints.
+_HINTS: dict[tuple[int, str, str], tuple[Rules, str]] = {}
+_HINTS_MAX = 64    # a few languages × 3 kinds × a couple of live rules versions
+
+
 def hints_for(current: Rules, language: str, step: str) -> str:
-    """Speech hints: yes/no when confirming; language names and the rules' phrases otherwise."""
-    if step == "confirm":
-        return speech_hints(YES_NO_WORDS)
-    phrases: list[str] = list(LANGUAGE_WORDS) if step == "welcome" else []
-    phrases += list(current.emergency.phrases.get(language, ()))[:30]
-    for intent in current.intents:
-        phrases += list(intent.keywords.get(language, ()))
-    return speech_hints(phrases)
+    """Speech hints: yes/no when confirming; language names and the rules' phrases otherwise.
+
+    They depend only on the rules version, the language and the kind of step, so they are
+    computed once per rules version (de-duplicating ~1,000 phrases cost ~1 ms per webhook).
+    """
+    kind = step if step in ("confirm", "welcome") else "other"
+    cache_key = (id(current), language, kind)
+    cached = _HINTS.get(cache_key)
+    if cached is not None and cached[0] is current:
+        return cached[1]
+    if kind == "confirm":
+        hints = speech_hints(YES_NO_WORDS)
+    else:
+        phrases: list[str] = list(LANGUAGE_WORDS) if kind == "welcome" else []
+        phrases += list(current.emergency.phrases.get(language, ()))[:30]
+        for intent in current.intents:
+            phrases += list(intent.keywords.get(language, ()))
+        hints = speech_hints(phrases)
+    if len(_HINTS) >= _HINTS_MAX:
+        _HINTS.clear()   # rules were reloaded many times: start over rather than grow
+    _HINTS[cache_key] = (current, hints)
+    return hints
 
 
 def context(sid: str, state: CallState, current: Rules) -> RenderContext:
@@ -146,8 +177,12 @@ def describe(decision: Decision) -> dict[str, Any]:
 
 
 def apply(sid: str, previous: CallState, decision: Decision, *, turn: Turn | None = None,
-          classification: Classification | None = None, event: str | None = None) -> Response:
-    """Store the decision's effects, render its TwiML and commit both (see `finish`)."""
+          classification: Classification | None = None, event: str | None = None,
+          first: Sequence[tuple[str, Mapping[str, Any]]] = ()) -> Response:
+    """Store the decision's effects, render its TwiML and commit both (see `finish`).
+
+    `first`: events (kind, detail) to record before the decision's, e.g. the dial's status.
+    """
     s = db.session()
     if isinstance(decision.action, Ask) and capture_mode(decision.state.language) == "keypad":
         # No speech recognition for this language: asking "what are you calling about" is pointless.
@@ -155,12 +190,18 @@ def apply(sid: str, previous: CallState, decision: Decision, *, turn: Turn | Non
         decision = dataclasses.replace(menu, reason=f"{decision.reason}; {menu.reason}")
     state = dataclasses.replace(decision.state, seq=previous.seq + 1)
     decision = dataclasses.replace(decision, state=state)
+    # Render and describe before the first write: a write transaction holds SQLite's database
+    # lock (and PostgreSQL's row lock) until the commit, so nothing slow happens inside it.
+    body = str(render(decision, context(sid, state, rules())))
+    described = describe(decision)
+    for kind, detail in first:
+        calls.add_event(s, sid, kind, detail)
     calls.save_state(s, sid, state)
     if turn is not None:
         calls.add_turn(s, sid, previous.step, "", turn.speech, turn.digits, turn.asr_confidence,
-                       classification, describe(decision))
+                       classification, described)
     else:
-        calls.add_event(s, sid, "decision", {"after": event or "", **describe(decision)})
+        calls.add_event(s, sid, "decision", {"after": event or "", **described})
     action = decision.action
     if action.kind in OUTCOMES:
         calls.set_outcome(s, sid, OUTCOMES[action.kind], department=getattr(action, "department", None),
@@ -168,7 +209,6 @@ def apply(sid: str, previous: CallState, decision: Decision, *, turn: Turn | Non
     if isinstance(action, Callback) and action.done:
         calls.add_message(s, sid, action.department, "callback", None)
         calls.set_outcome(s, sid, "callback", department=action.department)
-    body = str(render(decision, context(sid, state, rules())))
     return finish(sid, body)
 
 
@@ -179,14 +219,13 @@ def respond_to_turn(call_sid: str, turn: Turn) -> Response:
     """
     if not _SID.match(call_sid or ""):
         abort(400, description="CallSid is missing or malformed; Twilio always sends it")
-    s = db.session()
-    state = calls.load_state(s, call_sid)
+    state = stored_state(call_sid)
     current = rules()
     if state is not None:
         g.ivr_language = state.language  # the rescue answer, if any, speaks the caller's language
     else:
         # A turn for a call we never greeted (e.g. the database was restored): start it properly.
-        calls.start_call(s, call_sid, request.values.get("From", ""), request.values.get("To", ""))
+        calls.ensure_call(db.session(), call_sid, request.values.get("From", ""), request.values.get("To", ""))
         state = CallState(language=current.default_language)
     classification = None
     if turn.speech and state.step in ("welcome", "ask", "confirm"):

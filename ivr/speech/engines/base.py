@@ -7,6 +7,7 @@ makes a cheap per-call `Recognizer`. A recogniser is fed PCM16 with `accept` and
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -52,6 +53,12 @@ class Grammar:
     phrases: tuple[str, ...]
     language: str = "en"
     repeat: bool = False
+
+
+def grammar_key(grammar: Grammar) -> str:
+    """A short digest of a grammar's content, so engines recompile it when an admin edits it."""
+    digest = hashlib.sha256(repr((grammar.phrases, grammar.repeat)).encode("utf-8"))
+    return digest.hexdigest()[:12]
 
 
 @runtime_checkable

@@ -1,14 +1,12 @@
 """Twilio's own speech recognition: used through `<Gather input="dtmf speech">`, not on our machine.
 
-There is no local audio to decode, so `recognizer()` refuses; what this engine provides is the
-`<Gather>` settings — a BCP-47 `language` Twilio accepts (a bare "en" is rejected with warning
-13512) and phrase `hints` from the routing rules and the prompt's grammar.
+There is no local audio to decode, so `recognizer()` refuses. What this engine knows is whether
+Twilio can recognise a language at all, and the BCP-47 locale `<Gather language>` needs for it
+(a bare "en" is rejected with warning 13512). The `<Gather hints>` are built by the web layer.
 """
 from __future__ import annotations
 
-from ivr.routing.rules import Rules
 from ivr.speech.engines.base import EngineUnavailable, Grammar, Recognizer
-from ivr.speech.grammars import twilio_hints
 
 #: Our language codes → the locale Twilio's `<Gather language>` expects. Languages missing here
 #: have no Twilio speech recognition configured and fall back to the keypad.
@@ -36,8 +34,3 @@ class TwilioEngine:
         raise EngineUnavailable("Twilio recognises speech inside <Gather>; there is no local recogniser "
                                 "for audio files or media streams. Install a Vosk model for "
                                 f"{self.language!r} (`ivr models download`) to decode audio here")
-
-    def gather_settings(self, rules: Rules, grammar: Grammar | None = None) -> dict[str, str]:
-        """Attributes for `<Gather>`: language, hints, and the phone-call speech model."""
-        return {"language": self.locale, "hints": twilio_hints(rules, self.language, grammar),
-                "speech_model": "phone_call"}

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import shutil
 import threading
 from pathlib import Path
 from typing import Any, Mapping
 
-from ivr.speech.engines.base import EngineUnavailable, Grammar, Partial, Result, Word
+from ivr.speech.engines.base import EngineUnavailable, Grammar, Partial, Result, Word, grammar_key
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +25,11 @@ VOSK_LANGUAGES = {"en": "en-us", "es": "es", "ko": "ko", "fr": "fr", "de": "de",
 
 
 def _vosk() -> Any:
+    # Kaldi's maths library would start a thread pool per decode; with one recogniser per call
+    # on its own thread that oversubscribes the cores (measured: 2 streams took 2x as long as 1).
+    # Only effective before libvosk loads, so the first import of vosk should come through here.
+    for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ.setdefault(name, "1")
     try:
         import vosk
     except ImportError as exc:
@@ -100,7 +106,8 @@ class VoskEngine:
     def grammar_json(self, grammar: Grammar) -> str:
         """The grammar as Vosk's JSON phrase list, unknown words dropped, plus "[unk]" if the model has it."""
         with self._lock:
-            cached = self._grammar_cache.get(grammar.name)
+            key = f"{grammar.name}#{grammar_key(grammar)}"   # an edited file compiles anew
+            cached = self._grammar_cache.get(key)
             if cached is None:
                 phrases = [p for p in grammar.phrases if all(self.knows(w) for w in p.split())]
                 if not phrases:
@@ -112,7 +119,7 @@ class VoskEngine:
                 # "[unk]" lets out-of-grammar speech come back as unknown instead of a forced match.
                 if self.knows("[unk]"):
                     phrases.append("[unk]")
-                cached = self._grammar_cache[grammar.name] = json.dumps(phrases, ensure_ascii=False)
+                cached = self._grammar_cache[key] = json.dumps(phrases, ensure_ascii=False)
             return cached
 
     def recognizer(self, sample_rate: int, grammar: Grammar | None = None) -> "VoskRecognizer":
