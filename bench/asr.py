@@ -4,7 +4,7 @@ Prints department accuracy, emergency recall, the rate of wrong departments the 
 without confirming (confidence ≥ thresholds.route), word error rate and real-time factor, next to
 the same classifier on the typed text (so the recogniser's cost is visible).
 
-    .venv/bin/python bench/asr.py [--engine pocketsphinx] [--limit N] [--show-errors]
+    .venv/bin/python bench/asr.py [--engine pocketsphinx] [--limit N] [--show-errors] [--file F.jsonl]
 
 Speech is cached in .cache/speech/ (first run synthesises ~180 files, a few minutes).
 """
@@ -60,6 +60,9 @@ def main() -> None:
     parser.add_argument("--engine", default="pocketsphinx", choices=("pocketsphinx", "vosk"))
     parser.add_argument("--limit", type=int, default=0)
     parser.add_argument("--show-errors", action="store_true")
+    parser.add_argument("--file", type=Path, default=DEV,
+                        help="labelled utterances (JSON Lines); bench/data/heldout_en.jsonl is a small "
+                             "set written apart from the dev set")
     args = parser.parse_args()
 
     rules = load_rules(ROOT / "routing_rules.yaml")
@@ -69,7 +72,7 @@ def main() -> None:
     started = time.perf_counter()
     engine = service.engine_for("en")
     load_seconds = time.perf_counter() - started
-    items = [json.loads(line) for line in DEV.read_text().splitlines() if line.strip()]
+    items = [json.loads(line) for line in args.file.read_text().splitlines() if line.strip()]
     items = items[: args.limit] if args.limit else items
 
     stats = {"n": 0, "ok": 0, "text_ok": 0, "unconfirmed": 0, "emerg": 0, "emerg_hit": 0,

