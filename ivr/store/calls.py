@@ -245,7 +245,11 @@ def set_outcome(s: Session, sid: str, outcome: str, **detail: Any) -> None:
         raise ValueError(f"outcome must be 1-32 characters, got {outcome!r}")
     clean = jsonable(detail)
     sid = _check_sid(sid)
-    row = _core_row(s, sid)
+    _set_outcome(s, sid, outcome, clean, _core_row(s, sid))
+
+
+def _set_outcome(s: Session, sid: str, outcome: str, clean: dict[str, Any], row: Any) -> None:
+    """`set_outcome` with the call's row already read by `_core_row` (None: use the ORM)."""
     if row is None:
         call = _call(s, sid)
         call.outcome = outcome
@@ -275,7 +279,7 @@ def end_call(s: Session, sid: str, status: str, duration_s: float | None = None)
         _writer(s).execute(update(_CALLS).where(_CALLS.c.sid == sid).values(values))
         outcome, state = row.outcome, row.state
     if ended and outcome is None:
-        set_outcome(s, sid, "abandoned", at_step=state_from_dict(state).step)
+        _set_outcome(s, sid, "abandoned", {"at_step": state_from_dict(state).step}, row)
     add_event(s, sid, "status", {"status": status, "duration_s": duration_s})
 
 
