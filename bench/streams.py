@@ -39,13 +39,16 @@ DEV = ROOT.parent / "shared" / "city" / "dev_utterances_en.jsonl"
 KO_TEXTS = ["네", "아니요", "일 이 삼", "네 네", "아니요 네", "오 육 칠 팔"]
 
 
-def setup(name: str):
+def setup(name: str, max_streams: int = 128, watch: bool = True):
     """(engine, grammar, utterance PCM list, destination function for the endpointer)."""
     if name == "pocketsphinx":
         from ivr.speech.engines.pocketsphinx import PocketsphinxEngine
 
         rules = load_rules(ROOT / "routing_rules.yaml")
-        engine = PocketsphinxEngine(rules, cache_dir=ROOT / "instance" / "speech-cache")
+        # Uncapped pool (two decoders per stream with the emergency watch): this measures what
+        # one process can decode, which is what IVR_DECODE_POOL_MAX should be set from.
+        engine = PocketsphinxEngine(rules, cache_dir=ROOT / "instance" / "speech-cache",
+                                    max_decoders=2 * max_streams, emergency_watch=watch)
         classifier = Classifier(rules)
         texts = [json.loads(line)["text"] for line in DEV.read_text().splitlines()[::6]]
         audio = [read_wav(synthesize_phone_audio(t)).pcm16 for t in texts]
@@ -177,13 +180,15 @@ def main() -> None:
     parser.add_argument("--engine", default="all", choices=("pocketsphinx", "vosk-ko", "all"))
     parser.add_argument("--seconds", type=float, default=4.0)
     parser.add_argument("--max-streams", type=int, default=128)
+    parser.add_argument("--no-watch", action="store_true", help="pocketsphinx without the emergency watch")
     args = parser.parse_args()
     for name in (("pocketsphinx", "vosk-ko") if args.engine == "all" else (args.engine,)):
-        engine, grammar, audio, destination = setup(name)
+        engine, grammar, audio, destination = setup(name, args.max_streams, not args.no_watch)
         rtf = real_time_factor(engine, grammar, audio)
         lat = sorted(end_latency(engine, grammar, audio, destination))
         streams, log = capacity(engine, grammar, audio, args.seconds, args.max_streams)
-        print(f"{name}{' (grammar)' if grammar else ' (domain language model)'}")
+        watch = " + emergency watch" if getattr(engine, "watch_lm_path", None) else ""
+        print(f"{name}{' (grammar)' if grammar else ' (domain language model' + watch + ')'}")
         print(f"  real-time factor      {rtf:.3f} (one stream, one thread)")
         print("\n".join(log))
         if name == "pocketsphinx":

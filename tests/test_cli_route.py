@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import json
-import sys
-import types
 from pathlib import Path
 
 import pytest
@@ -143,40 +141,69 @@ def test_batch_of_thousands_streams_every_line(tmp_path):
     assert {o["action"] for o in out} <= ACTIONS and out[3]["action"] == "emergency"
 
 
-@pytest.fixture
-def fake_transcriber(monkeypatch):
-    """Stands in for ivr.speech.transcribe (its own tests decode real audio); records its calls."""
-    calls: list[tuple[str, str]] = []
-
-    def transcribe_file(path, language, rules):
-        calls.append((str(path), language))
-        if Path(path).read_bytes() == b"not audio":
-            raise ValueError(f"{path}: not a WAV file")
-        return "there is a pothole on my street", "vosk", 0.87
-
-    module = types.ModuleType("ivr.speech.transcribe")
-    module.transcribe_file = transcribe_file
-    monkeypatch.setitem(sys.modules, "ivr.speech.transcribe", module)
-    return calls
+POOL = "a child fell in the pool and isn't moving"
 
 
-def test_audio_is_transcribed_then_routed(tmp_path, fake_transcriber):
-    wav = tmp_path / "call.wav"
-    wav.write_bytes(b"RIFF")
-    out = route_json("--audio", str(wav), "--at", MONDAY_10AM)
-    assert (out["transcript"], out["engine"], out["asr_confidence"]) == ("there is a pothole on my street", "vosk", 0.87)
-    assert out["department"] == "roads" and fake_transcriber == [(str(wav), "en")]
+def speech_file(directory: Path, name: str, text: str) -> Path:
+    """Real caller speech (piper, 8 kHz μ-law, cached) copied to `directory/name`."""
+    from speechgen import synthesize_phone_audio
+
+    target = directory / name
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(synthesize_phone_audio(text).read_bytes())
+    return target
 
 
-def test_batch_audio_paths_are_relative_to_the_batch_file(tmp_path, fake_transcriber):
-    (tmp_path / "calls").mkdir()
-    (tmp_path / "calls" / "a.wav").write_bytes(b"RIFF")
+def route_audio(*args: str) -> CliRunner:
+    # The embedded engine: the same recogniser a live call on this machine would use for English.
+    return CliRunner(env={"IVR_SPEECH_ENGINE": "pocketsphinx"}).invoke(
+        cli, ["route", "--rules", RULES, "--at", MONDAY_10AM, "--json", *args])
+
+
+@pytest.mark.speech
+def test_audio_is_transcribed_then_routed(tmp_path):
+    wav = speech_file(tmp_path, "call.wav", "I want to report a pothole on Main Street")
+    result = route_audio("--audio", str(wav))
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert FIELDS <= set(out) and out["engine"] == "pocketsphinx"
+    assert "pothole" in out["transcript"].split() and out["text"] == out["transcript"]
+    assert 0.0 < out["asr_confidence"] <= 1.0
+    assert (out["department"], out["action"]) == ("roads", "transfer")
+
+
+@pytest.mark.speech
+def test_audio_emergency_heard_only_by_the_watch_is_an_emergency(tmp_path):
+    out = json.loads(route_audio("--audio", str(speech_file(tmp_path, "pool.wav", POOL))).stdout)
+    assert "moving" not in out["transcript"]           # the 1-best, as the line heard it
+    assert (out["action"], out["department"]) == ("emergency", None)
+    assert "emergency watch" in out["explanation"]
+
+
+@pytest.mark.speech
+def test_batch_audio_paths_are_relative_to_the_batch_file(tmp_path):
+    speech_file(tmp_path / "calls", "a.wav", "my trash wasn't picked up this week")
     (tmp_path / "calls" / "b.wav").write_bytes(b"not audio")
     batch = tmp_path / "batch.jsonl"
-    batch.write_text(json.dumps({"audio": "calls/a.wav", "lang": "es"}) + "\n"
-                     + json.dumps({"audio": "calls/b.wav"}) + "\n", encoding="utf-8")
-    result = CliRunner().invoke(cli, ["route", "--rules", RULES, "--batch", str(batch), "--json", "--at", MONDAY_10AM])
-    first, second = (json.loads(line) for line in result.stdout.splitlines())
-    assert fake_transcriber[0] == (str(tmp_path / "calls" / "a.wav"), "es")
-    assert first["engine"] == "vosk" and first["audio"] == "calls/a.wav"
-    assert "not a WAV file" in second["error"]
+    batch.write_text(json.dumps({"id": "a", "audio": "calls/a.wav"}) + "\n"
+                     + json.dumps({"id": "b", "audio": "calls/b.wav"}) + "\n"
+                     + json.dumps({"id": "c", "audio": "calls/missing.wav"}) + "\n", encoding="utf-8")
+    result = route_audio("--batch", str(batch))
+    first, second, third = (json.loads(line) for line in result.stdout.splitlines())
+    assert first["id"] == "a" and first["audio"] == "calls/a.wav" and first["engine"] == "pocketsphinx"
+    assert first["department"] == "sanitation" and "trash" in first["transcript"]
+    assert second["id"] == "b" and second["line"] == 2 and "error" in second and "engine" not in second
+    assert third["line"] == 3 and "missing.wav" in third["error"]
+    assert "2 line(s) could not be routed" in result.stderr
+
+
+@pytest.mark.speech
+def test_audio_errors_say_what_to_do(tmp_path):
+    junk = tmp_path / "x.wav"
+    junk.write_bytes(b"RIFF")
+    unreadable = route_audio("--audio", str(junk))
+    assert unreadable.exit_code == 2 and "not a WAV file" in unreadable.output
+    wav = speech_file(tmp_path, "call.wav", "I want to report a pothole on Main Street")
+    no_engine = CliRunner(env={"IVR_SPEECH_ENGINE": "keypad"}).invoke(
+        cli, ["route", "--rules", RULES, "--audio", str(wav), "--json"])
+    assert no_engine.exit_code == 1 and "no local recogniser" in no_engine.output

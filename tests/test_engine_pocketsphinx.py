@@ -79,7 +79,8 @@ def test_grammar_then_free_speech_on_the_same_pooled_decoder(rules, tmp_path):
     decode(engine, "no", load_grammar(GRAMMARS, "en", "yes_no"))
     result, _ = decode(engine, "I need to report a pothole near the library")
     assert "pothole" in result.text.split()
-    assert len(engine._idle) == 1          # one decoder, lent twice: the model loaded once
+    # One decoder plus the emergency watch's, each lent twice: the model loaded once per slot.
+    assert len(engine._idle) == 2 and engine.busy == 0
 
 
 def test_parallel_calls_each_get_their_own_decoder(engine):
@@ -150,3 +151,49 @@ def test_an_edited_grammar_is_recompiled_under_the_same_name(engine):
     before, _ = decode(engine, "no", Grammar("en/edited", ("yes", "okay")))
     after, _ = decode(engine, "no", Grammar("en/edited", ("yes", "no")))
     assert before.text != "no" and after.text == "no"
+
+
+def test_the_pool_is_capped_and_a_waiting_call_gets_the_freed_decoder(rules, tmp_path):
+    engine = PocketsphinxEngine(rules, cache_dir=tmp_path, max_decoders=1)
+    first = engine.recognizer(8000)            # the only decoder; the watch is skipped, not waited for
+    with pytest.raises(EngineUnavailable, match="all 1 pocketsphinx decoders are busy"):
+        engine.recognizer(8000)
+    got: list = []
+    waiter = threading.Thread(target=lambda: got.append(engine.recognizer(8000)))
+    waiter.start()
+    first.finish()
+    waiter.join(timeout=5)
+    assert len(got) == 1 and engine.busy == 1 and engine._made == 1
+    got[0].finish()
+    assert engine.busy == 0
+
+
+def test_pool_size_must_be_positive(rules, tmp_path):
+    with pytest.raises(EngineUnavailable, match="IVR_DECODE_POOL_MAX must be at least 1"):
+        PocketsphinxEngine(rules, cache_dir=tmp_path, max_decoders=0)
+
+
+def test_emergency_watch_hears_what_the_domain_model_missed(engine, rules):
+    """The one dev emergency the 1-best loses: the watch's reading carries it, the 1-best stays."""
+    from ivr.routing.classify import Classifier
+    from ivr.speech.emergency import emergency_in_alternatives
+
+    classifier = Classifier(rules)
+    result, _ = decode(engine, "a child fell in the pool and isn't moving")
+    assert not classifier.classify(result.text, "en").emergency      # the transcript alone misses it
+    why = emergency_in_alternatives(classifier, result, "en")
+    assert why is not None and "emergency watch" in why
+
+
+def test_emergency_watch_stays_quiet_on_an_ordinary_call(engine, rules):
+    from ivr.routing.classify import Classifier
+    from ivr.speech.emergency import emergency_in_alternatives
+
+    result, _ = decode(engine, "the deli on Main Street had mouse droppings")
+    assert emergency_in_alternatives(Classifier(rules), result, "en") is None
+
+
+def test_without_the_watch_one_decoder_serves_a_call(rules, tmp_path):
+    engine = PocketsphinxEngine(rules, cache_dir=tmp_path, emergency_watch=False)
+    result, _ = decode(engine, "a child fell in the pool and isn't moving")
+    assert result.alternatives == () and engine._made == 1

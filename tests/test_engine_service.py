@@ -96,3 +96,15 @@ def test_app_refuses_to_start_with_an_impossible_forced_engine(app_config):
     app_config["IVR_MODELS_DIR"] = "/nonexistent/models"
     with pytest.raises(RuntimeError, match="speech recognition for 'en'.*no Vosk model"):
         create_app(app_config)
+
+
+def test_decoder_pool_cap_and_emergency_watch_come_from_the_config(tmp_path, rules):
+    from ivr.speech.engines.pocketsphinx import DEFAULT_MAX_DECODERS
+
+    default = service(tmp_path, rules, IVR_SPEECH_ENGINE="pocketsphinx").engine_for("en")
+    assert default.max_decoders == DEFAULT_MAX_DECODERS and default.watch_lm_path is not None
+    capped = service(tmp_path, rules, IVR_SPEECH_ENGINE="pocketsphinx", IVR_DECODE_POOL_MAX="3",
+                     IVR_EMERGENCY_WATCH="off").engine_for("en")
+    assert capped.max_decoders == 3 and capped.watch_lm_path is None
+    with pytest.raises(EngineUnavailable, match="IVR_DECODE_POOL_MAX='lots' is not a whole number"):
+        service(tmp_path, rules, IVR_SPEECH_ENGINE="pocketsphinx", IVR_DECODE_POOL_MAX="lots").engine_for("en")

@@ -203,3 +203,63 @@ def test_socket_dropped_mid_utterance_keeps_what_was_heard(app, server):
     turn = pending_turn(app, "CAdropped")
     assert turn is not None, "nothing stored for a dropped stream"
     assert turn.speech and "pothole" in turn.speech.lower()
+
+
+@pytest.mark.parametrize("said, step", [("yes", "confirm"), ("no that's wrong", "confirm"), ("no", "callback")])
+def test_yes_no_steps_listen_with_the_yes_no_grammar(app, server, said, step):
+    """At a yes/no question the recogniser may only answer with the grammar's phrases."""
+    from ivr.routing.classify import interpret_yes_no
+    from ivr.speech.grammars import load_grammar
+
+    sid = f"CAgrammar{step}{len(said)}"
+    with call(server, sid, step=step) as twilio:
+        twilio.send_audio(utterance(said))
+        twilio.send_silence(2000)
+        assert twilio.wait_closed(3)
+    turn = pending_turn(app, sid)
+    assert turn is not None and turn.speech == said
+    assert turn.speech in load_grammar(app.config["IVR_GRAMMARS_DIR"], "en", "yes_no").phrases
+    assert interpret_yes_no(turn.speech, None, "en") is said.startswith("yes")
+
+
+def test_a_broken_grammar_file_falls_back_to_free_speech(app, server, tmp_path):
+    (tmp_path / "en").mkdir()
+    (tmp_path / "en" / "yes_no.txt").write_text("# no phrases at all\n", encoding="utf-8")
+    app.config["IVR_GRAMMARS_DIR"] = str(tmp_path)
+    with call(server, "CAbadgrammar", step="confirm") as twilio:
+        twilio.send_audio(utterance(POTHOLE))
+        twilio.send_silence(2000)
+        assert twilio.wait_closed(3)
+    turn = pending_turn(app, "CAbadgrammar")
+    assert turn is not None and turn.speech and "pothole" in turn.speech.lower()
+
+
+def test_the_emergency_watch_verdict_travels_with_the_turn(app, server):
+    """The 1-best misses this emergency; the stored turn keeps the 1-best and the watch's verdict."""
+    with call(server, "CAwatch") as twilio:
+        twilio.send_audio(utterance("a child fell in the pool and isn't moving"))
+        twilio.send_silence(2000)
+        assert twilio.wait_closed(3)
+    turn = pending_turn(app, "CAwatch")
+    assert turn is not None and turn.speech and "isn't moving" not in turn.speech
+    assert turn.emergency_heard and "emergency watch" in turn.emergency_heard
+
+
+def test_a_call_with_every_decoder_busy_still_gets_its_turn(app, server, monkeypatch):
+    """Pool exhausted: the stream waits briefly, then listens for keys and silence only."""
+    from ivr.speech.service import speech_service
+
+    with app.app_context():
+        engine = speech_service().engine_for("en")
+    monkeypatch.setattr(engine, "max_decoders", max(engine._made, 1))
+    held = [engine._borrow(1.0) for _ in range(engine.max_decoders)]
+    try:
+        with call(server, "CAbusy") as twilio:
+            twilio.send_silence(200)
+            twilio.press("0")
+            assert twilio.wait_closed(5)
+    finally:
+        for decoder in held:
+            engine._give_back(decoder)
+    turn = pending_turn(app, "CAbusy")
+    assert turn is not None and (turn.speech, turn.digits) == (None, "0")

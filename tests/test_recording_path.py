@@ -141,3 +141,30 @@ def test_unsigned_recording_callback_is_refused(client, recordings):
     response = client.post("/voice/recorded", data={"CallSid": "CAx", "RecordingUrl": recordings.base + "/x"})
     assert response.status_code == 403
     assert recordings.auth == []          # nothing was fetched for a forged request
+
+
+@pytest.mark.speech
+def test_the_emergency_watch_reaches_the_decision_on_the_recording_path(app, client, recordings):
+    """The 1-best ("the trail fell on the pole …") is no emergency; the watch's reading is."""
+    from tests.speechgen import synthesize_phone_audio
+
+    said = "a child fell in the pool and isn't moving"
+    recordings.files["/RE9"] = synthesize_phone_audio(said).read_bytes()
+    start_call(client, "CArec9")
+    root = twiml(recorded(client, "CArec9", recordings.base + "/RE9"))
+    dialled = [el.text.strip() for el in root.iter("Number")] + [el.text.strip() for el in root.iter("Dial") if el.text]
+    assert any(d.replace(" ", "").endswith("3125550199") for d in dialled), ET.tostring(root)
+    turn = [t for t in call_record(app, "CArec9")["turns"] if t["heard"]][-1]
+    assert "isn't moving" not in turn["heard"]          # the transcript kept is the 1-best
+
+
+@pytest.mark.speech
+def test_a_confirm_step_recording_is_recognised_with_the_yes_no_grammar(app, client, recordings):
+    from tests.speechgen import synthesize_phone_audio
+
+    recordings.files["/RE8"] = synthesize_phone_audio("no that's wrong").read_bytes()
+    start_call(client, "CArec8")
+    form = {"CallSid": "CArec8", "AccountSid": ACCOUNT_SID, "RecordingUrl": recordings.base + "/RE8"}
+    twiml(signed_post(client, "/voice/recorded?step=confirm&n=1", form))
+    heard = [t["heard"] for t in call_record(app, "CArec8")["turns"] if t["heard"]]
+    assert heard == ["no that's wrong"]

@@ -48,13 +48,17 @@ class Router:
             raise ValueError(f"unknown language {language!r}; the rules offer {', '.join(self.rules.languages)}")
         return language
 
-    def route(self, text: str, language: str, now: datetime, asr_confidence: float | None = None) -> dict[str, Any]:
-        """Classify and decide as at the first "what are you calling about?" of a call."""
+    def route(self, text: str, language: str, now: datetime, asr_confidence: float | None = None,
+              emergency_heard: str | None = None) -> dict[str, Any]:
+        """Classify and decide as at the first "what are you calling about?" of a call.
+
+        `emergency_heard`: the recogniser's emergency watch verdict (audio only; ivr.speech.emergency).
+        """
         from ivr.routing.decide import CallState, Turn, decide
 
         classification = self.classifier.classify(text, language)
-        decision = decide(CallState(step="ask", language=language),
-                          Turn(speech=text, asr_confidence=asr_confidence), classification, now, self.rules)
+        turn = Turn(speech=text, asr_confidence=asr_confidence, emergency_heard=emergency_heard)
+        decision = decide(CallState(step="ask", language=language), turn, classification, now, self.rules)
         kind, reason = decision.action.kind, decision.reason
         if kind == "ask":
             # decide() asks once more before offering the keypad; `ivr route` reports where a first
@@ -95,10 +99,15 @@ def parse_when(value: str | None, zone: ZoneInfo) -> datetime:
 
 
 def _route_audio(router: Router, audio: Path, language: str, now: datetime) -> dict[str, Any]:
-    from ivr.speech.transcribe import transcribe_file
+    from ivr.speech.emergency import emergency_in_alternatives
+    from ivr.speech.transcribe import recognize_file
 
-    transcript, engine, asr_confidence = transcribe_file(str(audio), language, router.rules)
-    result = router.route(transcript, language, now, asr_confidence)
+    heard, engine = recognize_file(str(audio), language, router.rules)
+    transcript, asr_confidence = heard.text, heard.confidence
+    watched = emergency_in_alternatives(router.classifier, heard, language)
+    result = router.route(transcript, language, now, asr_confidence, watched)
+    if watched and result["action"] == "emergency":
+        result["explanation"] = f"emergency: {watched}"
     result.update(transcript=transcript, engine=engine, asr_confidence=asr_confidence)
     return result
 

@@ -38,6 +38,7 @@ class Classification:
     emergency: bool
     candidates: tuple[Candidate, ...]   # best first; empty when nothing matched
     explanation: str
+    cues: tuple[str, ...] = ()          # emergency cue phrases heard (how well an emergency is supported)
 
     @property
     def top(self) -> Candidate | None:
@@ -132,7 +133,8 @@ class Classifier:
         explanation = candidates[0].explanation if candidates else "no department's keywords recognised"
         if reading.note:
             explanation = f"{explanation}; {reading.note}"
-        return Classification(text, language, bool(reading.cues or example_emergency), tuple(candidates), explanation)
+        return Classification(text, language, bool(reading.cues or example_emergency), tuple(candidates),
+                              explanation, tuple(reading.cues))
 
 
 @dataclass(frozen=True)

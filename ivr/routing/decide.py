@@ -48,6 +48,7 @@ class Turn:
     speech: str | None = None
     digits: str | None = None
     asr_confidence: float | None = None
+    emergency_heard: str | None = None   # why the recogniser's other readings say emergency (ivr.speech.emergency)
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,8 @@ def decide(state: CallState, turn: Turn, classification: Classification | None,
         return to_operator(state, now, rules, "caller pressed 0")
     if state.step in ("welcome", "ask", "confirm") and classification is not None and classification.emergency:
         return emergency(state, rules, f"emergency detected: {classification.explanation}")
+    if state.step in ("welcome", "ask", "confirm") and turn.emergency_heard:
+        return emergency(state, rules, f"emergency detected: {turn.emergency_heard}")
     if state.step == "welcome":
         return _welcome(state, turn, classification, now, rules)
     if state.step == "ask":

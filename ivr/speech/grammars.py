@@ -11,7 +11,9 @@ from pathlib import Path
 from ivr.speech.engines.base import Grammar
 
 #: Which grammar file each listening step uses; steps not listed use the free domain model.
-STEP_GRAMMARS = {"confirm": "yes_no", "menu": "digits", "language": "language"}
+#: `welcome` is free speech on purpose: the greeting asks for a language, but callers may skip it
+#: and say what they want. `callback` ("shall we call you back?") is a yes/no question.
+STEP_GRAMMARS = {"confirm": "yes_no", "callback": "yes_no", "menu": "digits", "language": "language"}
 
 
 class GrammarError(ValueError):

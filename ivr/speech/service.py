@@ -19,6 +19,7 @@ from flask import Flask, current_app
 
 from ivr.routing.rules import Rules
 from ivr.speech.engines.base import Engine, EngineUnavailable, decode_pool
+from ivr.speech.engines.pocketsphinx import DEFAULT_MAX_DECODERS
 from ivr.speech.engines.twilio import TWILIO_LOCALES, TwilioEngine
 
 log = logging.getLogger(__name__)
@@ -111,7 +112,18 @@ class SpeechService:
         from ivr.speech.engines.pocketsphinx import PocketsphinxEngine
 
         return PocketsphinxEngine(rules, language, cache_dir=self.cache_dir,
-                                  extra_sentences=self._extra_sentences(language))
+                                  extra_sentences=self._extra_sentences(language),
+                                  max_decoders=self._int_setting("IVR_DECODE_POOL_MAX", DEFAULT_MAX_DECODERS),
+                                  emergency_watch=_flag(self.config.get("IVR_EMERGENCY_WATCH", True)))
+
+    def _int_setting(self, key: str, default: int) -> int:
+        raw = self.config.get(key)
+        if raw in (None, ""):
+            return default
+        try:
+            return int(raw)
+        except (TypeError, ValueError):
+            raise EngineUnavailable(f"{key}={raw!r} is not a whole number") from None
 
     def _extra_sentences(self, language: str) -> list[str]:
         path = Path(self.config.get("IVR_GRAMMARS_DIR") or "grammars") / language / "lm_extra.txt"
@@ -141,6 +153,11 @@ class SpeechService:
                 engine.warm()
         except EngineUnavailable as exc:
             log.error("speech: %s engine for %s failed to load: %s", self.choose(language), language, exc)
+
+
+def _flag(value: Any) -> bool:
+    """A yes/no setting that may come as a bool or as environment text ("0", "false", "off")."""
+    return value if isinstance(value, bool) else str(value).strip().lower() not in {"0", "false", "no", "off", ""}
 
 
 def _pocketsphinx_installed() -> bool:

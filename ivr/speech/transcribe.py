@@ -11,7 +11,7 @@ from typing import Any, Mapping
 
 from ivr.routing.rules import Rules
 from ivr.speech.audio import read_wav
-from ivr.speech.engines.base import EngineUnavailable, Grammar
+from ivr.speech.engines.base import EngineUnavailable, Grammar, Result
 from ivr.speech.service import SpeechService
 
 _CHUNK_SECONDS = 0.02
@@ -39,6 +39,17 @@ def transcribe_file(path: str | Path, language: str, rules: Rules, *,
     Raises `AudioError` for unreadable audio and `EngineUnavailable` when no local recogniser
     exists for `language` (Twilio's recognition only runs inside a live call).
     """
+    result, engine = recognize_file(path, language, rules, config=config, grammar=grammar)
+    return result.text, engine, result.confidence
+
+
+def recognize_file(path: str | Path, language: str, rules: Rules, *,
+                   config: Mapping[str, Any] | None = None,
+                   grammar: Grammar | None = None) -> tuple[Result, str]:
+    """The recogniser's whole `Result` (with the emergency watch's alternatives) and the engine name.
+
+    Same arguments and errors as `transcribe_file`.
+    """
     if config is None:
         from ivr.config import from_environment
 
@@ -55,5 +66,4 @@ def transcribe_file(path: str | Path, language: str, rules: Rules, *,
     step = int(audio.sample_rate * _CHUNK_SECONDS) * 2
     for start in range(0, len(audio.pcm16), step):
         recognizer.accept(audio.pcm16[start:start + step])
-    result = recognizer.finish()
-    return result.text, engine.name, result.confidence
+    return recognizer.finish(), engine.name

@@ -25,6 +25,7 @@ from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
 
+from ivr.store import sqlite
 from ivr.store.models import Base
 
 log = logging.getLogger(__name__)
@@ -50,6 +51,10 @@ def make_engine(url: str) -> Engine:
             kwargs["poolclass"] = StaticPool
         engine = create_engine(url, **kwargs)
         event.listen(engine, "connect", _sqlite_on_connect)
+        if not in_memory:   # a StaticPool's one connection is shared, so it cannot take turns
+            writers = sqlite.WriterQueue(SQLITE_BUSY_TIMEOUT_MS / 1000 / 5)
+            event.listen(engine, "before_cursor_execute", writers.before_execute)
+            event.listen(engine.pool, "checkin", writers.checkin)
         return engine
     if parsed.get_backend_name() == "postgresql":
         engine = create_engine(url, pool_pre_ping=True, connect_args={"connect_timeout": PG_CONNECT_TIMEOUT_S})
@@ -66,6 +71,9 @@ def _sqlite_on_connect(dbapi_conn: Any, _record: Any) -> None:
     # NORMAL is durable across application crashes in WAL mode; FULL only adds power-loss safety
     # at the cost of an fsync per commit on the webhook's critical path.
     cursor.execute("PRAGMA synchronous=NORMAL")
+    # Checkpoints run after responses are sent (sqlite.Checkpointer); SQLite's own, inside some
+    # unlucky webhook's commit, stays only as a safety net for a WAL that grew anyway.
+    cursor.execute(f"PRAGMA wal_autocheckpoint={sqlite.AUTOCHECKPOINT_PAGES}")
     cursor.close()
 
 
@@ -152,6 +160,8 @@ def init_app(app: Flask) -> None:
         log.error("database unreachable at start (%s); calls will go to the operator until it is back",
                   str(reason).splitlines()[0])
     app.teardown_appcontext(_close_session)
+    if make_url(url).get_backend_name() == "sqlite" and not is_memory_sqlite(url):
+        app.after_request(sqlite.Checkpointer(engine).after_request)
 
 
 def engine(app: Flask | None = None) -> Engine:

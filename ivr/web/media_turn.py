@@ -12,11 +12,12 @@ import socket
 import time
 from typing import Any, Callable, Mapping
 
+from flask import current_app
 from simple_websocket import ConnectionClosed
 
 from ivr.routing.decide import Turn
 from ivr.speech.audio import ulaw_to_pcm16
-from ivr.speech.engines.base import EngineUnavailable
+from ivr.speech.engines.base import EngineBusy, EngineUnavailable, Grammar, Result
 from ivr.speech.endpointing import EndpointConfig, Endpointer, Signal
 from ivr.telephony import stream as wire
 from ivr.web.stream_decoder import StreamDecoder
@@ -97,7 +98,8 @@ class StreamTurn:
         try:
             engine = speech_service().engine_for(self.language)
             if engine is not None:
-                self.decoder = StreamDecoder(engine.recognizer(wire.SAMPLE_RATE))
+                grammar = step_grammar(params.get("step", ""), self.language)
+                self.decoder = StreamDecoder(open_recognizer(engine, wire.SAMPLE_RATE, grammar))
         except EngineUnavailable as exc:
             # Keypad and silence still work; the caller is never stuck on a broken recogniser.
             log.error("stream %s: no recogniser for %s: %s", self.start.stream_sid, self.language, exc)
@@ -167,7 +169,8 @@ class StreamTurn:
         text, confidence = (result.text, result.confidence) if result else (self.decoder.snapshot()[0], None)
         text = " ".join(text.split())
         return Turn(speech=text or None, digits=self.digits or None,
-                    asr_confidence=confidence if text else None)
+                    asr_confidence=confidence if text else None,
+                    emergency_heard=watched_emergency(result, self.language, text))
 
     def _store(self, turn: Turn) -> None:
         from sqlalchemy.exc import SQLAlchemyError
@@ -214,6 +217,44 @@ class StreamTurn:
 
     def _send(self, event: wire.Event) -> None:
         self.ws.send(wire.encode(event))
+
+
+def step_grammar(step: str, language: str) -> Grammar | None:
+    """The grammar for a listening step (yes/no at `confirm` …), None for free speech.
+
+    A broken grammar file must not cost the caller their turn: it is logged and the step
+    listens with the free domain model instead.
+    """
+    from ivr.speech.grammars import GrammarError, grammar_for_step
+
+    try:
+        return grammar_for_step(current_app.config.get("IVR_GRAMMARS_DIR") or "grammars", language, step)
+    except GrammarError as exc:
+        log.error("grammar for step %r unusable, listening freely: %s", step, exc)
+        return None
+
+
+def open_recognizer(engine: Any, sample_rate: int, grammar: Grammar | None) -> Any:
+    """`engine.recognizer` with `grammar`, or free speech when the engine cannot use the grammar."""
+    if grammar is not None:
+        try:
+            return engine.recognizer(sample_rate, grammar)
+        except EngineBusy:
+            raise                          # no decoder free: asking again would only wait twice
+        except EngineUnavailable as exc:   # e.g. no phrase the model can say: free speech still works
+            log.error("grammar %s unusable with %s, listening freely: %s", grammar.name, engine.name, exc)
+    return engine.recognizer(sample_rate)
+
+
+def watched_emergency(result: Result | None, language: str, transcript: str) -> str | None:
+    """The emergency watch's verdict for this turn (see ivr.speech.emergency), or None."""
+    from ivr.routing.source import current_classifier
+    from ivr.speech.emergency import emergency_in_alternatives
+
+    classifier = current_classifier()
+    if transcript and classifier.classify(transcript, language).emergency:
+        return None     # the transcript says it already; /voice/turn's classification will tell
+    return emergency_in_alternatives(classifier, result, language)
 
 
 def _prompt_audio(params: Mapping[str, str], language: str) -> bytes | None:

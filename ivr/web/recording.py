@@ -48,16 +48,19 @@ def recorded() -> Response:
     url = request.form.get("RecordingUrl", "")
     digits = request.form.get("Digits", "")
     digits = digits if digits and set(digits) <= KEYPAD else None
-    speech, confidence = None, None
+    speech, confidence, watched = None, None, None
     if url:
         try:
-            text, confidence = transcribe(fetch_recording(url), _call_language(call_sid))
+            language = _call_language(call_sid)
+            text, confidence, watched = transcribe(fetch_recording(url), language,
+                                                   request.args.get("step", ""))
             speech = text or None
             _note_recording(call_sid, url, request.form.get("RecordingDuration"))
         except RecordingUnavailable as exc:
             log.warning("call %s: recording unusable, treating as no input: %s", call_sid, exc)
     return respond_to_turn(call_sid, Turn(speech=speech, digits=digits,
-                                          asr_confidence=confidence if speech else None))
+                                          asr_confidence=confidence if speech else None,
+                                          emergency_heard=watched))
 
 
 def fetch_recording(url: str, *, max_bytes: int | None = None, timeout: float = DOWNLOAD_TIMEOUT_S) -> bytes:
@@ -88,10 +91,14 @@ def fetch_recording(url: str, *, max_bytes: int | None = None, timeout: float = 
     raise RecordingUnavailable("recording not ready")
 
 
-def transcribe(wav: bytes, language: str) -> tuple[str, float | None]:
-    """Recognise a WAV recording with the language's engine: (text, confidence)."""
+def transcribe(wav: bytes, language: str, step: str = "") -> tuple[str, float | None, str | None]:
+    """Recognise a WAV recording with the language's engine and the step's grammar.
+
+    Returns (text, confidence, why the emergency watch heard an emergency or None).
+    """
     from ivr.speech.audio import AudioError, parse_wav
     from ivr.speech.service import speech_service
+    from ivr.web.media_turn import open_recognizer, step_grammar, watched_emergency
 
     try:
         audio = parse_wav(wav, "recording")
@@ -103,14 +110,15 @@ def transcribe(wav: bytes, language: str) -> tuple[str, float | None]:
         engine = speech_service().engine_for(language)
         if engine is None:
             raise RecordingUnavailable(f"no recogniser for {language!r} (keypad only)")
-        recognizer = engine.recognizer(audio.sample_rate)
-        step = audio.sample_rate // 5 * 2      # 200 ms of PCM16 per chunk
-        for i in range(0, len(audio.pcm16), step):
-            recognizer.accept(audio.pcm16[i:i + step])
+        recognizer = open_recognizer(engine, audio.sample_rate, step_grammar(step, language))
+        chunk = audio.sample_rate // 5 * 2      # 200 ms of PCM16 per chunk
+        for i in range(0, len(audio.pcm16), chunk):
+            recognizer.accept(audio.pcm16[i:i + chunk])
         result = recognizer.finish()
     except (EngineUnavailable, RuntimeError) as exc:
         raise RecordingUnavailable(f"recogniser failed: {exc}") from exc
-    return " ".join(result.text.split()), result.confidence
+    text = " ".join(result.text.split())
+    return text, result.confidence, watched_emergency(result, language, text)
 
 
 def _call_language(call_sid: str) -> str:

@@ -20,6 +20,10 @@ class EngineUnavailable(RuntimeError):
     """The engine cannot run here (no model, library missing); the message says how to fix it."""
 
 
+class EngineBusy(EngineUnavailable):
+    """Every decoder is lent out right now; trying again at once (another grammar …) cannot help."""
+
+
 @dataclass(frozen=True)
 class Word:
     """One recognised word with its timing (seconds from the stream start) and confidence 0..1."""
@@ -37,10 +41,16 @@ class Partial:
 
 @dataclass(frozen=True)
 class Result:
-    """The final hypothesis for an utterance. Empty `text` means nothing was recognised."""
+    """The final hypothesis for an utterance. Empty `text` means nothing was recognised.
+
+    `text` is the 1-best: what routing reads. `alternatives` are other readings of the same audio
+    (the embedded engine's emergency watch) kept only as evidence for emergency detection
+    (`ivr.speech.emergency`), never routed on.
+    """
     text: str
     confidence: float
     words: tuple[Word, ...] = ()
+    alternatives: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -60,6 +70,35 @@ def grammar_key(grammar: Grammar) -> str:
     """A short digest of a grammar's content, so engines recompile it when an admin edits it."""
     digest = hashlib.sha256(repr((grammar.phrases, grammar.repeat)).encode("utf-8"))
     return digest.hexdigest()[:12]
+
+
+class SingleUse:
+    """What every local recogniser shares: audio until `finish`, nothing after (an engine lends
+    resources per use), and a partial only when the running text changed."""
+
+    _done = False
+    _text = ""
+
+    def _changed(self, text: str) -> Partial | None:
+        """A `Partial` for `text` if it differs from the last one reported, else None."""
+        if text == self._text:
+            return None
+        self._text = text
+        return Partial(text)
+
+    def _check_open(self) -> None:
+        if self._done:
+            raise RuntimeError("recognizer already finished")
+
+    def _close(self) -> None:
+        """Mark finished; a second `finish` is a caller bug, so it raises."""
+        self._check_open()
+        self._done = True
+
+
+def mean_confidence(words: tuple[Word, ...]) -> float:
+    """An utterance's confidence: the mean of its words' (0 when there are none), 3 decimals."""
+    return round(sum(w.confidence for w in words) / len(words), 3) if words else 0.0
 
 
 @runtime_checkable

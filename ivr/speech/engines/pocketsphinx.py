@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from pathlib import Path
 
 from ivr.routing.rules import Rules
 from ivr.speech import lm
 from ivr.speech.audio import StreamResampler
-from ivr.speech.engines.base import EngineUnavailable, Grammar, Partial, Result, Word, grammar_key
+from ivr.speech.engines.base import (EngineBusy, EngineUnavailable, Grammar, Partial, Result, SingleUse, Word,
+                                     grammar_key, mean_confidence)
 
 log = logging.getLogger(__name__)
 
@@ -29,20 +31,42 @@ _MODEL_RATE = 16000
 #: dev utterances as μ-law phone audio (bench/asr.py). The model's own default ("40,3,-1,0,…")
 #: describes wideband audio. The engine then adapts it to the real line call by call.
 _PHONE_CMN = "52.0,29.5,-32.2,37.6,-23.3,6.9,2.6,-20.0,12.4,-12.1,14.9,-5.1,-3.4"
+#: Pool cap: pocketsphinx holds the GIL, so a process decodes on one core, and bench/streams.py
+#: measured 8 real-time calls per process with the emergency watch (two decoders per call).
+#: More decoders than that would only let every call fall behind, so the cap is one core's
+#: worth: 16 decoders, ≈ 46 MB each (measured RSS). Run one worker per core; IVR_DECODE_POOL_MAX overrides.
+DEFAULT_MAX_DECODERS = 16
+#: How long a new call waits for a decoder when all are lent out, before the keypad fallback.
+BORROW_WAIT_S = 1.0
+#: The emergency watch: a second search over the same audio whose model repeats the rules'
+#: emergency phrases and examples this many times. The domain model alone heard "a child fell in
+#: the pool and isn't moving" as "the trail fell on the pole and the new bin"; its 20-best list
+#: held no emergency either, the biased search hears it. Weight 10 measured on the dev and held-out
+#: sets (bench/asr.py): every emergency kept, one ordinary call read as "robbing", which
+#: `ivr.speech.emergency` rejects as too little support.
+_WATCH = "emergency-watch"
+_WATCH_WEIGHT = 10
 
 
 class PocketsphinxEngine:
-    """One language model + acoustic model configuration, a pool of decoders using it."""
+    """One language model + acoustic model configuration, a bounded pool of decoders using it."""
 
     name = "pocketsphinx"
 
     def __init__(self, rules: Rules | None, language: str = "en", *, cache_dir: str | Path,
                  extra_sentences: list[str] | None = None, decoder_options: dict | None = None,
-                 initial_cmn: str = _PHONE_CMN) -> None:
-        """`decoder_options` are extra pocketsphinx settings (e.g. {"lw": 9.0}) for tuning."""
+                 initial_cmn: str = _PHONE_CMN, max_decoders: int = DEFAULT_MAX_DECODERS,
+                 emergency_watch: bool = True) -> None:
+        """`decoder_options` are extra pocketsphinx settings (e.g. {"lw": 9.0}) for tuning.
+
+        `max_decoders` caps the pool (each decoder holds ≈ 46 MB); `emergency_watch` decodes every
+        utterance a second time with an emergency-biased model (see `_WATCH_WEIGHT`).
+        """
         if language != "en":
             raise EngineUnavailable(f"pocketsphinx has only an English model bundled, not {language!r}; "
                                     "use Vosk (`ivr models download`) or Twilio for this language")
+        if max_decoders < 1:
+            raise EngineUnavailable(f"IVR_DECODE_POOL_MAX must be at least 1, not {max_decoders}")
         try:
             import pocketsphinx
         except ImportError as exc:  # the package is a dependency; a broken install says how to fix
@@ -50,15 +74,21 @@ class PocketsphinxEngine:
         self._ps = pocketsphinx
         self.language = language
         self.decode_rate = _MODEL_RATE
+        self.max_decoders = max_decoders
         self._options = dict(decoder_options or {})
         model_dir = Path(pocketsphinx.get_model_path()) / "en-us"
         self._hmm = str(model_dir / "en-us")
         self._dict = str(model_dir / "cmudict-en-us.dict")
         self.vocabulary = _dictionary_words(Path(self._dict))
-        self.lm_path = self._build_lm(rules, extra_sentences or [], Path(cache_dir)) if rules else None
+        extra = extra_sentences or []
+        self.lm_path = self._build_lm(rules, extra, Path(cache_dir)) if rules else None
+        watch = emergency_sentences(rules, language) if rules and emergency_watch else []
+        self.watch_lm_path = self._build_lm(rules, extra + watch * _WATCH_WEIGHT, Path(cache_dir)) \
+            if watch else None
         self._cmn = [float(x) for x in initial_cmn.split(",")]
         self._idle: list = []
-        self._lock = threading.Lock()
+        self._made = 0
+        self._lock = threading.Condition()
         self._grammar_names: dict[int, set[str]] = {}
 
     def _build_lm(self, rules: Rules, extra: list[str], cache_dir: Path) -> Path:
@@ -84,28 +114,58 @@ class PocketsphinxEngine:
         with self._lock:
             self._cmn = [0.9 * old + 0.1 * new for old, new in zip(self._cmn, observed)]
 
-    def warm(self, decoders: int = 1) -> None:
-        """Load `decoders` pool slots now so the first calls do not wait for model loading."""
-        loaded = [self._borrow() for _ in range(decoders)]
+    def warm(self, decoders: int | None = None) -> None:
+        """Load `decoders` pool slots now (default: one call's worth) so the first call does not wait."""
+        wanted = decoders if decoders is not None else 2 if self.watch_lm_path else 1
+        loaded = [self._borrow(BORROW_WAIT_S) for _ in range(min(wanted, self.max_decoders))]
         for decoder in loaded:
             self._give_back(decoder)
+
+    @property
+    def busy(self) -> int:
+        """Decoders lent out right now (for admins and benchmarks)."""
+        with self._lock:
+            return self._made - len(self._idle)
 
     def _new_decoder(self):  # -> pocketsphinx.Decoder
         options = dict(hmm=self._hmm, dict=self._dict, samprate=self.decode_rate, loglevel="FATAL")
         options.update(self._options)
         if self.lm_path:
             options["lm"] = str(self.lm_path)
-        return self._ps.Decoder(**options)
+        decoder = self._ps.Decoder(**options)
+        if self.watch_lm_path:
+            decoder.add_lm_file(_WATCH, str(self.watch_lm_path))
+        return decoder
 
-    def _borrow(self):
+    def _borrow(self, wait_s: float):
+        """An idle decoder, a new one while under the cap, else wait up to `wait_s` for one.
+
+        Raises `EngineBusy` when the pool stays full: the caller falls back to the keypad
+        (stream) or a reprompt (recording) instead of the process growing without bound.
+        """
+        deadline = time.monotonic() + wait_s
         with self._lock:
+            while not self._idle and self._made >= self.max_decoders:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise EngineBusy(f"all {self.max_decoders} pocketsphinx decoders are busy "
+                                     "(raise IVR_DECODE_POOL_MAX or run another worker)")
+                self._lock.wait(left)
             if self._idle:
                 return self._idle.pop()
-        return self._new_decoder()
+            self._made += 1          # reserve the slot; load the model outside the lock
+        try:
+            return self._new_decoder()
+        except BaseException:
+            with self._lock:
+                self._made -= 1
+                self._lock.notify()
+            raise
 
     def _give_back(self, decoder) -> None:
         with self._lock:
             self._idle.append(decoder)
+            self._lock.notify()
 
     def _search_for(self, decoder, grammar: Grammar | None) -> str:
         """Name of the decoder search for `grammar`, compiling it into this decoder on first use."""
@@ -120,64 +180,77 @@ class PocketsphinxEngine:
         return search
 
     def recognizer(self, sample_rate: int, grammar: Grammar | None = None) -> "PocketsphinxRecognizer":
-        """A per-call recogniser; borrows a decoder from the pool until `finish`."""
-        decoder = self._borrow()
+        """A per-call recogniser; borrows a decoder (two with the emergency watch) until `finish`."""
+        decoder = self._prepare(self._borrow(BORROW_WAIT_S), grammar)
+        watch = None
+        if self.watch_lm_path:
+            try:
+                # No waiting for the watch: under load a call keeps its main decoder and only
+                # loses the second opinion (logged), never its turn.
+                watch = self._prepare(self._borrow(0.0), None, _WATCH)
+            except EngineBusy:
+                log.warning("emergency watch skipped for one utterance: decoder pool full")
+        return PocketsphinxRecognizer(self, decoder, sample_rate, watch)
+
+    def _prepare(self, decoder, grammar: Grammar | None, search: str | None = None):
         # Start every call from the line's average cepstral mean, not the previous caller's
         # (which a pooled decoder would carry) nor the model's wideband default (which costs
         # ~20 points of routing accuracy on phone audio: the line has nothing above 4 kHz).
-        decoder.set_cmn(self.channel_cmn)
-        decoder.activate_search(self._search_for(decoder, grammar))
-        return PocketsphinxRecognizer(self, decoder, sample_rate)
+        try:
+            decoder.set_cmn(self.channel_cmn)
+            decoder.activate_search(search or self._search_for(decoder, grammar))
+        except BaseException:
+            self._give_back(decoder)
+            raise
+        return decoder
 
 
-class PocketsphinxRecognizer:
-    """One utterance on a borrowed decoder. `accept` returns a partial when the text changed."""
+class PocketsphinxRecognizer(SingleUse):
+    """One utterance on borrowed decoder(s). `accept` returns a partial when the 1-best changed."""
 
-    def __init__(self, engine: PocketsphinxEngine, decoder, sample_rate: int) -> None:
+    def __init__(self, engine: PocketsphinxEngine, decoder, sample_rate: int, watch=None) -> None:
         self.sample_rate = sample_rate
         self._engine = engine
-        self._decoder = decoder
+        self._decoders = [decoder] + ([watch] if watch is not None else [])
         self._resampler = StreamResampler(sample_rate, engine.decode_rate)
-        self._text = ""
-        self._done = False
-        decoder.start_utt()
+        for each in self._decoders:
+            each.start_utt()
 
     def accept(self, pcm16: bytes) -> Partial | None:
         """Decode a chunk of PCM16 at `sample_rate`."""
-        if self._done:
-            raise RuntimeError("recognizer already finished")
+        self._check_open()
         audio = self._resampler.process(pcm16)
         if audio:
-            self._decoder.process_raw(audio, False, False)
-        hyp = self._decoder.hyp()
-        text = hyp.hypstr if hyp else ""
-        if text != self._text:
-            self._text = text
-            return Partial(text)
-        return None
+            for decoder in self._decoders:
+                decoder.process_raw(audio, False, False)
+        hyp = self._decoders[0].hyp()
+        return self._changed(hyp.hypstr if hyp else "")
 
     def finish(self) -> Result:
-        """Flush, end the utterance, return the decoder to the pool."""
-        if self._done:
-            raise RuntimeError("recognizer already finished")
-        self._done = True
-        decoder = self._decoder
+        """Flush, end the utterance, return the decoders to the pool."""
+        self._close()
+        decoder = self._decoders[0]
         try:
             tail = self._resampler.flush()
-            if tail:
-                decoder.process_raw(tail, False, False)
-            decoder.end_utt()
+            for each in self._decoders:
+                if tail:
+                    each.process_raw(tail, False, False)
+                each.end_utt()
             result = self._result(decoder)
             if result.text:
                 self._engine._learn_cmn(decoder)
             return result
         finally:
-            self._engine._give_back(decoder)
+            for each in self._decoders:
+                self._engine._give_back(each)
 
     def _result(self, decoder) -> Result:
+        watched = self._decoders[1].hyp() if len(self._decoders) > 1 else None
         hyp = decoder.hyp()
-        if hyp is None or not hyp.hypstr:
-            return Result("", 0.0)
+        text = hyp.hypstr if hyp else ""
+        alternatives = (watched.hypstr,) if watched and watched.hypstr and watched.hypstr != text else ()
+        if not text:
+            return Result("", 0.0, alternatives=alternatives)
         words = tuple(
             # The Python binding already turns the lattice posterior into a probability.
             Word(seg.word.split("(")[0], seg.start_frame * _FRAME_SECONDS, seg.end_frame * _FRAME_SECONDS,
@@ -185,8 +258,12 @@ class PocketsphinxRecognizer:
             for seg in decoder.seg() if not _is_filler(seg.word)
         )
         # Posterior word probabilities from the lattice: their mean is a fair utterance confidence.
-        confidence = sum(w.confidence for w in words) / len(words) if words else 0.0
-        return Result(hyp.hypstr, round(confidence, 3), words)
+        return Result(text, mean_confidence(words), words, alternatives)
+
+
+def emergency_sentences(rules: Rules, language: str) -> list[str]:
+    """The rules' emergency cue phrases and examples: what the watch's model is biased towards."""
+    return list(rules.emergency.phrases.get(language, ())) + list(rules.emergency.examples.get(language, ()))
 
 
 def _is_filler(word: str) -> bool:

@@ -16,7 +16,8 @@ import threading
 from pathlib import Path
 from typing import Any, Mapping
 
-from ivr.speech.engines.base import EngineUnavailable, Grammar, Partial, Result, Word, grammar_key
+from ivr.speech.engines.base import (EngineUnavailable, Grammar, Partial, Result, SingleUse, Word, grammar_key,
+                                     mean_confidence)
 
 log = logging.getLogger(__name__)
 
@@ -136,7 +137,7 @@ class VoskEngine:
         return VoskRecognizer(kaldi, sample_rate)
 
 
-class VoskRecognizer:
+class VoskRecognizer(SingleUse):
     """Wraps a KaldiRecognizer; keeps every finished segment so `finish` returns the whole turn."""
 
     def __init__(self, kaldi: Any, sample_rate: int) -> None:
@@ -144,13 +145,10 @@ class VoskRecognizer:
         self._kaldi = kaldi
         kaldi.SetWords(True)
         self._segments: list[dict] = []
-        self._text = ""
-        self._done = False
 
     def accept(self, pcm16: bytes) -> Partial | None:
         """Decode a chunk; returns the running text when it changed."""
-        if self._done:
-            raise RuntimeError("recognizer already finished")
+        self._check_open()
         if self._kaldi.AcceptWaveform(pcm16):
             # Vosk closed a segment on its own endpoint; the caller may still go on talking.
             self._keep(json.loads(self._kaldi.Result()))
@@ -158,23 +156,16 @@ class VoskRecognizer:
         else:
             pending = json.loads(self._kaldi.PartialResult()).get("partial", "").replace("[unk]", " ")
             pending = " ".join(pending.split())
-        text = " ".join(t for t in [self._joined(), pending] if t)
-        if text != self._text:
-            self._text = text
-            return Partial(text)
-        return None
+        return self._changed(" ".join(t for t in [self._joined(), pending] if t))
 
     def finish(self) -> Result:
         """Flush Vosk and return the final text with word timings and confidences."""
-        if self._done:
-            raise RuntimeError("recognizer already finished")
-        self._done = True
+        self._close()
         self._keep(json.loads(self._kaldi.FinalResult()))
         words = tuple(Word(w["word"], float(w["start"]), float(w["end"]), float(w["conf"]))
                       for segment in self._segments for w in segment.get("result", ())
                       if w["word"] != "[unk]")
-        confidence = sum(w.confidence for w in words) / len(words) if words else 0.0
-        return Result(self._joined(), round(confidence, 3), words)
+        return Result(self._joined(), mean_confidence(words), words)
 
     def _keep(self, segment: dict) -> None:
         if segment.get("text"):

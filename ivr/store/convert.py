@@ -1,0 +1,46 @@
+"""Call data ⇄ JSON: what the store keeps in its JSON columns and how it is read back."""
+from __future__ import annotations
+
+import dataclasses
+import json
+from datetime import datetime
+from typing import Any, Mapping
+
+from ivr.routing.decide import CallState, Turn
+
+
+def _json_default(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, (set, frozenset)):
+        return sorted(value)
+    raise TypeError(f"cannot store {type(value).__name__} as JSON: {value!r}")
+
+
+def jsonable(value: Any) -> Any:
+    """`value` as plain JSON types (dataclasses, datetimes and sets converted), or TypeError."""
+    if value is None:
+        return None
+    return json.loads(json.dumps(value, default=_json_default))
+
+
+def state_from_dict(data: Mapping[str, Any] | None) -> CallState:
+    """A CallState from stored JSON, ignoring keys this version does not know and defaulting
+    missing ones — so a deploy mid-call (fields added or removed) loses nothing else."""
+    values: dict[str, Any] = {}
+    for f in dataclasses.fields(CallState):
+        if data and f.name in data:
+            value = data[f.name]
+            # JSON has no tuples; restore the tuple-typed fields (their defaults are tuples).
+            if isinstance(f.default, tuple) and isinstance(value, list):
+                value = tuple(value)
+            values[f.name] = value
+    return CallState(**values)
+
+
+def turn_from_dict(data: Mapping[str, Any]) -> Turn:
+    """A Turn from stored JSON, tolerating unknown and missing keys like `state_from_dict`."""
+    names = {f.name for f in dataclasses.fields(Turn)}
+    return Turn(**{k: v for k, v in data.items() if k in names})

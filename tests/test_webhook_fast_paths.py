@@ -1,0 +1,180 @@
+"""The shortcuts that make a webhook cheap must answer exactly what the slow paths answered.
+
+Store shortcuts run on SQLite and PostgreSQL (`db_url`); the hints cache and the signature
+fast path use the ordinary test app.
+"""
+from __future__ import annotations
+
+import dataclasses
+import threading
+
+import pytest
+from flask import Flask
+from twilio.request_validator import RequestValidator
+
+from ivr.routing.decide import CallState
+from ivr.store import calls, db, models
+from ivr.telephony.twiml import speech_hints
+from ivr.web import voice_flow
+from tests.conftest import PUBLIC_URL, TEST_AUTH_TOKEN
+
+
+@pytest.fixture
+def s(db_url):
+    app = Flask("fast-path-test")
+    app.config["IVR_DATABASE_URL"] = db_url
+    db.init_app(app)
+    with app.app_context():
+        yield db.session()
+    db.engine(app).dispose()
+
+
+def test_recall_with_state_is_recall_plus_load_state(s):
+    assert calls.recall_with_state(s, ["CAf1:/voice/turn:1::"], "CAf1") == (None, None)
+    calls.ensure_call(s, "CAf1", "+15551234567", "+15550001111")
+    state = CallState(step="confirm", language="es", tried=("roads",))
+    calls.save_state(s, "CAf1", state)
+    calls.remember_response(s, "token:abc", "<Response>first</Response>")
+    # The first key with an answer wins, whichever position it has.
+    assert calls.recall_with_state(s, ["CAf1:/voice/turn:1::", "token:abc"], "CAf1") == \
+        ("<Response>first</Response>", state)
+    assert calls.recall_with_state(s, ["CAf1:/voice/turn:2::"], "CAf1") == (None, state)
+    with pytest.raises(ValueError, match="idempotency keys"):
+        calls.recall_with_state(s, [], "CAf1")
+
+
+def test_ensure_call_is_idempotent_and_fills_only_missing_numbers(s):
+    calls.add_event(s, "CAf2", "status", {"status": "ringing"})   # a callback came first
+    s.commit()
+    s.expunge_all()
+    calls.ensure_call(s, "CAf2", "+15551234567", "+15550001111")
+    calls.ensure_call(s, "CAf2", "+19999999999", "")
+    s.commit()
+    record = calls.call_record(s, "CAf2")
+    assert (record["from"], record["to"]) == ("+15551234567", "+15550001111")
+    assert calls.load_state(s, "CAf2") == CallState()
+
+
+def test_a_call_created_in_a_rolled_back_transaction_is_created_again(s):
+    calls.ensure_call(s, "CAf3", "", "")
+    s.rollback()
+    # The writer must not trust that the call exists: the rollback removed it.
+    calls.add_turn(s, "CAf3", "ask", "", "pothole", None, 0.9, None, None)
+    calls.save_state(s, "CAf3", CallState(step="ask"))
+    s.commit()
+    assert [t["heard"] for t in calls.call_record(s, "CAf3")["turns"]] == ["pothole"]
+    assert calls.load_state(s, "CAf3") == CallState(step="ask")
+
+
+def test_core_writes_keep_a_loaded_orm_copy_truthful(s):
+    call = calls.start_call(s, "CAf4", "+15551234567", "")
+    calls.save_state(s, "CAf4", CallState(step="ask", language="es"))
+    assert (call.state["step"], call.language) == ("ask", "es")
+    calls.end_call(s, "CAf4", "completed", 12)
+    s.commit()
+    record = calls.call_record(s, "CAf4")
+    assert record["outcome"] == "abandoned" and record["outcome_detail"] == {"at_step": "ask"}
+
+
+def test_outcome_and_status_events_keep_their_order_without_an_orm_copy(s):
+    calls.ensure_call(s, "CAf5", "", "")
+    calls.save_state(s, "CAf5", CallState(step="confirm"))
+    s.commit()
+    s.expunge_all()
+    calls.set_outcome(s, "CAf5", "queued", department="roads")
+    calls.add_event(s, "CAf5", "queue", {"result": "bridged"})
+    calls.end_call(s, "CAf5", "completed", 30)
+    s.commit()
+    record = calls.call_record(s, "CAf5")
+    assert [e["kind"] for e in record["events"]] == ["outcome", "queue", "status"]
+    assert record["outcome"] == "queued" and record["duration_s"] == 30.0
+    assert s.get(models.Call, "CAf5").status == "completed"
+
+
+def test_hints_are_computed_once_per_rules_version(app):
+    with app.app_context():
+        rules = voice_flow.rules()
+        first = voice_flow.hints_for(rules, "en", "ask")
+        expected = speech_hints(list(rules.emergency.phrases.get("en", ()))[:30] +
+                                [p for i in rules.intents for p in i.keywords.get("en", ())])
+        assert first == expected
+        assert voice_flow.hints_for(rules, "en", "menu") is first   # same kind of step: cached
+        assert "English" in voice_flow.hints_for(rules, "en", "welcome")
+        assert voice_flow.hints_for(rules, "en", "confirm").startswith("yes, no")
+        fewer = dataclasses.replace(rules, intents=rules.intents[:1])   # a reloaded, smaller file
+        assert voice_flow.hints_for(fewer, "en", "ask") != first
+
+
+@pytest.mark.parametrize("signed_url", [
+    f"{PUBLIC_URL}/voice/incoming",        # what Twilio normally signs: one HMAC suffices
+    "https://ivr.example.test:443/voice/incoming",   # the port variant `validate` also accepts
+])
+def test_signature_variants_twilio_sends_are_accepted(client, signed_url):
+    params = {"CallSid": "CAf6", "From": "+15551234567", "To": "+15550001111"}
+    signature = RequestValidator(TEST_AUTH_TOKEN).compute_signature(signed_url, params)
+    ok = client.post("/voice/incoming", data=params, headers={"X-Twilio-Signature": signature},
+                     base_url="https://ivr.example.test")
+    assert ok.status_code == 200 and ok.mimetype == "text/xml"
+    forged = client.post("/voice/incoming", data={**params, "From": "+15550000000"},
+                         headers={"X-Twilio-Signature": signature}, base_url="https://ivr.example.test")
+    assert forged.status_code == 403
+
+
+@pytest.mark.parametrize("ending", ["commit", "rollback", "teardown"])
+def test_sqlite_writers_get_their_turn_back_when_a_transaction_ends(tmp_path, caplog, ending):
+    app = Flask("writer-queue-test")
+    app.config["IVR_DATABASE_URL"] = f"sqlite:///{tmp_path / 'ivr.sqlite3'}"
+    db.init_app(app)
+    with app.app_context():
+        calls.ensure_call(db.session(), "CAw1", "", "")
+        db.session().commit()
+        calls.add_event(db.session(), "CAw1", "status", {"status": "ringing"})
+        if ending == "commit":
+            db.session().commit()
+        elif ending == "rollback":
+            db.session().rollback()
+    # Hold the connection that wrote, so the next writer needs the turn on another one.
+    held = db.engine(app).connect()
+
+    def write_elsewhere() -> None:
+        with app.app_context():
+            calls.add_event(db.session(), "CAw1", "status", {"status": "in-progress"})
+            db.session().commit()
+
+    with caplog.at_level("WARNING", logger="ivr.store.db"):
+        other = threading.Thread(target=write_elsewhere)
+        other.start()
+        other.join()
+    held.close()
+    assert not [r for r in caplog.records if "turn" in r.getMessage()]
+    with app.app_context():
+        statuses = [e["detail"]["status"] for e in calls.call_record(db.session(), "CAw1")["events"]]
+    assert statuses == (["ringing"] if ending == "commit" else []) + ["in-progress"]
+    db.engine(app).dispose()
+
+
+def test_wal_checkpoint_runs_after_the_response_not_in_a_commit(tmp_path):
+    from flask import Response
+
+    from ivr.store import sqlite
+
+    app = Flask("checkpoint-test")
+    app.config["IVR_DATABASE_URL"] = f"sqlite:///{tmp_path / 'ivr.sqlite3'}"
+    db.init_app(app)
+    engine = db.engine(app)
+    with engine.connect() as conn:   # SQLite's own checkpoint is only a distant safety net
+        assert conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == sqlite.AUTOCHECKPOINT_PAGES
+    with app.app_context():
+        for n in range(50):
+            calls.add_event(db.session(), "CAcp", "status", {"n": n})
+            db.session().commit()
+    checkpointer = sqlite.Checkpointer(engine, every_s=3600)
+    assert checkpointer.after_request(Response("x"))._on_close == []   # not due yet
+    checkpointer.due = 0
+    response = checkpointer.after_request(Response("x"))
+    assert response._on_close == [checkpointer.checkpoint]
+    database = tmp_path / "ivr.sqlite3"
+    before = database.stat().st_size
+    response.close()   # what the WSGI server does once the body is sent
+    assert database.stat().st_size > before   # the events moved from the WAL into the database
+    engine.dispose()
