@@ -33,6 +33,7 @@ class Stats:
     cut: int = 0                 # calls abandoned at the run's hard deadline
     seconds: float = 0.0
     server_cpu_s: float = 0.0    # user+system CPU of gunicorn (master + workers) during the run
+    worker_cpu_s: list[float] = field(default_factory=list)   # the same per process, busiest first
     client_cpu_s: float = 0.0    # this benchmark's own CPU: it shares the machine's cores
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -164,14 +165,14 @@ class Caller:
         return None
 
 
-def server_cpu_seconds(master_pid: int) -> float:
-    """User+system CPU seconds used so far by gunicorn's master and workers (Linux /proc)."""
-    total = 0.0
+def server_cpu_seconds(master_pid: int) -> dict[int, float]:
+    """User+system CPU seconds used so far by gunicorn's master and each worker, by pid (Linux)."""
+    used: dict[int, float] = {}
     children = Path(f"/proc/{master_pid}/task/{master_pid}/children").read_text().split()
     for pid in [master_pid, *map(int, children)]:
         try:
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         except FileNotFoundError:
             continue
-        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    return total
+        used[pid] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return used

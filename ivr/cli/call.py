@@ -8,7 +8,7 @@ are keypad presses; an empty line is silence.
 """
 from __future__ import annotations
 
-import base64
+import itertools
 import json
 import os
 import secrets
@@ -22,12 +22,15 @@ from typing import TYPE_CHECKING, Callable, Iterator
 import click
 from twilio.request_validator import RequestValidator
 
+from ivr.speech.audio import parse_wav, pcm16_to_ulaw
+from ivr.telephony import stream as wire
+
 if TYPE_CHECKING:
     from websockets.sync.client import ClientConnection
 
 DEV_TOKEN = "dev-auth-token-not-secret"   # the token `make run` serves with (see Makefile)
-FRAME_BYTES, FRAME_S = 160, 0.02          # one 20 ms frame of 8 kHz μ-law, as Twilio sends
-SILENCE = b"\xff" * FRAME_BYTES           # μ-law for 0
+FRAME_S = wire.FRAME_MS / 1000            # Twilio sends 20 ms frames of 8 kHz μ-law
+SILENCE = b"\xff"                          # μ-law for 0
 STREAM_TIMEOUT_S = 20.0
 
 
@@ -128,51 +131,38 @@ class LocalCall:
         from websockets.sync.client import connect
 
         from ivr.speech import tts
-        from ivr.speech.audio import parse_wav
 
         parameters = {p.get("name", ""): p.get("value", "") for p in stream.iter("Parameter")}
         if parameters.get("prompts"):
             for key, values in json.loads(parameters["prompts"]):
                 self.echo(f"  line: ♪ prompt '{key}' {values or ''}".rstrip())
         said = self.answer("speak or press")
+        audio = b""
+        if said and not _is_keys(said):     # rendered before connecting: the line is waiting then
+            voice = "roa/es-419" if parameters.get("language") == "es" else "gmw/en-us"
+            audio = parse_wav(tts.render_wav(said, voice, 150)).at_rate(8000).pcm16
         ws_url = stream.get("url", "")
-        if ws_url.startswith("/") or not ws_url.startswith(("ws://", "wss://")):
+        if not ws_url.startswith(("ws://", "wss://")):
             ws_url = "ws" + self.base_url[len("http"):] + "/voice/stream"
-        socket = connect(ws_url, open_timeout=10,
-                         additional_headers={"X-Twilio-Signature": self.validator.compute_signature(ws_url, {})})
+        signature = self.validator.compute_signature(ws_url, {})
         stream_sid = "MZ" + secrets.token_hex(16)
-        try:
-            socket.send(json.dumps({"event": "connected", "protocol": "Call", "version": "1.0.0"}))
-            socket.send(json.dumps({"event": "start", "sequenceNumber": "1", "streamSid": stream_sid, "start": {
-                "streamSid": stream_sid, "callSid": self.sid, "accountSid": self.params["AccountSid"],
-                "tracks": ["inbound"], "customParameters": parameters,
-                "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1}}}))
+        with connect(ws_url, open_timeout=10, additional_headers={"X-Twilio-Signature": signature}) as socket:
+            socket.send(wire.encode(wire.Connected()))
+            socket.send(wire.encode(wire.Start(stream_sid, self.sid, self.params["AccountSid"],
+                                               custom_parameters=parameters, sequence_number=1)))
             if said and _is_keys(said):
-                for digit in said:
-                    socket.send(json.dumps({"event": "dtmf", "streamSid": stream_sid,
-                                            "dtmf": {"track": "inbound_track", "digit": digit}}))
-            audio = b""
-            if said and not _is_keys(said):
-                wav = tts.render_wav(said, "gmw/en-us" if parameters.get("language", "en") == "en"
-                                     else "roa/es-419", 150)
-                audio = parse_wav(wav).at_rate(8000).pcm16
+                for digit in said.replace(" ", ""):
+                    socket.send(wire.encode(wire.Dtmf(stream_sid, digit)))
             _send_until_closed(socket, stream_sid, audio)
-        finally:
-            socket.close()
 
 
 def _frames(stream_sid: str, pcm16: bytes) -> Iterator[str]:
     """The caller's audio then line silence, as Twilio's 20 ms `media` messages."""
-    from ivr.speech.audio import pcm16_to_ulaw
-
     ulaw = pcm16_to_ulaw(pcm16) if pcm16 else b""
-    chunk = 0
-    while True:
-        frame = ulaw[chunk * FRAME_BYTES:(chunk + 1) * FRAME_BYTES] or SILENCE
-        chunk += 1
-        yield json.dumps({"event": "media", "streamSid": stream_sid, "media": {
-            "track": "inbound", "chunk": str(chunk), "timestamp": str(chunk * 20),
-            "payload": base64.b64encode(frame.ljust(FRAME_BYTES, b"\xff")).decode()}})
+    for chunk in itertools.count(1):
+        frame = ulaw[(chunk - 1) * wire.FRAME_BYTES:chunk * wire.FRAME_BYTES]
+        yield wire.encode(wire.Media(stream_sid, frame.ljust(wire.FRAME_BYTES, SILENCE), "inbound",
+                                     chunk, chunk * wire.FRAME_MS))
 
 
 def _send_until_closed(socket: "ClientConnection", stream_sid: str, pcm16: bytes) -> None:

@@ -1,0 +1,89 @@
+"""CPU per webhook in-process: the same simulated calls as bench/calls.py, through Flask's test client.
+
+    .venv/bin/python bench/webhook_cpu.py [--calls 150] [--batches 3] [--profile 40]
+        [--database-url postgresql+psycopg2://postgres@127.0.0.1:5432/test]
+
+No server and no threads, so the number is the app's own work (plus the test client's, about
+0.3 ms) and is steadier than a loaded machine's HTTP latency. Prints the CPU per webhook of each
+batch and the lowest; `--profile N` adds cProfile's N most expensive functions (cumulative).
+"""
+from __future__ import annotations
+
+import argparse
+import cProfile
+import gc
+import json
+import logging
+import pstats
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from call_sim import TOKEN, Caller, Plan, Stats
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+UTTERANCES = ROOT.parent / "shared" / "city" / "dev_utterances_en.jsonl"
+PUBLIC = "http://127.0.0.1:5000"   # what the signatures are computed for; nothing listens there
+
+
+class InProcessCaller(Caller):
+    """A Caller whose webhooks go straight into the app (Flask test client), not over TCP."""
+
+    def __init__(self, client: Any, stats: Stats, utterances: list[str]) -> None:
+        super().__init__(5000, stats, utterances, 12, False, Plan(1, 1, 0, 0), float("inf"))
+        self.client = client
+
+    def _send(self, path: str, body: str, headers: dict[str, str]) -> tuple[int, bytes]:
+        response = self.client.post(path, data=body, headers=headers, base_url=PUBLIC)
+        return response.status_code, response.data
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--calls", type=int, default=150, help="calls per batch")
+    parser.add_argument("--batches", type=int, default=3)
+    parser.add_argument("--profile", type=int, default=0, help="print the N costliest functions")
+    parser.add_argument("--database-url", default="", help="default: a fresh SQLite file")
+    args = parser.parse_args()
+    if not 1 <= args.calls <= 5000 or not 1 <= args.batches <= 20:
+        raise SystemExit("--calls must be 1..5000 and --batches 1..20")
+    utterances = [json.loads(line)["text"] for line in UTTERANCES.read_text().splitlines() if line.strip()]
+    from ivr import create_app
+
+    with tempfile.TemporaryDirectory(prefix="ivr-cpu-") as tmp:
+        app = create_app({"IVR_DATABASE_URL": args.database_url or f"sqlite:///{tmp}/cpu.sqlite3",
+                          "TWILIO_AUTH_TOKEN": TOKEN, "IVR_PUBLIC_URL": PUBLIC, "IVR_CAPTURE": "twilio",
+                          "IVR_SPEECH_ENGINE": "twilio"})
+        logging.getLogger().setLevel(logging.WARNING)   # one INFO line per call is not the subject
+        gc.freeze()   # as app.py does under gunicorn
+        client = app.test_client()
+        warm = InProcessCaller(client, Stats(), utterances)
+        for n in range(20):   # first use renders prompts and fills caches
+            warm.call(n)
+        profile = cProfile.Profile() if args.profile else None
+        per_batch = []
+        for batch in range(args.batches):
+            stats = Stats()
+            caller = InProcessCaller(client, stats, utterances)
+            if profile:
+                profile.enable()
+            started = time.process_time()
+            for n in range(args.calls):
+                caller.call(1000 + batch * args.calls + n)
+            per_batch.append((time.process_time() - started) * 1000 / max(stats.steps, 1))
+            if profile:
+                profile.disable()
+            if stats.errors or stats.rescued:
+                print(f"batch {batch}: errors {stats.errors[:3]}, rescued answers {stats.rescued}")
+    print(f"CPU per webhook (ms): {' '.join(f'{value:.2f}' for value in per_batch)}  lowest "
+          f"{min(per_batch):.2f}  ({stats.steps} webhooks per batch, profiler "
+          f"{'on: times inflated' if profile else 'off'})")
+    if profile:
+        pstats.Stats(profile).sort_stats("cumulative").print_stats(args.profile)
+
+
+if __name__ == "__main__":
+    main()
