@@ -86,6 +86,11 @@ def test_confident_speech_transfers_with_a_whisper(app, sim):
     record = record_of(app, sim.sid)
     assert record["outcome"] == "transferred" and record["outcome_detail"]["department"] == "roads"
     assert [t["step"] for t in record["turns"]] == ["welcome", "ask"]
+    welcome, ask = record["turns"]
+    assert "dial 9 1 1" in welcome["prompt"] and "Para español" in welcome["prompt"]
+    assert ask["prompt"].startswith("Briefly, what are you calling about?")
+    assert ask["heard"] == "I want to report a pothole on Main Street"
+    assert "Confidence" in whisper and "percent" in whisper
 
 
 def test_unsure_then_yes_transfers(sim):
@@ -128,6 +133,8 @@ def test_keypad_menu_two_levels(sim):
     assert "did not understand" in spoken(sim) and "For Street Lighting, press 2." in sim.texts()
     sim.press("2")
     assert sim.find("Dial/Number").text == "+13125550102"
+    whisper = " ".join(sim.whisper().texts())
+    assert "Street Lighting" in whisper and "Confidence none, chosen on the keypad" in whisper
 
 
 def test_zero_reaches_the_operator_from_the_greeting(sim):

@@ -40,6 +40,7 @@ class CallState:
     confidence: float | None = None
     tried: tuple[str, ...] = ()  # departments/lines already tried (busy policy never loops)
     seq: int = 0                 # webhook step counter; in every action URL so retries are recognised
+    prompt: str = ""             # the words of the last question asked, stored with the answer's turn
 
 
 @dataclass(frozen=True)

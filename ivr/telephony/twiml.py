@@ -149,36 +149,38 @@ def _record_voicemail(response: VoiceResponse, ctx: RenderContext, department: s
     response.hangup()
 
 
+def prompt_plan(action: Action) -> PromptPlan:
+    """What a listening action says, in order (empty for actions that do not listen)."""
+    plan: PromptPlan = []
+    if getattr(action, "reprompt", None):
+        plan.append((action.reprompt, {}))
+    if isinstance(action, Welcome):
+        plan += [("welcome", {"advisory": action.advisory}), ("choose_language", {})]
+    elif isinstance(action, Ask):
+        plan.append((action.prompt, {}))
+    elif isinstance(action, Confirm):
+        plan.append(("confirm", {"description": action.description}))
+    elif isinstance(action, Menu):
+        plan.append(("menu_intro", {}))
+        plan += [("menu_option", {"label": label, "digit": digit}) for digit, label in action.options]
+        plan.append(("menu_footer", {}))
+    elif (isinstance(action, Callback) and not action.done) or \
+            (isinstance(action, AfterHours) and action.then == "callback"):
+        plan.append(("callback_offer", {}))
+    return plan
+
+
 def render(decision: Decision, ctx: RenderContext) -> VoiceResponse:
     """The TwiML for `decision.action` in the caller's language, URLs numbered `decision.state.seq`."""
     action, state = decision.action, decision.state
     lang, n, speak = state.language, state.seq, ctx.speak
     response = VoiceResponse()
-
-    def prompt_for(action: Action) -> PromptPlan:
-        plan: PromptPlan = []
-        if getattr(action, "reprompt", None):
-            plan.append((action.reprompt, {}))
-        if isinstance(action, Welcome):
-            plan += [("welcome", {"advisory": action.advisory}), ("choose_language", {})]
-        elif isinstance(action, Ask):
-            plan.append((action.prompt, {}))
-        elif isinstance(action, Confirm):
-            plan.append(("confirm", {"description": action.description}))
-        elif isinstance(action, Menu):
-            plan.append(("menu_intro", {}))
-            plan += [("menu_option", {"label": label, "digit": digit}) for digit, label in action.options]
-            plan.append(("menu_footer", {}))
-        elif isinstance(action, (Callback, AfterHours)):
-            plan.append(("callback_offer", {}))
-        return plan
-
     if isinstance(action, (Welcome, Ask)):
-        listen(response, ctx, state.step, n, lang, prompt_for(action))
+        listen(response, ctx, state.step, n, lang, prompt_plan(action))
     elif isinstance(action, Confirm):
-        listen(response, ctx, state.step, n, lang, prompt_for(action))
+        listen(response, ctx, state.step, n, lang, prompt_plan(action))
     elif isinstance(action, Menu):
-        listen(response, ctx, state.step, n, lang, prompt_for(action), keypad_only=True)
+        listen(response, ctx, state.step, n, lang, prompt_plan(action), keypad_only=True)
     elif isinstance(action, Transfer):
         speak(response, "transferring", lang, department=action.name)
         _dial(response, ctx, action.line, n)
@@ -196,7 +198,7 @@ def render(decision: Decision, ctx: RenderContext) -> VoiceResponse:
     elif isinstance(action, AfterHours):
         speak(response, "after_hours", lang, department=action.name, hours=action.hours)
         if action.then == "callback":
-            listen(response, ctx, "callback", n, lang, prompt_for(action), keypad_only=True)
+            listen(response, ctx, "callback", n, lang, prompt_plan(action), keypad_only=True)
         elif action.then == "voicemail":
             _record_voicemail(response, ctx, action.department, n, lang)
         else:
@@ -208,7 +210,7 @@ def render(decision: Decision, ctx: RenderContext) -> VoiceResponse:
             speak(response, "goodbye", lang)
             response.hangup()
         else:
-            listen(response, ctx, "callback", n, lang, prompt_for(action), keypad_only=True)
+            listen(response, ctx, "callback", n, lang, prompt_plan(action), keypad_only=True)
     elif isinstance(action, Emergency):
         speak(response, "emergency_advisory", lang, advisory=action.advisory)
         if action.dial:

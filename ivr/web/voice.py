@@ -193,7 +193,8 @@ def whisper() -> Response:
     values = {
         "department": department.name.get("en", department.id) if department else "the city line",
         "heard": state.heard or "nothing, they used the keypad",
-        "confidence": f"{round((state.confidence or 0) * 100)} percent",
+        "confidence": "none, chosen on the keypad" if state.confidence is None
+                      else f"{round(state.confidence * 100)} percent",
         "language": LANGUAGE_NAMES.get(state.language, state.language),
         "caller": spell_digits(record.get("from") or "") or "unknown",
     }

@@ -21,7 +21,7 @@ from ivr.routing.decide import CallState, Decision, Turn, decide
 from ivr.routing.menu import show_menu
 from ivr.routing.rules import Rules
 from ivr.store import calls, db
-from ivr.telephony.twiml import CAPTURE_MODES, RenderContext, render, speech_hints
+from ivr.telephony.twiml import CAPTURE_MODES, RenderContext, prompt_plan, render, speech_hints
 
 MAX_SPEECH_CHARS = 500      # a caller's answer is a sentence; anything longer is cut, not refused
 _DIGITS = re.compile(r"^[0-9*#]{1,32}$")
@@ -188,7 +188,9 @@ def apply(sid: str, previous: CallState, decision: Decision, *, turn: Turn | Non
         # No speech recognition for this language: asking "what are you calling about" is pointless.
         menu = show_menu(decision.state, "", rules(), "no speech recognition for this language")
         decision = dataclasses.replace(menu, reason=f"{decision.reason}; {menu.reason}")
-    state = dataclasses.replace(decision.state, seq=previous.seq + 1)
+    asked = " ".join(prompts.text(key, decision.state.language, **values)
+                     for key, values in prompt_plan(decision.action))
+    state = dataclasses.replace(decision.state, seq=previous.seq + 1, prompt=asked[:1000])
     decision = dataclasses.replace(decision, state=state)
     # Render and describe before the first write: a write transaction holds SQLite's database
     # lock (and PostgreSQL's row lock) until the commit, so nothing slow happens inside it.
@@ -198,7 +200,7 @@ def apply(sid: str, previous: CallState, decision: Decision, *, turn: Turn | Non
         calls.add_event(s, sid, kind, detail)
     calls.save_state(s, sid, state)
     if turn is not None:
-        calls.add_turn(s, sid, previous.step, "", turn.speech, turn.digits, turn.asr_confidence,
+        calls.add_turn(s, sid, previous.step, previous.prompt, turn.speech, turn.digits, turn.asr_confidence,
                        classification, described)
     else:
         calls.add_event(s, sid, "decision", {"after": event or "", **described})
