@@ -57,11 +57,16 @@ def _to_phone(samples: np.ndarray, rate: int, lead_silence: float, path: Path) -
 
 def synthesize_phone_audio(text: str, cache_dir: Path | None = None, *, lead_silence: float = 0.3) -> Path:
     """English `text` spoken by piper's "joe" voice as an 8 kHz μ-law WAV; returns the cached path."""
-    path, hit = _cached("en-joe", text, cache_dir, lead_silence)
+    path, hit = _cached("en-joe0", text, cache_dir, lead_silence)
     if hit:
         return path
+    from piper import SynthesisConfig
+
     voice = _piper_voice()
-    chunks = [chunk.audio_int16_array for chunk in voice.synthesize(text)]
+    # No sampling noise: piper's default draws random noise per call, so the same text would sound
+    # (and be recognised) differently on every fresh machine; tests and benchmarks must repeat.
+    quiet = SynthesisConfig(noise_scale=0.0, noise_w_scale=0.0)
+    chunks = [chunk.audio_int16_array for chunk in voice.synthesize(text, syn_config=quiet)]
     if not chunks:
         raise ValueError(f"piper produced no audio for {text!r}")
     samples = np.concatenate(chunks).astype(np.float32)

@@ -141,7 +141,7 @@ def test_batch_of_thousands_streams_every_line(tmp_path):
     assert {o["action"] for o in out} <= ACTIONS and out[3]["action"] == "emergency"
 
 
-POOL = "a child fell in the pool and isn't moving"
+LIVE_WIRE = "a power line is down and sparking"    # the 1-best hears "… and parking"
 
 
 def speech_file(directory: Path, name: str, text: str) -> Path:
@@ -169,15 +169,15 @@ def test_audio_is_transcribed_then_routed(tmp_path):
     assert FIELDS <= set(out) and out["engine"] == "pocketsphinx"
     assert "pothole" in out["transcript"].split() and out["text"] == out["transcript"]
     assert 0.0 < out["asr_confidence"] <= 1.0
-    assert (out["department"], out["action"]) == ("roads", "transfer")
+    # Routed or confirmed first, by the recogniser's confidence — never another department.
+    assert out["department"] == "roads" and out["action"] in ("transfer", "confirm")
 
 
 @pytest.mark.speech
-def test_audio_emergency_heard_only_by_the_watch_is_an_emergency(tmp_path):
-    out = json.loads(route_audio("--audio", str(speech_file(tmp_path, "pool.wav", POOL))).stdout)
-    assert "moving" not in out["transcript"]           # the 1-best, as the line heard it
+def test_audio_of_an_emergency_the_transcript_can_lose_is_an_emergency(tmp_path):
+    out = json.loads(route_audio("--audio", str(speech_file(tmp_path, "wire.wav", LIVE_WIRE))).stdout)
     assert (out["action"], out["department"]) == ("emergency", None)
-    assert "emergency watch" in out["explanation"]
+    assert "parking" in out["transcript"] and "emergency watch" in out["explanation"]
 
 
 @pytest.mark.speech

@@ -85,7 +85,7 @@ class PocketsphinxEngine:
         watch = emergency_sentences(rules, language) if rules and emergency_watch else []
         self.watch_lm_path = self._build_lm(rules, extra + watch * _WATCH_WEIGHT, Path(cache_dir)) \
             if watch else None
-        self._cmn = [float(x) for x in initial_cmn.split(",")]
+        self._initial_cmn = ",".join(f"{float(x):.2f}" for x in initial_cmn.split(","))
         self._idle: list = []
         self._made = 0
         self._lock = threading.Condition()
@@ -104,15 +104,12 @@ class PocketsphinxEngine:
 
     @property
     def channel_cmn(self) -> str:
-        """The running average cepstral mean of this line, as pocketsphinx's comma list."""
-        with self._lock:
-            return ",".join(f"{x:.2f}" for x in self._cmn)
+        """The cepstral mean every call starts from: a telephone line's, as pocketsphinx's comma list.
 
-    def _learn_cmn(self, decoder) -> None:
-        """Blend one finished call's cepstral mean into the line average (slow, so one odd call barely moves it)."""
-        observed = [float(x) for x in decoder.get_cmn(False).split(",")]
-        with self._lock:
-            self._cmn = [0.9 * old + 0.1 * new for old, new in zip(self._cmn, observed)]
+        Deliberately the same for every call: learning it across calls made one caller's line
+        change how the next caller was heard, and made results depend on call order.
+        """
+        return self._initial_cmn
 
     def warm(self, decoders: int | None = None) -> None:
         """Load `decoders` pool slots now (default: one call's worth) so the first call does not wait."""
@@ -236,10 +233,7 @@ class PocketsphinxRecognizer(SingleUse):
                 if tail:
                     each.process_raw(tail, False, False)
                 each.end_utt()
-            result = self._result(decoder)
-            if result.text:
-                self._engine._learn_cmn(decoder)
-            return result
+            return self._result(decoder)
         finally:
             for each in self._decoders:
                 self._engine._give_back(each)
