@@ -13,7 +13,7 @@ from ivr.routing.actions import (Action, AfterHours, Ask, Callback, Confirm, Eme
 from ivr.routing.classify import Classification, interpret_language, interpret_yes_no
 from ivr.routing.hours import closure_note, hours_text, is_open
 from ivr.routing.menu import localized, menu_options, show_menu
-from ivr.routing.rules import Department, Rules
+from ivr.routing.rules import Department, Fallback, Rules
 
 __all__ = ["CallState", "Turn", "Decision", "Action", "decide", "route_department", "after_dial",
            "after_queue", "hours_text", "MAX_REPROMPTS", "MAX_ASKS"]
@@ -252,18 +252,29 @@ def route_department(state: CallState, department_id: str, now: datetime, rules:
 def _closed(state: CallState, department: Department, name: str, now: datetime, rules: Rules) -> Decision:
     policy = department.when_closed
     why = f"{department.id} closed now"
-    if policy.action == "department" and policy.target and policy.target not in state.tried:
-        decision = route_department(state, policy.target, now, rules)
-        return replace(decision, reason=f"{why}; sends to {policy.target}: {decision.reason}")
-    if policy.action == "transfer" and policy.target and policy.target not in state.tried:
-        return Decision(Transfer(department.id, name, policy.target),
-                        replace(state, step="routed", tried=state.tried + (policy.target,)),
-                        f"{why}; after-hours line")
+    elsewhere = _elsewhere(state, department, name, policy, f"{why}; after hours", now, rules)
+    if elsewhere:
+        return elsewhere
     hours = hours_text(department, state.language) + closure_note(department, now, state.language)
     then = {"callback": "callback", "message": "goodbye"}.get(policy.action, "voicemail")
     step = {"callback": "callback", "goodbye": "done"}.get(then, "voicemail")
     return Decision(AfterHours(department.id, name, hours, then), replace(state, step=step),
                     f"{why}; hours then {then}")
+
+
+def _elsewhere(state: CallState, department: Department, name: str, policy: Fallback, why: str,
+               now: datetime, rules: Rules) -> Decision | None:
+    """A fallback to another department or line not tried yet on this call (so it never loops)."""
+    if not policy.target or policy.target in state.tried:
+        return None
+    if policy.action == "department":
+        decision = route_department(state, policy.target, now, rules)
+        return replace(decision, reason=f"{why} sends to {policy.target}: {decision.reason}")
+    if policy.action == "transfer":
+        return Decision(Transfer(department.id, name, policy.target),
+                        replace(state, step="routed", tried=state.tried + (policy.target,)),
+                        f"{why}: another line")
+    return None
 
 
 def after_dial(state: CallState, dial_status: str, now: datetime, rules: Rules) -> Decision:
@@ -281,13 +292,9 @@ def after_dial(state: CallState, dial_status: str, now: datetime, rules: Rules) 
     if policy.action == "queue":
         return Decision(Queue(department.id, name, department.queue), replace(state, step="queued"),
                         f"{why}; busy policy: queue")
-    if policy.action == "department" and policy.target and policy.target not in state.tried:
-        decision = route_department(state, policy.target, now, rules)
-        return replace(decision, reason=f"{why}; busy policy sends to {policy.target}: {decision.reason}")
-    if policy.action == "transfer" and policy.target and policy.target not in state.tried:
-        return Decision(Transfer(department.id, name, policy.target),
-                        replace(state, step="routed", tried=state.tried + (policy.target,)),
-                        f"{why}; busy policy: other line")
+    elsewhere = _elsewhere(state, department, name, policy, f"{why}; busy policy", now, rules)
+    if elsewhere:
+        return elsewhere
     if policy.action == "callback":
         return Decision(Callback(department.id), replace(state, step="callback", retries=0),
                         f"{why}; busy policy: call back")
