@@ -1,0 +1,42 @@
+"""Classifier accuracy per labelled set: top-1 department, emergency recall, false emergencies.
+
+    .venv/bin/python bench/accuracy.py
+
+The bar (issue 2): ≥ 95 % top-1, every emergency, no emergency for an ordinary request. The
+hold-out sets were written after tuning rounds; their first scores are in tests/test_classify_accuracy.py.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ivr.routing.classify import Classifier
+from ivr.routing.rules import load_rules
+
+ROOT = Path(__file__).resolve().parent.parent
+SETS = {
+    "dev_en (shared)": (ROOT.parent / "shared" / "city" / "dev_utterances_en.jsonl", "en"),
+    "ours_en": (ROOT / "tests" / "data" / "utterances_en.jsonl", "en"),
+    "ours_es": (ROOT / "tests" / "data" / "utterances_es.jsonl", "es"),
+    "holdout_en": (ROOT / "tests" / "data" / "utterances_holdout_en.jsonl", "en"),
+    "holdout2_en": (ROOT / "tests" / "data" / "utterances_holdout2_en.jsonl", "en"),
+    "holdout_es": (ROOT / "tests" / "data" / "utterances_holdout_es.jsonl", "es"),
+}
+
+
+def main() -> None:
+    classifier = Classifier(load_rules(ROOT / "routing_rules.yaml"))
+    for name, (path, language) in SETS.items():
+        cases = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        readings = [(case, classifier.classify(case["text"], case.get("lang", language))) for case in cases]
+        ordinary = [(case, r) for case, r in readings if "department" in case]
+        emergencies = [r for case, r in readings if case.get("action") == "emergency"]
+        right = sum(1 for case, r in ordinary if not r.emergency and r.top and r.top.department == case["department"])
+        false_alarms = sum(1 for _, r in ordinary if r.emergency)
+        recalled = sum(1 for r in emergencies if r.emergency)
+        print(f"{name:16s} top-1 {right}/{len(ordinary)} = {right / len(ordinary):6.1%}   "
+              f"emergencies {recalled}/{len(emergencies)}   false emergencies {false_alarms}")
+
+
+if __name__ == "__main__":
+    main()
