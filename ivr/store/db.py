@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent.parent
 ALEMBIC_INI = PROJECT_ROOT / "alembic.ini"
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 SQLITE_BUSY_TIMEOUT_MS = 5000     # concurrent writers wait this long for the write lock
 PG_CONNECT_TIMEOUT_S = 3          # well inside Twilio's 15 s webhook timeout
 PG_STATEMENT_TIMEOUT_MS = 5000
@@ -94,8 +95,10 @@ def alembic_config(url: str) -> Any:
     """The Alembic config for this project with `url` as its database."""
     from alembic.config import Config
 
-    config = Config(str(ALEMBIC_INI))
-    config.set_main_option("script_location", str(PROJECT_ROOT / "migrations"))
+    # The scripts ship inside the package, so an installed wheel migrates too; alembic.ini at the
+    # repository root (for the `alembic` command) is optional.
+    config = Config(str(ALEMBIC_INI)) if ALEMBIC_INI.exists() else Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
     # ConfigParser interpolation would choke on '%' in URL-encoded options (search_path).
     config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
     return config
