@@ -70,3 +70,24 @@ def test_hours_text_in_english_and_spanish():
     assert hours_text(health, "es") == ("de lunes a viernes, de 8:00 a 12:00 y de 13:00 a 16:30; "
                                         "sábado, de 9:00 a 13:00")
     assert hours_text(dept("none", hours={}), "es") == "cerrado en todo momento"
+
+
+def test_a_closure_is_named_in_the_callers_language():
+    from ivr.routing.hours import closure_note
+
+    thanksgiving = Closure(date(2026, 11, 26), name="Thanksgiving Day",
+                           names=(("en", "Thanksgiving Day"), ("es", "el Día de Acción de Gracias")))
+    roads = dept("roads", closures=(thanksgiving,))
+    noon = datetime(2026, 11, 26, 18, 0, tzinfo=timezone.utc)
+    assert closure_note(roads, noon, "es") == "; hoy cerrado por el Día de Acción de Gracias"
+    assert closure_note(roads, noon, "en") == "; closed today for Thanksgiving Day"
+
+
+def test_the_shipped_holidays_have_spanish_names():
+    from pathlib import Path
+
+    from ivr.routing.rules import load_rules
+
+    rules = load_rules(Path(__file__).resolve().parent.parent / "routing_rules.yaml")
+    holidays = rules.departments["roads"].closures
+    assert holidays and all(c.name_in("es") != c.name_in("en") for c in holidays if c.name)

@@ -79,8 +79,10 @@ def test_defaults_are_inherited_and_overridden(rules):
     assert 5 not in roads.hours and 6 not in roads.hours          # weekend closed
     assert rules.departments["streetlights"].hours[4] == (TimeRange(time(8), time(17)),)  # from defaults
     assert health.hours[2] == (TimeRange(time(8), time(12)), TimeRange(time(13), time(16, 30)))
-    assert Closure(date(2026, 12, 25), name="Christmas Day") in roads.closures
-    assert Closure(date(2026, 12, 24), start=time(12), name="Christmas Eve afternoon") in roads.closures
+    christmas = Closure(date(2026, 12, 25), name="Christmas Day", names=(("en", "Christmas Day"), ("es", "Navidad")))
+    assert christmas in roads.closures
+    eve = next(c for c in roads.closures if c.day == date(2026, 12, 24))
+    assert (eve.start, eve.end, eve.name_in("en")) == (time(12), None, "Christmas Eve afternoon")
     assert Closure(date(2026, 10, 14), time(8), time(10), "Staff training") in health.closures
     assert police.closures == ()                                    # observes_holidays: false
     assert police.hours[6] == (TimeRange(time(0), time.max),)       # 24:00 closes at the end of the day
@@ -111,7 +113,7 @@ def test_menu_labels_are_localized(rules):
 def test_text_form_closures_and_yaml_typing_pitfalls():
     """'no' stays text (not False) and unquoted 8:00 stays a time (not 480 seconds)."""
     text = RULES_PATH.read_text(encoding="utf-8")
-    text = text.replace('    - {date: 2026-01-01, name: New Year\'s Day}\n',
+    text = text.replace('    - {date: 2026-01-01, name: {en: "New Year\'s Day", es: "Año Nuevo"}}\n',
                         "    - 2026-01-01 from 8:00 until 9:30\n", 1)
     text = text.replace("es: [pregunta, pregunta general, no sé,", "es: [no, pregunta general, no sé,", 1)
     rules = parse_rules(text, "edited.yaml")

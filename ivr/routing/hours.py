@@ -141,4 +141,4 @@ def closure_note(department: Department, now: datetime, language: str) -> str:
     if closure is None or not closure.name:
         return ""
     words = _WORDS.get(language, _WORDS["en"])
-    return f"; {words['today']} {closure.name}"
+    return f"; {words['today']} {closure.name_in(language)}"

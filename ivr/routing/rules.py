@@ -32,7 +32,12 @@ class Closure:
     day: date
     start: time | None = None  # None: closed from midnight
     end: time | None = None    # None: closed until midnight
-    name: str = ""
+    name: str = ""             # as written, or the first language's when localized
+    names: tuple[tuple[str, str], ...] = ()   # (language, name) pairs when the name is localized
+
+    def name_in(self, language: str) -> str:
+        """What to call the closure to a caller speaking `language`."""
+        return dict(self.names).get(language, self.name)
 
 
 @dataclass(frozen=True)

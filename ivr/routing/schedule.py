@@ -12,7 +12,7 @@ import zoneinfo
 from datetime import date, time
 from functools import lru_cache
 
-from yaml.nodes import Node, ScalarNode, SequenceNode
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from ivr.routing.rules import Closure, TimeRange
 from ivr.routing.yamlread import Reader, is_null, kind_of, suggest
@@ -189,15 +189,29 @@ def parse_closures(reader: Reader, node: Node, what: str) -> tuple[Closure, ...]
         start = parse_time(reader, parts["from"], f"'from' of a closure in {what}") if "from" in parts else None
         end = (parse_time(reader, parts["until"], f"'until' of a closure in {what}", closing=True)
                if "until" in parts else None)
-        name = reader.text(parts["name"], f"'name' of a closure in {what}") if "name" in parts else ""
+        names = _closure_names(reader, parts["name"], what) if "name" in parts else ()
         if day is None or ("from" in parts and start is None) or ("until" in parts and end is None):
             continue
         if start is not None and end is not None and end <= start:
             reader.report(item, f"closure on {day} in {what} ends at {end:%H:%M}, not after it starts at "
                                 f"{start:%H:%M} — swap or fix the times")
             continue
-        closures.append(Closure(day=day, start=start, end=end, name=name or ""))
+        closures.append(Closure(day=day, start=start, end=end, name=names[0][1] if names else "",
+                                names=tuple(pair for pair in names if pair[0])))
     return tuple(closures)
+
+
+def _closure_names(reader: Reader, node: Node, what: str) -> tuple[tuple[str, str], ...]:
+    """A closure's name: one text for every language, or {en: …, es: …} so each caller hears theirs."""
+    if not isinstance(node, MappingNode):
+        text = reader.text(node, f"'name' of a closure in {what}")
+        return (("", text),) if text else ()
+    names = []
+    for key, value in node.value:
+        text = reader.text(value, f"'name' ({key.value}) of a closure in {what}")
+        if text:
+            names.append((str(key.value), text))
+    return tuple(names)
 
 
 def parse_date(reader: Reader, node: Node, what: str) -> date | None:
