@@ -31,7 +31,8 @@ log = logging.getLogger(__name__)
 bp = Blueprint("voice", __name__, url_prefix="/voice")
 METHODS = ["GET", "POST"]   # Twilio may be configured to use either
 LANGUAGE_NAMES = {"en": "English", "es": "Spanish"}
-DEFAULT_WHISPER = "City line call for {department}. The caller said: {heard}. Language {language}."
+DEFAULT_WHISPER = ("City line call for {department}. The caller said: {heard}. Confidence {confidence}. "
+                   "Language {language}.")
 _DEPARTMENT = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
