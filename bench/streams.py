@@ -27,11 +27,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
+from ivr.config import from_environment  # noqa: E402
 from ivr.routing.classify import Classifier  # noqa: E402
 from ivr.routing.rules import load_rules  # noqa: E402
 from ivr.speech.audio import read_wav  # noqa: E402
 from ivr.speech.endpointing import EndpointConfig, Endpointer, frame_rms  # noqa: E402
 from ivr.speech.engines.base import Grammar  # noqa: E402
+from ivr.speech.service import SpeechService  # noqa: E402
 from speechgen import synthesize_korean_phone_audio, synthesize_phone_audio  # noqa: E402
 
 FRAME = 320   # bytes: 20 ms of 8 kHz PCM16
@@ -42,13 +44,13 @@ KO_TEXTS = ["네", "아니요", "일 이 삼", "네 네", "아니요 네", "오 
 def setup(name: str, max_streams: int = 128, watch: bool = True):
     """(engine, grammar, utterance PCM list, destination function for the endpointer)."""
     if name == "pocketsphinx":
-        from ivr.speech.engines.pocketsphinx import PocketsphinxEngine
-
         rules = load_rules(ROOT / "routing_rules.yaml")
-        # Uncapped pool (two decoders per stream with the emergency watch): this measures what
-        # one process can decode, which is what IVR_DECODE_POOL_MAX should be set from.
-        engine = PocketsphinxEngine(rules, cache_dir=ROOT / "instance" / "speech-cache",
-                                    max_decoders=2 * max_streams, emergency_watch=watch)
+        # The engine the app builds (ivr.speech.service, default settings: domain model with
+        # lm_extra.txt, the watch) but with an uncapped pool (two decoders per stream with the
+        # watch): this measures what one process can decode, which IVR_DECODE_POOL_MAX is set from.
+        config = {**from_environment(), "IVR_SPEECH_ENGINE": "pocketsphinx",
+                  "IVR_DECODE_POOL_MAX": str(2 * max_streams), "IVR_EMERGENCY_WATCH": "1" if watch else "0"}
+        engine = SpeechService(config, lambda: rules, ROOT / "instance" / "speech-cache").engine_for("en")
         classifier = Classifier(rules)
         texts = [json.loads(line)["text"] for line in DEV.read_text().splitlines()[::6]]
         audio = [read_wav(synthesize_phone_audio(t)).pcm16 for t in texts]

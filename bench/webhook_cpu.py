@@ -6,6 +6,9 @@
 No server and no threads, so the number is the app's own work (plus the test client's, about
 0.3 ms) and is steadier than a loaded machine's HTTP latency. Prints the CPU per webhook of each
 batch and the lowest; `--profile N` adds cProfile's N most expensive functions (cumulative).
+On PostgreSQL it also prints the round trips per webhook: psycopg2 runs in autocommit there
+(ivr/store/batch.py), so every round trip is a cursor `execute` (`strace -c -e trace=sendto`
+agrees); a psycopg2 managing its own transactions would also send uncounted BEGIN/COMMIT.
 """
 from __future__ import annotations
 
@@ -27,6 +30,31 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 UTTERANCES = ROOT.parent / "shared" / "city" / "dev_utterances_en.jsonl"
 PUBLIC = "http://127.0.0.1:5000"   # what the signatures are computed for; nothing listens there
+
+
+class RoundTrips:
+    """Counts psycopg2 executes (one network round trip each) on an engine's new connections."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def install(self, engine: Any) -> None:
+        """Count from now on: later connections get a counting cursor class."""
+        import psycopg2.extensions
+        from sqlalchemy import event
+
+        counter = self
+
+        class CountingCursor(psycopg2.extensions.cursor):
+            def execute(self, query: Any, vars: Any = None) -> Any:  # noqa: A002 - psycopg2's name
+                counter.count += 1
+                return super().execute(query, vars)
+
+        def on_connect(dbapi_conn: Any, _record: Any) -> None:
+            dbapi_conn.cursor_factory = CountingCursor
+
+        event.listen(engine, "connect", on_connect)
+        engine.dispose()   # connections made before (migrations) do not count
 
 
 class InProcessCaller(Caller):
@@ -52,6 +80,7 @@ def main() -> None:
         raise SystemExit("--calls must be 1..5000 and --batches 1..20")
     utterances = [json.loads(line)["text"] for line in UTTERANCES.read_text().splitlines() if line.strip()]
     from ivr import create_app
+    from ivr.store import db
 
     with tempfile.TemporaryDirectory(prefix="ivr-cpu-") as tmp:
         app = create_app({"IVR_DATABASE_URL": args.database_url or f"sqlite:///{tmp}/cpu.sqlite3",
@@ -59,12 +88,17 @@ def main() -> None:
                           "IVR_SPEECH_ENGINE": "twilio"})
         logging.getLogger().setLevel(logging.WARNING)   # one INFO line per call is not the subject
         gc.freeze()   # as app.py does under gunicorn
+        trips = None
+        if db.engine(app).dialect.driver == "psycopg2":
+            trips = RoundTrips()
+            trips.install(db.engine(app))
         client = app.test_client()
         warm = InProcessCaller(client, Stats(), utterances)
         for n in range(20):   # first use renders prompts and fills caches
             warm.call(n)
         profile = cProfile.Profile() if args.profile else None
         per_batch = []
+        trips_before, webhooks = (trips.count if trips else 0), 0
         for batch in range(args.batches):
             stats = Stats()
             caller = InProcessCaller(client, stats, utterances)
@@ -74,6 +108,7 @@ def main() -> None:
             for n in range(args.calls):
                 caller.call(1000 + batch * args.calls + n)
             per_batch.append((time.process_time() - started) * 1000 / max(stats.steps, 1))
+            webhooks += stats.steps
             if profile:
                 profile.disable()
             if stats.errors or stats.rescued:
@@ -81,6 +116,8 @@ def main() -> None:
     print(f"CPU per webhook (ms): {' '.join(f'{value:.2f}' for value in per_batch)}  lowest "
           f"{min(per_batch):.2f}  ({stats.steps} webhooks per batch, profiler "
           f"{'on: times inflated' if profile else 'off'})")
+    if trips:
+        print(f"PostgreSQL round trips per webhook: {(trips.count - trips_before) / max(webhooks, 1):.2f}")
     if profile:
         pstats.Stats(profile).sort_stats("cumulative").print_stats(args.profile)
 

@@ -124,3 +124,34 @@ def test_unsupported_encoding_is_named():
     body = b"WAVE" + b"fmt " + struct.pack("<I", 16) + fmt + b"data" + struct.pack("<I", 4) + b"\0" * 4
     with pytest.raises(AudioError, match="unsupported WAV encoding \\(format 3"):
         parse_wav(b"RIFF" + struct.pack("<I", len(body)) + body)
+
+
+def _tone(seconds: float, amplitude: float, rate: int = 8000) -> bytes:
+    t = np.arange(int(seconds * rate)) / rate
+    return (amplitude * np.sin(2 * np.pi * 440 * t)).astype("<i2").tobytes()
+
+
+def test_speech_gate_drops_the_line_before_the_first_word_but_its_last_moment():
+    from ivr.speech.speech_gate import SpeechGate
+
+    gate = SpeechGate(16000, keep_s=0.3)            # 8 kHz PCM16: 16 000 bytes a second
+    hiss = _tone(0.02, 40)                           # a 20 ms frame of quiet line
+    passed = b"".join(gate.push(hiss, hiss) for _ in range(100))     # two seconds of it
+    assert passed == b"" and not gate.open
+    word = _tone(0.02, 3000)
+    out = gate.push(word, word)
+    assert gate.open and out.endswith(word) and len(out) == len(word) + 4800    # 0.3 s kept
+    assert gate.skipped_s == pytest.approx(1.7)
+    assert gate.push(hiss, hiss) == hiss             # open: everything passes, quiet or not
+    assert gate.flush() == b""
+
+
+def test_speech_gate_gives_back_the_held_silence_when_nobody_spoke():
+    from ivr.speech.speech_gate import SpeechGate
+
+    gate = SpeechGate(16000, keep_s=0.1)
+    quiet = _tone(0.5, 40)
+    assert gate.push(quiet, quiet) == b""
+    assert len(gate.flush()) == 1600 and gate.skipped_s == pytest.approx(0.4)
+    with pytest.raises(ValueError, match="positive byte rate"):
+        SpeechGate(0)

@@ -3,15 +3,18 @@ from __future__ import annotations
 
 import threading
 
+import numpy as np
 import pytest
 
 from conftest import RULES_PATH, ROOT
+from ivr.config import from_environment
 from ivr.routing.rules import load_rules
 from ivr.speech import lm
 from ivr.speech.audio import read_wav
 from ivr.speech.engines.base import EngineUnavailable, Grammar, Partial, Recognizer, Result
 from ivr.speech.engines.pocketsphinx import PocketsphinxEngine, to_jsgf
 from ivr.speech.grammars import load_grammar
+from ivr.speech.service import SpeechService
 from speechgen import synthesize_phone_audio
 
 pytestmark = pytest.mark.speech
@@ -29,7 +32,16 @@ def rules():
 
 @pytest.fixture(scope="module")
 def engine(rules, tmp_path_factory):
-    return PocketsphinxEngine(rules, cache_dir=tmp_path_factory.mktemp("lm"))
+    """The engine a live call gets: built by the speech service from the default settings
+    (domain model plus `grammars/en/lm_extra.txt`, emergency watch on), not a hand-made one."""
+    return live_engine(rules, tmp_path_factory.mktemp("lm"))
+
+
+def live_engine(rules, cache_dir) -> PocketsphinxEngine:
+    config = {**from_environment({}), "IVR_SPEECH_ENGINE": "pocketsphinx"}
+    engine = SpeechService(config, lambda: rules, cache_dir).engine_for("en")
+    assert isinstance(engine, PocketsphinxEngine)
+    return engine
 
 
 def decode(engine, text: str, grammar: Grammar | None = None) -> tuple[Result, list[Partial]]:
@@ -91,6 +103,57 @@ def test_grammar_then_free_speech_on_the_same_pooled_decoder(rules, tmp_path):
     assert "pothole" in result.text.split()
     # One decoder plus the emergency watch's, each lent twice: the model loaded once per slot.
     assert len(engine._idle) == 2 and engine.busy == 0
+
+
+def test_a_call_is_heard_the_same_whatever_calls_came_before(rules, tmp_path):
+    """Pooled decoders must not carry one caller into the next: the same audio gives exactly the
+    same result (words, timings, confidences, the watch's reading) on fresh decoders and after
+    other calls, long and short, free speech and grammar, have used them."""
+    engine = live_engine(rules, tmp_path)
+    said = "a child fell in the pool and isn't moving"
+    before, _ = decode(engine, said)
+    for other in ["the water main broke and the street is flooding", "my neighbor's dog barks all night",
+                  "I need to report a pothole near the library"]:
+        decode(engine, other)
+    decode(engine, "yes", load_grammar(GRAMMARS, "en", "yes_no"))
+    assert engine._made == 2          # the same two decoders served every call above
+    after, _ = decode(engine, said)
+    assert after == before
+
+
+@pytest.mark.parametrize("said", ["I smell gas in my kitchen", "a child fell in the pool and isn't moving"])
+def test_the_live_engine_hears_an_emergency_as_one(engine, rules, said):
+    """What the line does with these calls (transcript or watch), whatever the exact words heard.
+    A hand-built engine without lm_extra.txt heard neither as an emergency; the app's does."""
+    from ivr.routing.classify import Classifier
+    from ivr.speech.emergency import emergency_in_alternatives
+
+    classifier = Classifier(rules)
+    result, _ = decode(engine, said)
+    assert classifier.classify(result.text, "en").emergency or emergency_in_alternatives(classifier, result, "en")
+
+
+def test_seconds_of_line_noise_before_the_caller_speaks_change_nothing(engine, rules):
+    """On a barge-in stream the recogniser hears the line while the prompt plays. Three seconds of
+    hiss used to drag the cepstral mean until "spray painted" became "to break into" (an
+    emergency); now the meaning is the one heard without it, and word times include the wait."""
+    from ivr.routing.classify import Classifier
+
+    said = "someone spray painted my garage door and I want to file a report"
+    hiss = np.random.default_rng(7).normal(0.0, 30.0, 3 * 8000).astype("<i2").tobytes()
+    audio = read_wav(synthesize_phone_audio(said))
+    quiet, _ = decode(engine, said)
+    recognizer = engine.recognizer(8000)
+    pcm = hiss + audio.pcm16
+    for start in range(0, len(pcm), 320):
+        recognizer.accept(pcm[start:start + 320])
+    late = recognizer.finish()
+    classifier = Classifier(rules)
+    heard = [classifier.classify(r.text, "en") for r in (quiet, late)]
+    assert not heard[1].emergency
+    assert heard[1].top.department == heard[0].top.department == "police"
+    assert late.text == quiet.text       # the hiss changed nothing at all (it used to change words)
+    assert late.words[0].start == pytest.approx(quiet.words[0].start + 3.0, abs=0.05)
 
 
 def test_parallel_calls_each_get_their_own_decoder(engine):

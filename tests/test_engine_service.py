@@ -108,3 +108,13 @@ def test_decoder_pool_cap_and_emergency_watch_come_from_the_config(tmp_path, rul
     assert capped.max_decoders == 3 and capped.watch_lm_path is None
     with pytest.raises(EngineUnavailable, match="IVR_DECODE_POOL_MAX='lots' is not a whole number"):
         service(tmp_path, rules, IVR_SPEECH_ENGINE="pocketsphinx", IVR_DECODE_POOL_MAX="lots").engine_for("en")
+
+
+def test_the_embedded_model_has_the_shipped_extra_sentences_from_any_working_directory(tmp_path, rules,
+                                                                                       monkeypatch):
+    """Without IVR_GRAMMARS_DIR the service still reads grammars/en/lm_extra.txt: a service started
+    in another directory must not build a different model from the app's."""
+    monkeypatch.chdir(tmp_path)
+    engine = service(tmp_path, rules, IVR_SPEECH_ENGINE="pocketsphinx").engine_for("en")
+    # "renovate" is said only in lm_extra.txt, never in the routing rules.
+    assert "\trenovate" in engine.lm_path.read_text()

@@ -126,7 +126,12 @@ class SpeechService:
             raise EngineUnavailable(f"{key}={raw!r} is not a whole number") from None
 
     def _extra_sentences(self, language: str) -> list[str]:
-        path = Path(self.config.get("IVR_GRAMMARS_DIR") or "grammars") / language / "lm_extra.txt"
+        from ivr.config import PROJECT_ROOT
+
+        # The shipped folder, not one relative to the working directory: a service started
+        # elsewhere would otherwise build a different model from the app's, silently.
+        grammars = self.config.get("IVR_GRAMMARS_DIR") or PROJECT_ROOT / "grammars"
+        path = Path(grammars) / language / "lm_extra.txt"
         if not path.exists():
             return []
         lines = (line.split("#", 1)[0].strip() for line in path.read_text(encoding="utf-8").splitlines())

@@ -8,7 +8,8 @@ durable together.
 
 SQLite (the embedded default) gets WAL, a busy timeout and foreign keys on every connection;
 PostgreSQL gets a short connect timeout so an unreachable database fails fast rather than
-hanging a Twilio webhook past Twilio's own timeout.
+hanging a Twilio webhook past Twilio's own timeout, and (with psycopg2) `batch`, which sends a
+webhook's writes, BEGIN and COMMIT with its other statements: ~3 round trips instead of ~8.
 """
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
 
-from ivr.store import sqlite
+from ivr.store import batch, sqlite
 from ivr.store.models import Base
 
 log = logging.getLogger(__name__)
@@ -58,8 +59,12 @@ def make_engine(url: str) -> Engine:
             event.listen(engine.pool, "checkin", writers.checkin)
         return engine
     if parsed.get_backend_name() == "postgresql":
-        engine = create_engine(url, pool_pre_ping=True, connect_args={"connect_timeout": PG_CONNECT_TIMEOUT_S})
+        # No pool_pre_ping: its SELECT 1 was one of ~7 round trips per webhook. The webhook's
+        # first statement (calls.recall_with_state) detects a dead connection and retries once.
+        engine = create_engine(url, connect_args={"connect_timeout": PG_CONNECT_TIMEOUT_S})
         event.listen(engine, "connect", _postgres_on_connect)
+        if parsed.get_driver_name() == "psycopg2":   # batch renders statements with psycopg2
+            batch.install(engine)
         return engine
     return create_engine(url, pool_pre_ping=True)
 
@@ -81,6 +86,11 @@ def _sqlite_on_connect(dbapi_conn: Any, _record: Any) -> None:
 def _postgres_on_connect(dbapi_conn: Any, _record: Any) -> None:
     cursor = dbapi_conn.cursor()
     cursor.execute(f"SET statement_timeout = {PG_STATEMENT_TIMEOUT_MS}")
+    # Like SQLite's synchronous=NORMAL: a COMMIT does not wait for the WAL to reach the disk
+    # (p99 ~2.5 ms per commit measured here). Still durable across application crashes and
+    # restarts, and never inconsistent; only a crash of the database server itself can lose
+    # the last fraction of a second of calls.
+    cursor.execute("SET synchronous_commit = off")
     cursor.close()
     dbapi_conn.commit()  # psycopg2 opened a transaction for the SET; end it so the setting sticks
 
@@ -212,9 +222,15 @@ def _forget_known_calls(s: Session, *_args: Any) -> None:
 
 def ping(app: Flask | None = None) -> str | None:
     """None when the database answers, else a one-line reason (for /healthz)."""
-    try:
-        with engine(app).connect() as conn:
-            conn.execute(text("SELECT 1"))
-    except OperationalError as exc:
-        return str(exc.orig or exc).splitlines()[0]
+    for attempt in (1, 2):
+        try:
+            with engine(app).connect() as conn:
+                conn.execute(text("SELECT 1"))
+        except OperationalError as exc:
+            # A pooled connection that died (database restarted) is not an outage: the pool was
+            # just invalidated, so ask once more on a new connection (there is no pre-ping).
+            if attempt == 1 and exc.connection_invalidated:
+                continue
+            return str(exc.orig or exc).splitlines()[0]
+        return None
     return None

@@ -18,6 +18,7 @@ from ivr.speech import lm
 from ivr.speech.audio import StreamResampler
 from ivr.speech.engines.base import (EngineBusy, EngineUnavailable, Grammar, Partial, Result, SingleUse, Word,
                                      grammar_key, mean_confidence)
+from ivr.speech.speech_gate import SpeechGate
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +30,7 @@ _FRAME_SECONDS = 0.01   # pocketsphinx frames are 10 ms
 _MODEL_RATE = 16000
 #: Starting cepstral mean for an 8 kHz phone line resampled to 16 kHz, measured by decoding the
 #: dev utterances as μ-law phone audio (bench/asr.py). The model's own default ("40,3,-1,0,…")
-#: describes wideband audio. The engine then adapts it to the real line call by call.
+#: describes wideband audio. Within a call, live CMN then adapts it to that caller's line.
 _PHONE_CMN = "52.0,29.5,-32.2,37.6,-23.3,6.9,2.6,-20.0,12.4,-12.1,14.9,-5.1,-3.4"
 #: Pool cap: pocketsphinx holds the GIL, so a process decodes on one core, and bench/streams.py
 #: measured 8 real-time calls per process with the emergency watch (two decoders per call).
@@ -39,11 +40,12 @@ DEFAULT_MAX_DECODERS = 16
 #: How long a new call waits for a decoder when all are lent out, before the keypad fallback.
 BORROW_WAIT_S = 1.0
 #: The emergency watch: a second search over the same audio whose model repeats the rules'
-#: emergency phrases and examples this many times. The domain model alone heard "a child fell in
-#: the pool and isn't moving" as "the trail fell on the pole and the new bin"; its 20-best list
-#: held no emergency either, the biased search hears it. Weight 10 measured on the dev and held-out
-#: sets (bench/asr.py): every emergency kept, one ordinary call read as "robbing", which
-#: `ivr.speech.emergency` rejects as too little support.
+#: emergency phrases and examples this many times, a second opinion for when the 1-best misses.
+#: Weight 10: one ordinary call read as "robbing", which `ivr.speech.emergency` rejects as too
+#: little support. Measured on the app's engine (with lm_extra.txt) through the live turn path
+#: (bench/asr.py), the transcript alone already caught every emergency it caught (32 of 33 over the
+#: dev, held-out and probe sets); the watch costs a second decode (bench/streams.py: 8 real-time
+#: streams per process with it, 12 without). Earlier wins were on an engine without lm_extra.txt.
 _WATCH = "emergency-watch"
 _WATCH_WEIGHT = 10
 
@@ -57,7 +59,8 @@ class PocketsphinxEngine:
                  extra_sentences: list[str] | None = None, decoder_options: dict | None = None,
                  initial_cmn: str = _PHONE_CMN, max_decoders: int = DEFAULT_MAX_DECODERS,
                  emergency_watch: bool = True) -> None:
-        """`decoder_options` are extra pocketsphinx settings (e.g. {"lw": 9.0}) for tuning.
+        """`decoder_options` are extra pocketsphinx settings (e.g. {"lw": 9.0}) for tuning;
+        the starting cepstral mean is `initial_cmn`, whatever `cmninit` they give.
 
         `max_decoders` caps the pool (each decoder holds ≈ 46 MB); `emergency_watch` decodes every
         utterance a second time with an emergency-biased model (see `_WATCH_WEIGHT`).
@@ -127,6 +130,9 @@ class PocketsphinxEngine:
     def _new_decoder(self):  # -> pocketsphinx.Decoder
         options = dict(hmm=self._hmm, dict=self._dict, samprate=self.decode_rate, loglevel="FATAL")
         options.update(self._options)
+        # The telephone mean is the configured starting point, so `reinit_feat` (see `_prepare`)
+        # puts every call back on it.
+        options["cmninit"] = self._initial_cmn
         if self.lm_path:
             options["lm"] = str(self.lm_path)
         decoder = self._ps.Decoder(**options)
@@ -190,11 +196,14 @@ class PocketsphinxEngine:
         return PocketsphinxRecognizer(self, decoder, sample_rate, watch)
 
     def _prepare(self, decoder, grammar: Grammar | None, search: str | None = None):
-        # Start every call from the line's average cepstral mean, not the previous caller's
-        # (which a pooled decoder would carry) nor the model's wideband default (which costs
-        # ~20 points of routing accuracy on phone audio: the line has nothing above 4 kHz).
+        # Every call starts from the line's average cepstral mean (`cmninit`), not the model's
+        # wideband default (~20 points of routing accuracy lost on phone audio) nor anything a
+        # previous caller left. `set_cmn` was not enough: it replaces the mean but not the rest
+        # of live CMN's state (its running sums over earlier frames), so the same audio scored
+        # differently after other calls. Rebuilding the front end (≈0.1 ms) from the config
+        # leaves nothing of the last call behind: results equal a fresh decoder's, bit for bit.
         try:
-            decoder.set_cmn(self.channel_cmn)
+            decoder.reinit_feat()
             decoder.activate_search(search or self._search_for(decoder, grammar))
         except BaseException:
             self._give_back(decoder)
@@ -210,13 +219,15 @@ class PocketsphinxRecognizer(SingleUse):
         self._engine = engine
         self._decoders = [decoder] + ([watch] if watch is not None else [])
         self._resampler = StreamResampler(sample_rate, engine.decode_rate)
+        # The line before the first word (a prompt playing) must not set the cepstral mean.
+        self._gate = SpeechGate(2 * engine.decode_rate)
         for each in self._decoders:
             each.start_utt()
 
     def accept(self, pcm16: bytes) -> Partial | None:
         """Decode a chunk of PCM16 at `sample_rate`."""
         self._check_open()
-        audio = self._resampler.process(pcm16)
+        audio = self._gate.push(pcm16, self._resampler.process(pcm16))
         if audio:
             for decoder in self._decoders:
                 decoder.process_raw(audio, False, False)
@@ -228,7 +239,7 @@ class PocketsphinxRecognizer(SingleUse):
         self._close()
         decoder = self._decoders[0]
         try:
-            tail = self._resampler.flush()
+            tail = self._gate.flush() + self._gate.push(b"", self._resampler.flush())
             for each in self._decoders:
                 if tail:
                     each.process_raw(tail, False, False)
@@ -245,10 +256,11 @@ class PocketsphinxRecognizer(SingleUse):
         alternatives = (watched.hypstr,) if watched and watched.hypstr and watched.hypstr != text else ()
         if not text:
             return Result("", 0.0, alternatives=alternatives)
+        skipped = self._gate.skipped_s    # times count from the start of the caller's audio
         words = tuple(
             # The Python binding already turns the lattice posterior into a probability.
-            Word(seg.word.split("(")[0], seg.start_frame * _FRAME_SECONDS, seg.end_frame * _FRAME_SECONDS,
-                 min(1.0, max(0.0, seg.prob)))
+            Word(seg.word.split("(")[0], skipped + seg.start_frame * _FRAME_SECONDS,
+                 skipped + seg.end_frame * _FRAME_SECONDS, min(1.0, max(0.0, seg.prob)))
             for seg in decoder.seg() if not _is_filler(seg.word)
         )
         # Posterior word probabilities from the lattice: their mean is a fair utterance confidence.

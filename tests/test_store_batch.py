@@ -1,0 +1,144 @@
+"""Write-behind on PostgreSQL (ivr/store/batch.py): a webhook's writes are kept and sent with its
+next statement, in order, in the same transaction; SQLite runs them at once.
+
+Each test runs on both backends (`db_url`); what is kept is only observable on PostgreSQL.
+"""
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from flask import Flask
+from sqlalchemy import create_engine, event, func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.pool import NullPool
+
+from ivr.routing.decide import CallState
+from ivr.store import batch, calls, db, models
+
+pytestmark = pytest.mark.db
+SID = "CAbatch000000000000000000000000001"
+
+
+@pytest.fixture
+def store_app(db_url):
+    app = Flask("batch-test")
+    app.config["IVR_DATABASE_URL"] = db_url
+    db.init_app(app)
+    with app.app_context():
+        s = db.session()
+        calls.ensure_call(s, SID, "+15551234567", "+15550001111")
+        s.commit()
+    yield app
+    db.engine(app).dispose()
+
+
+def _other_state(app: Flask) -> dict:
+    """The call's state as another connection sees it (committed data only)."""
+    with db.engine(app).connect() as conn:
+        return conn.execute(select(models.Call.state).where(models.Call.sid == SID)).scalar_one()
+
+
+def _is_postgres(app: Flask) -> bool:
+    return db.engine(app).dialect.name == "postgresql"
+
+
+def test_writes_are_kept_until_commit_then_visible(store_app):
+    with store_app.app_context():
+        s = db.session()
+        calls.save_state(s, SID, CallState(step="ask", heard="pothole"))
+        calls.add_event(s, SID, "decision", {"kind": "ask"})
+        assert batch.pending(s.connection()) == (2 if _is_postgres(store_app) else 0)
+        assert _other_state(store_app).get("step") != "ask"   # not committed yet
+        s.commit()
+    assert _other_state(store_app)["step"] == "ask"
+
+
+def test_a_read_sees_the_kept_writes_before_it(store_app):
+    with store_app.app_context():
+        s = db.session()
+        calls.add_event(s, SID, "decision", {"n": 1})
+        calls.add_event(s, SID, "decision", {"n": 2})
+        count = s.connection().execute(select(func.count()).select_from(models.Event)
+                                       .where(models.Event.call_sid == SID)).scalar_one()
+        assert count == 2
+        assert batch.pending(s.connection()) == 0   # they went with the read
+        s.rollback()
+
+
+def test_rollback_drops_kept_writes_and_they_never_reach_a_later_transaction(store_app):
+    with store_app.app_context():
+        s = db.session()
+        calls.save_state(s, SID, CallState(step="menu"))
+        s.rollback()
+        calls.add_event(s, SID, "decision", {"after": "rollback"})   # same pooled connection
+        s.commit()
+        state = calls.load_state(s, SID)
+    assert state is not None and state.step != "menu"
+    assert _other_state(store_app).get("step") != "menu"
+
+
+def test_text_survives_quoting(store_app):
+    heard = "it's 100% \"broken\"; DROP TABLE calls; -- %(x)s \\ ñ"
+    with store_app.app_context():
+        s = db.session()
+        calls.save_state(s, SID, CallState(step="confirm", heard=heard))
+        s.commit()
+        assert calls.load_state(s, SID).heard == heard
+
+
+def test_a_failing_kept_write_fails_the_next_statement_and_nothing_is_committed(store_app):
+    with store_app.app_context():
+        s = db.session()
+        calls.save_state(s, SID, CallState(step="queued"))
+        # An event for a call that does not exist: the foreign key refuses it, at once on SQLite,
+        # with the next statement (here the answer) on PostgreSQL.
+        with pytest.raises(IntegrityError):
+            s.connection().execute(models.Event.__table__.insert().inline(),
+                                   {"call_sid": "CAnobody", "kind": "x", "detail": {}, "created_at": models.utcnow()},
+                                   execution_options=batch.DEFER)
+            assert _is_postgres(store_app)
+            calls.remember_response(s, f"{SID}:/voice/turn:1", "<Response/>")
+        s.rollback()
+        assert calls.recall_response(s, f"{SID}:/voice/turn:1") is None
+    assert _other_state(store_app).get("step") != "queued"
+
+
+def test_remember_response_sends_the_writes_with_the_answer(store_app):
+    with store_app.app_context():
+        s = db.session()
+        calls.save_state(s, SID, CallState(step="transfer"))
+        assert calls.remember_response(s, f"{SID}:/voice/turn:2", "<Response>a</Response>") == "<Response>a</Response>"
+        # A duplicate: its effects are rolled back and the first answer is served.
+        calls.save_state(s, SID, CallState(step="duplicate"))
+        assert calls.remember_response(s, f"{SID}:/voice/turn:2", "<Response>b</Response>") == "<Response>a</Response>"
+    assert _other_state(store_app)["step"] == "transfer"
+
+
+def test_a_pooled_connection_killed_by_the_server_is_replaced_without_failing_the_webhook(db_url):
+    """There is no pre-ping: the webhook's first read finds the dead connection and retries once."""
+    if not db_url.startswith("postgresql"):
+        pytest.skip("SQLite has no server to lose a connection to")
+    name = f"ivr-batch-test-{uuid.uuid4().hex[:12]}"
+    store_app = Flask("batch-test")
+    store_app.config["IVR_DATABASE_URL"] = f"{db_url}&application_name={name}"
+    db.init_app(store_app)
+    with store_app.app_context():
+        s = db.session()
+        calls.ensure_call(s, SID, "", "")
+        pid = s.connection().exec_driver_sql("SELECT pg_backend_pid()").scalar_one()
+        s.commit()   # the connection goes back to the pool
+        killer = create_engine(db.engine(store_app).url, poolclass=NullPool)   # not from the pool
+        with killer.connect() as other:   # every pooled connection of this app: the server restarted
+            killed = other.exec_driver_sql(f"SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                                           f"WHERE application_name = '{name}' AND pid <> pg_backend_pid()")
+            assert killed.scalar_one() >= 1
+        killer.dispose()
+        rollbacks = []
+        event.listen(s, "after_rollback", lambda *_: rollbacks.append(1))
+        body, state = calls.recall_with_state(s, [f"{SID}:/voice/turn:9"], SID)
+        assert body is None and state is not None
+        assert rollbacks, "the dead connection was not noticed: nothing was retried"
+        assert s.connection().exec_driver_sql("SELECT pg_backend_pid()").scalar_one() != pid
+        assert db.ping(store_app) is None
+    db.engine(store_app).dispose()
