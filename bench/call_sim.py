@@ -18,12 +18,16 @@ from pathlib import Path
 from twilio.request_validator import RequestValidator
 
 TOKEN = "bench-auth-token"
+#: Set by bench/calls.py's WSGI wrapper: milliseconds the request spent inside the app, so the
+#: client's latency can be split into the app's work and everything around it (queues, CPU).
+APP_TIME_HEADER = "X-Bench-App-Ms"
 
 
 @dataclass
 class Stats:
     """What one run of calls measured (filled by many caller threads, under `lock`)."""
     latencies_ms: list[float] = field(default_factory=list)
+    app_ms: list[float] = field(default_factory=list)   # time inside the WSGI app (APP_TIME_HEADER)
     by_path: dict[str, list[float]] = field(default_factory=dict)
     calls: int = 0
     steps: int = 0
@@ -60,6 +64,7 @@ class Caller:
         self.stats, self.utterances, self.step_cap = stats, utterances, step_cap
         self.cut_is_normal = cut_is_normal  # the minimal app never ends a call by itself
         self.plan, self.deadline = plan, deadline
+        self.app_ms: float | None = None   # APP_TIME_HEADER of the last answer, when sent
 
     def _send(self, path: str, body: str, headers: dict[str, str]) -> tuple[int, bytes]:
         try:
@@ -72,6 +77,8 @@ class Caller:
             self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
             self.conn.request("POST", path, body=body, headers=headers)
             response = self.conn.getresponse()
+        header = response.getheader(APP_TIME_HEADER)
+        self.app_ms = float(header) if header else None
         return response.status, response.read()
 
     def post(self, url: str, params: dict[str, str]) -> ET.Element | None:
@@ -93,6 +100,8 @@ class Caller:
             self.stats.latencies_ms.append(elapsed)
             self.stats.by_path.setdefault(path.split("?")[0], []).append(elapsed)
             self.stats.steps += 1
+            if self.app_ms is not None:
+                self.stats.app_ms.append(self.app_ms)
         if status != 200:
             self._error(f"{path.split('?')[0]}: HTTP {status}")
             return None

@@ -17,8 +17,10 @@ webhook for both apps, and the p99 ratio (target ≤ 1.5 at 100 concurrent calls
 - closed: no pause between webhooks (saturation: what the server can take), `--calls` calls.
 The minimal app answers every webhook with one fixed <Gather>; its calls are cut to the IVR's
 average number of webhooks per call, so both apps get the same requests at the same pace.
-Also printed: server CPU per webhook and per gunicorn process, the client's own CPU (it shares
-the cores), and `rescued` — IVR answers that were the operator fallback, i.e. failed webhooks.
+Also printed: the time each webhook spent inside the app (a WSGI wrapper's header, see
+`timed_target`: the rest of the latency is gunicorn, queues and CPU contention), server CPU per
+webhook and per gunicorn process, the client's own CPU (it shares the cores), and `rescued` —
+IVR answers that were the operator fallback, i.e. failed webhooks.
 
 Production on 2 cores: `gunicorn --workers 2 --worker-class gthread --threads 8 app:app`
 (one worker per core; 16 threads per worker measured slower, 4 × 4 no better).
@@ -39,7 +41,7 @@ import threading
 import time
 from pathlib import Path
 
-from call_sim import TOKEN, Caller, Plan, Stats, server_cpu_seconds
+from call_sim import APP_TIME_HEADER, TOKEN, Caller, Plan, Stats, server_cpu_seconds
 
 ROOT = Path(__file__).resolve().parent.parent
 UTTERANCES = ROOT.parent / "shared" / "city" / "dev_utterances_en.jsonl"
@@ -59,6 +61,34 @@ def healthz():
 def voice(_rest):
     return Response(TWIML, mimetype="text/xml")
 '''
+
+
+#: Wraps an app to report its own time per request (call_sim.APP_TIME_HEADER). start_response
+#: runs once the view, the commit and after_request hooks are done.
+TIMED_WRAPPER = '''
+import time
+from {module} import app as app
+
+_inner = app.wsgi_app
+
+def _timed(environ, start_response):
+    started = time.perf_counter()
+
+    def start(status, headers, exc_info=None):
+        spent = f"{{(time.perf_counter() - started) * 1000:.3f}}"
+        return start_response(status, [*headers, ("{header}", spent)], exc_info)
+
+    return _inner(environ, start)
+
+app.wsgi_app = _timed
+'''
+
+
+def timed_target(target: str, folder: Path) -> str:
+    """A gunicorn target (module in `folder`) serving `target`'s app with its time per request."""
+    module = target.split(":")[0]
+    Path(folder, f"timed_{module}.py").write_text(TIMED_WRAPPER.format(module=module, header=APP_TIME_HEADER))
+    return f"timed_{module}:app"
 
 
 def free_port() -> int:
@@ -137,7 +167,9 @@ def report(name: str, stats: Stats, per_path: bool = False) -> float:
         print(f"  {name:8s} no successful requests; errors: {stats.errors[:3]}")
         return float("nan")
     p50, p99 = percentiles(lat)
+    app_p50, app_p99 = percentiles(stats.app_ms) if stats.app_ms else (float("nan"), float("nan"))
     print(f"  {name:8s} webhooks={len(lat):6d}  p50={p50:7.1f} ms  p99={p99:7.1f} ms  "
+          f"(inside the app: p50={app_p50:.1f} ms  p99={app_p99:.1f} ms)  "
           f"calls/s={stats.calls / stats.seconds:6.1f}  req/s={stats.steps / stats.seconds:6.1f}  "
           f"webhooks/call={stats.steps / max(stats.calls, 1):.1f}  server CPU/webhook="
           f"{stats.server_cpu_s * 1000 / max(stats.steps, 1):.2f} ms (per process "
@@ -208,16 +240,18 @@ def main() -> None:
         env = {**os.environ, "TWILIO_AUTH_TOKEN": TOKEN, "IVR_PUBLIC_URL": f"http://127.0.0.1:{ivr_port}",
                "IVR_DATABASE_URL": args.database_url or f"sqlite:///{tmp}/bench.sqlite3",
                "IVR_CAPTURE": os.environ.get("IVR_CAPTURE", "twilio"),
-               "IVR_SPEECH_ENGINE": os.environ.get("IVR_SPEECH_ENGINE", "twilio")}
+               "IVR_SPEECH_ENGINE": os.environ.get("IVR_SPEECH_ENGINE", "twilio"),
+               # The timing wrappers (timed_target) live in `tmp`.
+               "PYTHONPATH": os.pathsep.join(filter(None, [tmp, os.environ.get("PYTHONPATH")]))}
         print(f"# {args.concurrency} concurrent calls; gunicorn {args.workers} workers × {args.threads} "
               f"threads ({args.worker_class}); {os.cpu_count()} CPUs; load average "
               f"{os.getloadavg()[0]:.2f} at start; db="
               f"{'postgresql' if 'postgres' in env['IVR_DATABASE_URL'] else 'sqlite'}", flush=True)
-        ivr = bench_app("app:app", ivr_port, env, ROOT, args, utterances)
+        ivr = bench_app(timed_target("app:app", Path(tmp)), ivr_port, env, ROOT, args, utterances)
         # Minus the status callback, which the minimal app's calls make too.
         caps = {name: max(1, round(stats.steps / max(stats.calls, 1)) - 1) for name, stats in ivr.items()}
         Path(tmp, "minimal_app.py").write_text(MINIMAL_APP)
-        minimal = bench_app("minimal_app:app", minimal_port, {**env, "IVR_PUBLIC_URL": f"http://127.0.0.1:{minimal_port}"},
+        minimal = bench_app(timed_target("minimal_app:app", Path(tmp)), minimal_port, {**env, "IVR_PUBLIC_URL": f"http://127.0.0.1:{minimal_port}"},
                             Path(tmp), args, utterances, step_caps=caps)
     for name, plan in plans(args).items():
         pace = f"think {plan.think[0]:g}-{plan.think[1]:g} s" if plan.think[1] else "no think time"

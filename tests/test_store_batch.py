@@ -115,10 +115,9 @@ def test_remember_response_sends_the_writes_with_the_answer(store_app):
     assert _other_state(store_app)["step"] == "transfer"
 
 
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)   # SQLite has no server to lose
 def test_a_pooled_connection_killed_by_the_server_is_replaced_without_failing_the_webhook(db_url):
     """There is no pre-ping: the webhook's first read finds the dead connection and retries once."""
-    if not db_url.startswith("postgresql"):
-        pytest.skip("SQLite has no server to lose a connection to")
     name = f"ivr-batch-test-{uuid.uuid4().hex[:12]}"
     store_app = Flask("batch-test")
     store_app.config["IVR_DATABASE_URL"] = f"{db_url}&application_name={name}"
