@@ -8,7 +8,7 @@ PORT   ?= 5000
 # Production sets TWILIO_AUTH_TOKEN in the environment; this default never leaves `make run`.
 DEV_TOKEN ?= dev-auth-token-not-secret
 
-.PHONY: run test bench check clean
+.PHONY: run test bench check clean system-deps
 
 $(BIN)/ivr: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,14 +16,23 @@ $(BIN)/ivr: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $@
 
-run: $(BIN)/ivr
+# espeak-ng renders the prompts (pyttsx3 drives it on Linux). Installed when missing and we may;
+# otherwise the line still works with Twilio's <Say>, so this only warns.
+system-deps:
+	@command -v espeak-ng >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing espeak-ng (prompt rendering)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq espeak-ng >/dev/null; \
+	  else echo "note: espeak-ng is not installed; prompts will use Twilio's <Say> (sudo apt-get install espeak-ng)"; fi; }
+
+run: system-deps $(BIN)/ivr
 	$(BIN)/ivr check
 	-$(BIN)/ivr prompts build
 	TWILIO_AUTH_TOKEN=$${TWILIO_AUTH_TOKEN:-$(DEV_TOKEN)} \
 	IVR_API_TOKEN=$${IVR_API_TOKEN:-dev-api-token} \
 	$(BIN)/ivr serve --host $(HOST) --port $(PORT)
 
-test: $(BIN)/ivr
+test: system-deps $(BIN)/ivr
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 check: $(BIN)/ivr

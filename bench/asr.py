@@ -98,7 +98,7 @@ def live_turn(engine, pcm: bytes, destination: Callable[[str], str | None] | Non
 
     As `ivr.web.media_turn.StreamTurn`: each 20 ms frame goes to the recogniser and the
     endpointer, every new partial to the endpointer with where it routes, and the turn ends at the
-    endpointer's "end" ("cut" when voiced audio was still to come). The prompt plays over the
+    endpointer's "end" ("cut:<reason>" when voiced audio was still to come). The prompt plays over the
     stream for its first `prompt_ms` (the no-input clock starts when it ends). Decoding keeps pace
     with the audio (RTF ≈ 0.1), as the decode pool does on a live call that is not overloaded.
     `destination` None: feed the whole file, no endpointing.
@@ -122,8 +122,9 @@ def live_turn(engine, pcm: bytes, destination: Callable[[str], str | None] | Non
             signal = endpointer.check()
         if signal and signal.kind == "end":
             rest = pcm[start + FRAME:]
-            reason = "cut" if any(frame_rms(rest[i:i + FRAME]) >= config.speech_rms
-                                  for i in range(0, len(rest), FRAME)) else signal.reason
+            # "cut:<rule>" names the rule that cut the caller off, so the two rules can be tuned apart.
+            reason = f"cut:{signal.reason}" if any(frame_rms(rest[i:i + FRAME]) >= config.speech_rms
+                                                   for i in range(0, len(rest), FRAME)) else signal.reason
             break
     return recognizer.finish(), fed, reason
 
@@ -166,7 +167,7 @@ def main() -> None:
     items = items[: args.limit] if args.limit else items
 
     stats = {"n": 0, "ok": 0, "text_ok": 0, "unconfirmed": 0, "emerg": 0, "emerg_hit": 0, "false_emerg": 0, "watch_hits": 0,
-             "errors": 0, "words": 0, "audio": 0.0, "decode": 0.0, "cut": 0}
+             "errors": 0, "words": 0, "audio": 0.0, "decode": 0.0, "cut": 0, "cut:early": 0, "cut:silence": 0}
     for item in items:
         audio = read_wav(synthesize_phone_audio(item["text"]))
         pcm = line_noise(args.lead) + audio.pcm16
@@ -174,7 +175,9 @@ def main() -> None:
         result, fed, reason = live_turn(engine, pcm, None if args.whole else destination, int(args.lead * 1000))
         stats["decode"] += time.perf_counter() - began
         stats["audio"] += fed / 16000
-        stats["cut"] += reason == "cut"
+        stats["cut"] += reason.startswith("cut")
+        if reason in ("cut:early", "cut:silence"):
+            stats[reason] += 1
         errors, words = word_errors(item["text"], result.text)
         stats["errors"] += errors
         stats["words"] += words
@@ -208,7 +211,8 @@ def main() -> None:
     print(f"wrong, no confirmation {stats['unconfirmed'] / n:.1%}  (confidence ≥ {rules.thresholds.route})")
     print(f"word error rate        {stats['errors'] / max(stats['words'], 1):.1%}")
     if not args.whole:
-        print(f"turn ended mid-speech  {stats['cut']} of {n} (the endpointer ended it while words were left)")
+        print(f"turn ended mid-speech  {stats['cut']} of {n} (the endpointer ended it while words were left: "
+              f"{stats['cut:early']} early rule, {stats['cut:silence']} silence rule)")
     print(f"real-time factor       {stats['decode'] / stats['audio']:.3f}  (decode seconds per audio second, 1 thread)")
 
 
