@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ivr.speech.endpointing import EndpointConfig, Endpointer, frame_rms
+from ivr.speech.endpointing import EndpointConfig, Endpointer, Signal, ends_open, frame_rms
 
 FRAME = 160  # samples per 20 ms at 8 kHz
 
@@ -57,14 +57,50 @@ def test_early_end_when_partial_is_settled_and_confident():
 
 
 def test_no_early_end_while_the_destination_is_still_changing():
-    ep = Endpointer()
+    ep = Endpointer(EndpointConfig(early_silence_ms=120, trailing_silence_ms=300))
     feed(ep, voice(), 50)
     feed(ep, SILENCE, 8)
     ep.partial("the light", ep.now_ms - 60, destination=None)
     ep.partial("the light is out", ep.now_ms, destination="streetlights")
     assert ep.check() is None
-    end = feed(ep, SILENCE, 12)[-1]            # falls back to trailing silence
-    assert end.reason == "silence"
+    end = feed(ep, SILENCE, 7)[-1]             # falls back to trailing silence (8 + 7 frames)
+    assert (end.reason, end.at_ms) == ("silence", 1300)
+
+
+def settled_pause(ep: Endpointer, text: str, destination: str, pause_frames: int) -> Signal | None:
+    """Talk for 1 s, then pause with a partial that has held `destination` all along."""
+    feed(ep, voice(), 50)
+    ep.partial(text, ep.now_ms, destination=destination)
+    feed(ep, SILENCE, pause_frames)
+    ep.partial(text, ep.now_ms, destination=destination)
+    return ep.check()
+
+
+def test_default_early_pause_is_longer_than_a_gap_between_words():
+    # 180 ms is a gap a fluent speaker leaves mid-sentence (the dev set's cut-offs): no end yet.
+    assert settled_pause(Endpointer(), "my trash was not picked up", "sanitation", 9) is None
+    end = settled_pause(Endpointer(), "my trash was not picked up", "sanitation", 10)
+    assert (end.reason, end.at_ms) == ("early", 1200)
+
+
+def test_no_early_end_on_a_word_that_leaves_the_sentence_open():
+    ep = Endpointer()
+    assert settled_pause(ep, "a pothole damaged my tire on the", "roads", 15) is None
+    signals = feed(ep, SILENCE, 10)            # only the trailing silence ends it: 500 ms in all
+    assert [(s.reason, s.at_ms) for s in signals] == [("silence", 1500)]
+
+
+def test_emergency_ends_early_even_on_an_open_word():
+    # Whatever follows "I smell gas in my", the call goes to 911: no reason to wait.
+    end = settled_pause(Endpointer(), "I smell gas in my", "emergency", 10)
+    assert (end.reason, end.at_ms) == ("early", 1200)
+
+
+def test_ends_open():
+    assert ends_open("the sidewalk is cracked and")
+    assert ends_open("someone broke into my car THE.")
+    assert not ends_open("someone dumped a mattress")
+    assert not ends_open("")
 
 
 def test_no_early_end_without_a_confident_destination():

@@ -7,11 +7,20 @@ Why not just wait for the recogniser's own endpoint: Vosk waits about 500 ms of 
 it finalises, and pocketsphinx has no endpoint at all. A caller hears that as lag. Two rules end a
 turn sooner:
 
-* **early** — the caller has paused briefly (`early_silence_ms`), the recogniser has already heard
-  that pause, and its partial text already routes confidently to one destination that has not
-  changed over the last `stable_ms` of decoded audio. The words may still be settling ("on Main
-  Street" → "on Maine Street"); where the call goes is what has to be stable.
-* **silence** — otherwise, an energy-based trailing silence (`trailing_silence_ms`, 250–400 ms).
+* **early** — the caller has paused (`early_silence_ms`, 200 ms), the recogniser has already heard
+  that pause, its partial text already routes confidently to one destination that has not
+  changed over the last `stable_ms` of decoded audio, and the partial does not stop on a word that
+  leaves the sentence open ("…on the", "…and"; `UNFINISHED_WORDS`). The words may still be
+  settling ("on Main Street" → "on Maine Street"); where the call goes is what has to be stable.
+* **silence** — otherwise, an energy-based trailing silence (`trailing_silence_ms`, 500 ms).
+
+Why these numbers (bench/asr.py on the dev set, piper speech): with a 120 ms early pause, 31 of
+183 turns were cut off mid-sentence, all by the early rule — a synthetic speaker's pauses between
+words already reach 120–180 ms, and a real caller's run 200–500 ms. At 200 ms plus the open-word
+check, 3 were (the pause did most of it; the check is for real callers, who hesitate after
+"my…"). A caller cut off loses the rest of the sentence ("…and he is not breathing"): waiting
+80 ms longer is the cheaper mistake. The trailing silence sits above natural mid-sentence pauses
+because nothing else checks it.
 
 Plus guards: `no_input_ms` of silence after the prompt (nobody spoke), `max_turn_ms` of talking
 (a caller who never pauses), and `max_stream_ms` in all (a prompt whose end we never heard about).
@@ -25,6 +34,21 @@ import numpy as np
 #: Reasons an `END` signal can carry; stored with the turn so admins can see why we stopped.
 REASONS = ("early", "silence", "no_input", "max_length", "max_stream")
 
+#: Destination that may end early even on an open word: whatever follows, the call goes to 911.
+EMERGENCY = "emergency"
+
+#: English words a sentence does not end on: a partial stopping here means the caller paused
+#: mid-thought, so only the (longer) trailing silence may end the turn. Other languages' partials
+#: never match, and there the early rule works as before.
+UNFINISHED_WORDS = frozenset("""
+    a an the this that these those my your his her our their its some any no
+    and or but so because if when while than then
+    of on in at to for from with by about into near behind next over under past like
+    is are was were be been has have had do does did can could would will should
+    i i'm i'd i've we you he she it they there someone something
+    um uh er just very not
+""".split())
+
 
 @dataclass(frozen=True)
 class EndpointConfig:
@@ -33,9 +57,9 @@ class EndpointConfig:
     noise_ratio: float = 3.0         # …or this many times the running noise floor, if louder
     barge_in_ms: int = 80            # sustained voice before we say the caller is talking
     min_speech_ms: int = 160         # shorter bursts (a click, a cough) are noise, not a turn
-    early_silence_ms: int = 120
+    early_silence_ms: int = 200      # > the 120–180 ms gaps between words even a fluent voice leaves
     stable_ms: int = 100             # confident destination unchanged over this much decoded audio
-    trailing_silence_ms: int = 300
+    trailing_silence_ms: int = 500   # above natural mid-sentence pauses (200–500 ms)
     no_input_ms: int = 5000
     max_turn_ms: int = 15000
     max_stream_ms: int = 60000
@@ -62,6 +86,12 @@ def frame_rms(pcm16: bytes) -> float:
     if samples.size == 0:
         return 0.0
     return float(np.sqrt(np.mean(samples.astype(np.float64) ** 2)))
+
+
+def ends_open(text: str) -> bool:
+    """Whether `text` stops on a word that leaves the sentence unfinished ("…in my")."""
+    words = text.lower().split()
+    return bool(words) and words[-1].strip(".,!?;:") in UNFINISHED_WORDS
 
 
 class Endpointer:
@@ -164,7 +194,8 @@ class Endpointer:
         cfg = self.config
         return (self.destination is not None
                 and self.partial_heard_to_ms >= self.silence_started_ms + cfg.early_silence_ms
-                and self.partial_heard_to_ms - self.destination_since_ms >= cfg.stable_ms)
+                and self.partial_heard_to_ms - self.destination_since_ms >= cfg.stable_ms
+                and (self.destination == EMERGENCY or not ends_open(self.partial_text)))
 
     def _forget_noise(self) -> None:
         self.speech_started_ms = None
