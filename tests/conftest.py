@@ -58,6 +58,18 @@ def db_url(request, tmp_path):
     engine.dispose()
 
 
+def store_only_app(db_url: str, name: str = "store-test"):
+    """A bare Flask app with only the store initialised: for tests of ivr.store on its own."""
+    from flask import Flask
+
+    from ivr.store import db
+
+    app = Flask(name)
+    app.config["IVR_DATABASE_URL"] = db_url
+    db.init_app(app)
+    return app
+
+
 @pytest.fixture
 def app_config(tmp_path):
     """Config overrides for a test app; tests may update it before asking for `app`."""

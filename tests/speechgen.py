@@ -91,3 +91,16 @@ def synthesize_korean_phone_audio(text: str, cache_dir: Path | None = None, *,
 def phone_pcm(path: Path) -> Audio:
     """The 8 kHz PCM16 a recogniser receives after μ-law decoding of a cached file."""
     return read_wav(path)
+
+
+def stream_decode(engine, audio: Audio, grammar=None) -> tuple:
+    """Feed `audio` to a new recogniser of `engine` in 20 ms frames, as a call would.
+
+    Returns (final Result, the Partials seen on the way)."""
+    recognizer = engine.recognizer(audio.sample_rate, grammar)
+    partials = []
+    for start in range(0, len(audio.pcm16), 320):
+        partial = recognizer.accept(audio.pcm16[start:start + 320])
+        if partial:
+            partials.append(partial)
+    return recognizer.finish(), partials

@@ -15,7 +15,7 @@ from ivr.speech.engines.base import EngineUnavailable, Grammar, Partial, Recogni
 from ivr.speech.engines.pocketsphinx import PocketsphinxEngine, to_jsgf
 from ivr.speech.grammars import load_grammar
 from ivr.speech.service import SpeechService
-from speechgen import synthesize_phone_audio
+from speechgen import stream_decode, synthesize_phone_audio
 
 pytestmark = pytest.mark.speech
 GRAMMARS = ROOT / "grammars"
@@ -46,14 +46,7 @@ def live_engine(rules, cache_dir) -> PocketsphinxEngine:
 
 def decode(engine, text: str, grammar: Grammar | None = None) -> tuple[Result, list[Partial]]:
     """Stream the phone audio for `text` in 20 ms frames, as a call would."""
-    audio = read_wav(synthesize_phone_audio(text))
-    recognizer = engine.recognizer(audio.sample_rate, grammar)
-    partials = []
-    for start in range(0, len(audio.pcm16), 320):
-        partial = recognizer.accept(audio.pcm16[start:start + 320])
-        if partial:
-            partials.append(partial)
-    return recognizer.finish(), partials
+    return stream_decode(engine, read_wav(synthesize_phone_audio(text)), grammar)
 
 
 def test_free_speech_hears_the_routing_words(engine):

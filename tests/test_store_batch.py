@@ -15,6 +15,7 @@ from sqlalchemy.pool import NullPool
 
 from ivr.routing.decide import CallState
 from ivr.store import batch, calls, db, models
+from tests.conftest import store_only_app
 
 pytestmark = pytest.mark.db
 SID = "CAbatch000000000000000000000000001"
@@ -22,9 +23,7 @@ SID = "CAbatch000000000000000000000000001"
 
 @pytest.fixture
 def store_app(db_url):
-    app = Flask("batch-test")
-    app.config["IVR_DATABASE_URL"] = db_url
-    db.init_app(app)
+    app = store_only_app(db_url, "batch-test")
     with app.app_context():
         s = db.session()
         calls.ensure_call(s, SID, "+15551234567", "+15550001111")
@@ -119,9 +118,7 @@ def test_remember_response_sends_the_writes_with_the_answer(store_app):
 def test_a_pooled_connection_killed_by_the_server_is_replaced_without_failing_the_webhook(db_url):
     """There is no pre-ping: the webhook's first read finds the dead connection and retries once."""
     name = f"ivr-batch-test-{uuid.uuid4().hex[:12]}"
-    store_app = Flask("batch-test")
-    store_app.config["IVR_DATABASE_URL"] = f"{db_url}&application_name={name}"
-    db.init_app(store_app)
+    store_app = store_only_app(f"{db_url}&application_name={name}", "batch-test")
     with store_app.app_context():
         s = db.session()
         calls.ensure_call(s, SID, "", "")

@@ -16,14 +16,12 @@ from ivr.routing.decide import CallState
 from ivr.store import calls, db, models
 from ivr.telephony.twiml import speech_hints
 from ivr.web import voice_flow
-from tests.conftest import PUBLIC_URL, TEST_AUTH_TOKEN
+from tests.conftest import PUBLIC_URL, TEST_AUTH_TOKEN, store_only_app
 
 
 @pytest.fixture
 def s(db_url):
-    app = Flask("fast-path-test")
-    app.config["IVR_DATABASE_URL"] = db_url
-    db.init_app(app)
+    app = store_only_app(db_url, "fast-path-test")
     with app.app_context():
         yield db.session()
     db.engine(app).dispose()
@@ -122,9 +120,7 @@ def test_signature_variants_twilio_sends_are_accepted(client, signed_url):
 
 @pytest.mark.parametrize("ending", ["commit", "rollback", "teardown"])
 def test_sqlite_writers_get_their_turn_back_when_a_transaction_ends(tmp_path, caplog, ending):
-    app = Flask("writer-queue-test")
-    app.config["IVR_DATABASE_URL"] = f"sqlite:///{tmp_path / 'ivr.sqlite3'}"
-    db.init_app(app)
+    app = store_only_app(f"sqlite:///{tmp_path / 'ivr.sqlite3'}", "writer-queue-test")
     with app.app_context():
         calls.ensure_call(db.session(), "CAw1", "", "")
         db.session().commit()
@@ -158,9 +154,7 @@ def test_wal_checkpoint_runs_after_the_response_not_in_a_commit(tmp_path):
 
     from ivr.store import sqlite
 
-    app = Flask("checkpoint-test")
-    app.config["IVR_DATABASE_URL"] = f"sqlite:///{tmp_path / 'ivr.sqlite3'}"
-    db.init_app(app)
+    app = store_only_app(f"sqlite:///{tmp_path / 'ivr.sqlite3'}", "checkpoint-test")
     engine = db.engine(app)
     with engine.connect() as conn:   # SQLite's own checkpoint is only a distant safety net
         assert conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == sqlite.AUTOCHECKPOINT_PAGES
