@@ -24,8 +24,8 @@ from click.testing import CliRunner  # noqa: E402  (path set up above)
 
 from ivr.cli import cli  # noqa: E402
 from ivr.config import from_environment  # noqa: E402
-from ivr.prompts import audio_store  # noqa: E402
-from ivr.prompts_catalogue import fill, load_catalogue  # noqa: E402
+from ivr.prompts.cache import audio_store  # noqa: E402
+from ivr.prompts.catalogue import fill, load_catalogue  # noqa: E402
 
 
 def _percentile(values: list[float], share: float) -> float:

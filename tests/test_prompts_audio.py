@@ -13,7 +13,8 @@ from flask import Flask
 from twilio.twiml.voice_response import VoiceResponse
 
 from ivr import prompts
-from ivr.prompts_audio import PromptAudio
+from ivr.prompts import catalogue, serving
+from ivr.prompts.cache import PromptAudio
 from ivr.speech import tts
 from ivr.speech.audio import Audio, parse_wav, wav_bytes
 
@@ -55,7 +56,7 @@ def make_app(tmp_path: Path, renderer: Renderer | None = None, **config) -> Flas
                        "IVR_TTS_RATE": 150, "IVR_TTS_BUDGET_MS": 2000, **config})
     prompts.init_app(app)
     if renderer is not None:
-        app.extensions[prompts.AUDIO_EXTENSION] = PromptAudio(
+        app.extensions[serving.AUDIO_EXTENSION] = PromptAudio(
             app.config["IVR_PROMPT_CACHE_DIR"], {"en": "gmw/en-us", "es": "roa/es-419"}, 150, renderer=renderer)
     return app
 
@@ -128,7 +129,7 @@ def test_budget_exceeded_says_now_and_plays_next_time(tmp_path):
     verb = spoken(app, "transferring", "en", department="Sanitation")
     assert verb.tag == "Say" and verb.get("language") == "en-US"
     renderer.release.set()
-    app.extensions[prompts.AUDIO_EXTENSION].wait_idle()
+    app.extensions[serving.AUDIO_EXTENSION].wait_idle()
     assert spoken(app, "transferring", "en", department="Sanitation").tag == "Play"
     assert len(renderer.calls) == 1
 
@@ -152,7 +153,7 @@ def test_spanish_call_hears_only_spanish(tmp_path):
               "label": "Calles", "digit": "1", "department": "Calles y Carreteras", "position": 2,
               "minutes": 3, "hours": "de lunes a viernes"}
     with app.app_context():
-        keys = sorted(prompts.catalogue_now()["es"])
+        keys = sorted(serving.catalogue_now()["es"])
     for key in keys:
         verb = spoken(app, key, "es", **values)
         assert (verb.tag, verb.get("language")) == ("Say", "es-MX"), key
@@ -162,7 +163,7 @@ def test_spanish_audio_uses_the_spanish_voice(tmp_path):
     renderer = Renderer()
     app = make_app(tmp_path, renderer)
     with app.app_context():
-        for key, prompt in prompts.catalogue_now()["es"].items():
+        for key, prompt in serving.catalogue_now()["es"].items():
             if not prompt.placeholders:
                 spoken(app, key, "es")
     assert renderer.calls and {voice for _, voice, _ in renderer.calls} == {"roa/es-419"}
@@ -218,7 +219,7 @@ def test_edited_prompts_are_reloaded_and_a_broken_edit_is_ignored(tmp_path, monk
 
     shutil.copytree(ROOT / "prompts", tmp_path / "prompts")
     app = make_app(tmp_path, IVR_TTS="off", IVR_PROMPTS_DIR=str(tmp_path / "prompts"))
-    monkeypatch.setattr(prompts, "RELOAD_CHECK_S", 0.0)
+    monkeypatch.setattr(catalogue, "RELOAD_CHECK_S", 0.0)
     english = tmp_path / "prompts" / "en.yaml"
     original = english.read_text(encoding="utf-8")
 

@@ -7,9 +7,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from ivr.prompts_catalogue import (REQUIRED_KEYS, PromptError, check_prompts, fill, load_catalogue,
+from ivr.prompts.catalogue import (REQUIRED_KEYS, PromptError, check_prompts, fill, load_catalogue,
                                    spell_digits)
-from ivr.prompts_fixed import fixed_texts
+from ivr.prompts.fixed import fixed_texts
 
 ROOT = Path(__file__).resolve().parent.parent
 PROMPTS = ROOT / "prompts"

@@ -5,25 +5,14 @@ Exit 0 with a one-line summary on stdout when everything is valid; exit 1 with o
 """
 from __future__ import annotations
 
-import importlib
-from typing import Any, Callable
+from typing import Any
 
 import click
 
+from ivr import prompts
 from ivr.config import from_environment
 from ivr.routing.problems import ConfigError, Problem
 from ivr.routing.rules import Rules, load_rules
-
-
-def _prompt_checker() -> Callable[..., list[Problem]] | None:
-    """`ivr.prompts.check_prompts` when that module provides it (it is optional for this command)."""
-    try:
-        prompts = importlib.import_module("ivr.prompts")
-    except ModuleNotFoundError as exc:
-        if exc.name != "ivr.prompts":
-            raise  # a broken dependency of ivr.prompts is a real error
-        return None
-    return getattr(prompts, "check_prompts", None)
 
 
 def run_check(rules_path: str, prompts_dir: str | None) -> tuple[Rules | None, list[Problem]]:
@@ -34,9 +23,8 @@ def run_check(rules_path: str, prompts_dir: str | None) -> tuple[Rules | None, l
         rules = load_rules(rules_path)
     except ConfigError as exc:
         problems.extend(exc.problems)
-    check_prompts = _prompt_checker() if prompts_dir else None
-    if check_prompts is not None:
-        problems.extend(check_prompts(prompts_dir, rules))
+    if prompts_dir:
+        problems.extend(prompts.check_prompts(prompts_dir, rules))
     return rules, problems
 
 
@@ -72,5 +60,5 @@ def register(cli: click.Group) -> None:
             raise SystemExit(1)
         if rules is None:  # cannot happen: a file that failed to load always reports a problem
             raise click.ClickException(f"{rules_path}: the rules did not load and no problem was reported")
-        checked_prompts = directory is not None and _prompt_checker() is not None
+        checked_prompts = directory is not None
         click.echo(_summary(rules_path, rules, checked_prompts))

@@ -11,14 +11,19 @@ from pathlib import Path
 from typing import Any
 
 import click
+from flask import Flask
+
+from ivr.config import from_environment
+from ivr.prompts.cache import audio_store
+from ivr.prompts.catalogue import load_catalogue, validate
+from ivr.prompts.fixed import fixed_texts
+from ivr.routing.hours import hours_text
+from ivr.routing.rules import load_rules
+from ivr.speech.tts import TTSError
 
 
 def _config() -> dict[str, Any]:
     """The server's settings, with the cache directory defaulted the way create_app does."""
-    from flask import Flask
-
-    from ivr.config import from_environment
-
     config = from_environment()
     if not config["IVR_PROMPT_CACHE_DIR"]:
         instance = Flask("ivr", instance_relative_config=True).instance_path
@@ -29,21 +34,9 @@ def _config() -> dict[str, Any]:
 def _rules(path: str) -> tuple[Any | None, str]:
     """(rules, "") or (None, why not) — without rules only placeholder-free prompts are built."""
     try:
-        from ivr.routing.rules import load_rules  # type: ignore[attr-defined]
-
         return load_rules(path), ""
-    except ImportError:
-        return None, "the rules loader is not available"
     except Exception as exc:  # ConfigError, OSError …: any reason is reported, the build goes on
         return None, str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-
-
-def _hours_text() -> Any:
-    try:
-        from ivr.routing.hours import hours_text
-    except ImportError:
-        return None
-    return hours_text
 
 
 def register(cli: click.Group) -> None:
@@ -58,11 +51,6 @@ def register(cli: click.Group) -> None:
     @click.option("--jobs", default=2, show_default=True, type=click.IntRange(1, 8), help="Renders at once.")
     def build(languages: tuple[str, ...], jobs: int) -> None:
         """Render every fixed prompt with pyttsx3 into the cache; unchanged prompts are skipped."""
-        from ivr.prompts import audio_store
-        from ivr.prompts_catalogue import load_catalogue, validate
-        from ivr.prompts_fixed import fixed_texts
-        from ivr.speech.tts import TTSError
-
         config = _config()
         catalogue, problems = load_catalogue(config["IVR_PROMPTS_DIR"])
         problems += validate(catalogue, config["IVR_PROMPTS_DIR"])
@@ -80,9 +68,8 @@ def register(cli: click.Group) -> None:
         rules, why = _rules(config["IVR_RULES_PATH"])
         if rules is None:
             click.echo(f"warning: rules not loaded ({why}); building only prompts without placeholders", err=True)
-        hours = _hours_text()
         texts = [item for lang in (languages or sorted(catalogue))
-                 for item in fixed_texts(catalogue[lang], lang, rules, hours)]
+                 for item in fixed_texts(catalogue[lang], lang, rules, hours_text)]
         # The same words in the same voice (the Spanish invitation in both catalogues) render once.
         unique = {store.name(item.text, item.voice): item for item in texts}
         todo = [item for name, item in unique.items() if not store.path(name).is_file()]

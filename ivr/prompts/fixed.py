@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Mapping
 
-from ivr.prompts_catalogue import Prompt, fill
+from ivr.prompts.catalogue import Prompt, fill
 
 
 @dataclass(frozen=True)

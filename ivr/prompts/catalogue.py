@@ -1,7 +1,8 @@
 """The prompt catalogue: prompts/<lang>.yaml → `Prompt`s, filled per call, and checked.
 
-Pure: reads only the YAML files it is handed; no Flask, no audio. `ivr.prompts` wraps it
-for the web layer and `ivr check` calls `check_prompts`.
+No Flask, no audio: reads only the YAML files it is handed. `ivr.prompts.serving` uses it in
+the app (through `CatalogueSource`, which re-reads the files when they change, keeping the
+last good catalogue on a broken edit) and `ivr check` calls `check_prompts`.
 
 File format (prompts/README.md): a mapping `key: "text with {placeholders}"`, or
 `key: {text: "…", voice: es}` when a prompt must be spoken in another language's voice
@@ -10,15 +11,23 @@ variants for grammar that depends on a value ("1 minute", not "1 minutes").
 """
 from __future__ import annotations
 
+import logging
 import re
 import string
+import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 import yaml
 
-from ivr.routing.problems import Problem
+from ivr.routing.problems import ConfigError, Problem
+
+log = logging.getLogger(__name__)
+
+#: How often (seconds) the catalogue files' mtimes are compared; a stat per file per second.
+RELOAD_CHECK_S = 1.0
 
 #: Every key the call flow speaks → the placeholders its text may use.
 #: A key here missing from a language file is an error; so is a placeholder not listed.
@@ -244,3 +253,46 @@ def _split_groups(number: str) -> list[str]:
     if len(digits) == 7:
         return [digits[:3], digits[3:]]
     return [digits]
+
+
+class CatalogueSource:
+    """The catalogue of one prompts directory, re-read when a file in it changes."""
+
+    def __init__(self, prompts_dir: str | Path) -> None:
+        self.prompts_dir = Path(prompts_dir)
+        self._lock = threading.Lock()
+        self._stamp = self._mtimes()
+        self._checked = time.monotonic()
+        catalogue, problems = self._load()
+        if problems:
+            raise ConfigError(problems)
+        self._catalogue: Catalogue = catalogue
+
+    def _mtimes(self) -> tuple[tuple[str, int], ...]:
+        return tuple(sorted((p.name, p.stat().st_mtime_ns) for p in self.prompts_dir.glob("*.yaml")))
+
+    def _load(self) -> tuple[Catalogue, list[Problem]]:
+        catalogue, problems = load_catalogue(self.prompts_dir)
+        return catalogue, problems + validate(catalogue, self.prompts_dir)
+
+    def current(self) -> Catalogue:
+        """The newest valid catalogue (checks the files at most once per RELOAD_CHECK_S)."""
+        if time.monotonic() - self._checked < RELOAD_CHECK_S or not self._lock.acquire(blocking=False):
+            return self._catalogue
+        try:
+            self._checked = time.monotonic()
+            stamp = self._mtimes()
+            if stamp != self._stamp:
+                self._stamp = stamp
+                catalogue, problems = self._load()
+                if problems:
+                    log.error("prompt files changed but are invalid; keeping the last good prompts:\n%s",
+                              "\n".join(str(p) for p in problems))
+                else:
+                    self._catalogue = catalogue
+                    log.info("prompts reloaded from %s", self.prompts_dir)
+        except OSError as exc:
+            log.error("cannot check the prompt files (%s); keeping the last good prompts", exc)
+        finally:
+            self._lock.release()
+        return self._catalogue

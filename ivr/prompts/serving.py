@@ -1,29 +1,25 @@
-"""Prompts for the web layer: catalogue text, and the audio the caller hears.
+"""Prompts in the running app: the words of a prompt, the audio the caller hears, and its URL.
 
 `speak(verb, key, language, **values)` appends `<Play>` of the locally rendered WAV when it
 exists or renders within IVR_TTS_BUDGET_MS, else `<Say language=…>` — the caller always
-hears something. The catalogue itself is `ivr.prompts_catalogue` (pure); like the rules,
-it is re-read when its files change, and a broken edit keeps the last good catalogue.
+hears something. GET /prompts/audio/<name>.wav serves the rendered files Twilio fetches.
+
+Names are content hashes (see ivr.prompts.cache), so a file never changes: it is served as
+immutable with an ETag. Only names matching the hash pattern are looked up, which rules out
+path traversal. No signature check: prompts are public words, and Twilio sends none of its
+webhook parameters when it fetches a <Play> URL. Twilio accepts audio/wav for <Play> and obeys
+standard HTTP caching headers (twilio.com/docs/voice/twiml/play).
 """
 from __future__ import annotations
 
 import logging
-import threading
-import time
-from pathlib import Path
 from typing import Any, Mapping
 
-from flask import Flask, current_app, has_request_context, url_for
+from flask import Blueprint, Flask, abort, current_app, has_request_context, send_file, url_for
+from flask.typing import ResponseReturnValue
 
-from ivr.prompts_audio import PromptAudio
-from ivr.prompts_catalogue import (KNOWN_PLACEHOLDERS, REQUIRED_KEYS, Catalogue, Prompt, PromptError,
-                                   check_prompts, fill, load_catalogue, spell_digits, validate)
-from ivr.routing.problems import ConfigError, Problem
-from ivr.speech import tts
-
-__all__ = ["init_app", "text", "speak", "audio_ulaw", "audio_url", "prompt", "say_language",
-           "check_prompts", "spell_digits", "prompt_audio", "catalogue_now", "REQUIRED_KEYS", "KNOWN_PLACEHOLDERS",
-           "PromptError"]
+from ivr.prompts.cache import NAME_PATTERN, PromptAudio, audio_store
+from ivr.prompts.catalogue import Catalogue, CatalogueSource, Prompt, PromptError, fill
 
 log = logging.getLogger(__name__)
 EXTENSION = "ivr.prompts"
@@ -33,51 +29,10 @@ MAX_REMEMBERED_PATHS = 4096
 
 #: Twilio <Say> language per catalogue language; IVR_SAY_LANGUAGE_<LANG> overrides.
 SAY_LANGUAGES = {"en": "en-US", "es": "es-MX"}
-#: How often (seconds) the catalogue files' mtimes are compared; a stat per file per second.
-RELOAD_CHECK_S = 1.0
+#: One year: a file's URL changes whenever the words, voice or rate change.
+MAX_AGE_S = 365 * 24 * 3600
 
-
-class CatalogueSource:
-    """The catalogue of one prompts directory, re-read when a file in it changes."""
-
-    def __init__(self, prompts_dir: str | Path) -> None:
-        self.prompts_dir = Path(prompts_dir)
-        self._lock = threading.Lock()
-        self._stamp = self._mtimes()
-        self._checked = time.monotonic()
-        catalogue, problems = self._load()
-        if problems:
-            raise ConfigError(problems)
-        self._catalogue: Catalogue = catalogue
-
-    def _mtimes(self) -> tuple[tuple[str, int], ...]:
-        return tuple(sorted((p.name, p.stat().st_mtime_ns) for p in self.prompts_dir.glob("*.yaml")))
-
-    def _load(self) -> tuple[Catalogue, list[Problem]]:
-        catalogue, problems = load_catalogue(self.prompts_dir)
-        return catalogue, problems + validate(catalogue, self.prompts_dir)
-
-    def current(self) -> Catalogue:
-        """The newest valid catalogue (checks the files at most once per RELOAD_CHECK_S)."""
-        if time.monotonic() - self._checked < RELOAD_CHECK_S or not self._lock.acquire(blocking=False):
-            return self._catalogue
-        try:
-            self._checked = time.monotonic()
-            stamp = self._mtimes()
-            if stamp != self._stamp:
-                self._stamp = stamp
-                catalogue, problems = self._load()
-                if problems:
-                    log.error("prompt files changed but are invalid; keeping the last good prompts:\n%s",
-                              "\n".join(str(p) for p in problems))
-                else:
-                    self._catalogue = catalogue
-                    log.info("prompts reloaded from %s", self.prompts_dir)
-        except OSError as exc:
-            log.error("cannot check the prompt files (%s); keeping the last good prompts", exc)
-        finally:
-            self._lock.release()
-        return self._catalogue
+bp = Blueprint("prompt_audio", __name__)
 
 
 def init_app(app: Flask) -> None:
@@ -88,22 +43,7 @@ def init_app(app: Flask) -> None:
     app.extensions[AUDIO_EXTENSION] = audio_store(app.config, sorted(catalogue))
     if app.extensions[AUDIO_EXTENSION].unavailable:
         log.warning("prompts will use <Say>: %s", app.extensions[AUDIO_EXTENSION].unavailable)
-    from ivr.web import prompt_audio  # the web edge depends on this module, not the reverse
-
-    prompt_audio.init_app(app)
-
-
-def audio_store(config: Mapping[str, Any], languages: list[str]) -> PromptAudio:
-    """The rendered-audio cache configured by IVR_PROMPT_CACHE_DIR, IVR_TTS_VOICE_<LANG>, IVR_TTS_RATE.
-
-    IVR_TTS=off disables rendering (every prompt is <Say>), e.g. for tests of the call flow.
-    """
-    voices = {lang: str(config.get(f"IVR_TTS_VOICE_{lang.upper()}") or tts.DEFAULT_VOICES.get(lang, lang))
-              for lang in languages}
-    disabled = str(config.get("IVR_TTS", "pyttsx3")).lower() in {"off", "none", "0", "false", "say"}
-    unavailable = "rendering is off (IVR_TTS=off)" if disabled else tts.engine_problem()
-    return PromptAudio(config["IVR_PROMPT_CACHE_DIR"], voices, int(config.get("IVR_TTS_RATE", 150)),
-                       unavailable=unavailable)
+    app.register_blueprint(bp)
 
 
 def catalogue_now() -> Catalogue:
@@ -212,3 +152,18 @@ def _rendered(words: str, voice_language: str) -> str | None:
     except (KeyError, ValueError, OSError, RuntimeError) as exc:  # a misconfigured voice must not cost the call
         log.warning("no audio for a %s prompt (%s); using <Say>", voice_language, exc)
         return None
+
+
+@bp.get("/prompts/audio/<string:name>.wav")
+def audio(name: str) -> ResponseReturnValue:
+    """The WAV file of a rendered prompt (audio/wav, cacheable), or 404."""
+    if not NAME_PATTERN.fullmatch(name):
+        abort(404)
+    path = prompt_audio().path(name)
+    if not path.is_file():
+        abort(404)
+    # The name is a hash of the content, so it is the strongest possible ETag.
+    response = send_file(path, mimetype="audio/wav", conditional=True, etag=name, max_age=MAX_AGE_S)
+    response.cache_control.public = True
+    response.cache_control.immutable = True
+    return response

@@ -17,7 +17,7 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
-from typing import Callable, Mapping
+from typing import Any, Callable, Mapping
 
 from ivr.speech import tts
 
@@ -153,3 +153,16 @@ class PromptAudio:
     def ulaw(self, name: str) -> bytes:
         """Raw 8 kHz μ-law samples of a cached file (for Media Streams)."""
         return tts.ulaw_payload(self.path(name).read_bytes())
+
+
+def audio_store(config: Mapping[str, Any], languages: list[str]) -> PromptAudio:
+    """The rendered-audio cache configured by IVR_PROMPT_CACHE_DIR, IVR_TTS_VOICE_<LANG>, IVR_TTS_RATE.
+
+    IVR_TTS=off disables rendering (every prompt is <Say>), e.g. for tests of the call flow.
+    """
+    voices = {lang: str(config.get(f"IVR_TTS_VOICE_{lang.upper()}") or tts.DEFAULT_VOICES.get(lang, lang))
+              for lang in languages}
+    disabled = str(config.get("IVR_TTS", "pyttsx3")).lower() in {"off", "none", "0", "false", "say"}
+    unavailable = "rendering is off (IVR_TTS=off)" if disabled else tts.engine_problem()
+    return PromptAudio(config["IVR_PROMPT_CACHE_DIR"], voices, int(config.get("IVR_TTS_RATE", 150)),
+                       unavailable=unavailable)

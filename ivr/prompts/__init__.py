@@ -1,0 +1,14 @@
+"""Prompts: what the line says, in each language, and the audio the caller hears.
+
+    catalogue.py  prompts/<lang>.yaml → Prompt, filled per call, checked (`ivr check`)
+    fixed.py      every text knowable before a call (what `ivr prompts build` renders)
+    cache.py      rendered audio, named by a hash of words + voice, rendered within a budget
+    serving.py    the app's side: speak() as <Play> or <Say>, μ-law for Media Streams, the files
+
+Others use only the names below; the modules behind them may change.
+"""
+from ivr.prompts.catalogue import KNOWN_PLACEHOLDERS, REQUIRED_KEYS, PromptError, check_prompts, spell_digits
+from ivr.prompts.serving import audio_ulaw, audio_url, has_audio, init_app, say_language, speak, text
+
+__all__ = ["init_app", "speak", "text", "audio_url", "audio_ulaw", "has_audio", "say_language",
+           "check_prompts", "spell_digits", "PromptError", "REQUIRED_KEYS", "KNOWN_PLACEHOLDERS"]
