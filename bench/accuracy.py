@@ -15,13 +15,20 @@ from ivr.routing.rules import load_rules
 
 ROOT = Path(__file__).resolve().parent.parent
 SETS = {
-    "dev_en (shared)": (ROOT.parent / "shared" / "city" / "dev_utterances_en.jsonl", "en"),
+    "dev_en": (ROOT / "tests" / "data" / "dev_utterances_en.jsonl", "en"),
     "ours_en": (ROOT / "tests" / "data" / "utterances_en.jsonl", "en"),
     "ours_es": (ROOT / "tests" / "data" / "utterances_es.jsonl", "es"),
     "holdout_en": (ROOT / "tests" / "data" / "utterances_holdout_en.jsonl", "en"),
     "holdout2_en": (ROOT / "tests" / "data" / "utterances_holdout2_en.jsonl", "en"),
     "holdout_es": (ROOT / "tests" / "data" / "utterances_holdout_es.jsonl", "es"),
 }
+# A project checkout may have more labelled sets beside it (../shared/city); they are measured too
+# when present, but nothing needs them.
+_SHARED = ROOT.parent / "shared" / "city"
+_OURS = {path.read_bytes() for path, _ in SETS.values() if path.exists()}
+for _path in sorted(_SHARED.glob("*_utterances_*.jsonl")) if _SHARED.is_dir() else []:
+    if _path.read_bytes() not in _OURS:
+        SETS[f"{_path.stem} (../shared)"] = (_path, "es" if _path.stem.endswith("_es") else "en")
 
 
 def main() -> None:

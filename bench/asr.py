@@ -47,7 +47,7 @@ from ivr.speech.engines.base import Result  # noqa: E402
 from ivr.speech.service import SpeechService  # noqa: E402
 from speechgen import synthesize_phone_audio  # noqa: E402
 
-DEV = ROOT.parent / "shared" / "city" / "dev_utterances_en.jsonl"
+DEV = ROOT / "tests" / "data" / "dev_utterances_en.jsonl"
 FRAME = 320   # bytes: 20 ms of 8 kHz PCM16, one Media Streams frame
 
 

@@ -44,7 +44,7 @@ from pathlib import Path
 from call_sim import APP_TIME_HEADER, TOKEN, Caller, Plan, Stats, server_cpu_seconds
 
 ROOT = Path(__file__).resolve().parent.parent
-UTTERANCES = ROOT.parent / "shared" / "city" / "dev_utterances_en.jsonl"
+UTTERANCES = ROOT / "tests" / "data" / "dev_utterances_en.jsonl"
 MAX_STEPS = 12  # a call that has not ended after this many webhooks is hung up (and counted)
 
 MINIMAL_APP = '''

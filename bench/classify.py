@@ -22,7 +22,7 @@ from ivr.cli.route import Router, city_timezone, parse_when, run_batch  # noqa: 
 from ivr.routing.classify import Classifier  # noqa: E402
 from ivr.routing.rules import load_rules  # noqa: E402
 
-DATA = [ROOT.parent / "shared" / "city" / "dev_utterances_en.jsonl",
+DATA = [ROOT / "tests" / "data" / "dev_utterances_en.jsonl",
         *sorted((ROOT / "tests" / "data").glob("utterances_*.jsonl"))]
 
 
@@ -44,7 +44,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=20, help="passes over the utterances")
     parser.add_argument("--batch-lines", type=int, default=10_000)
     parser.add_argument("--asr", action="store_true",
-                        help="also route recognised speech: the shared dev set spoken by piper's voice "
+                        help="also route recognised speech: the dev set spoken by piper's voice "
                              "(tests/speechgen.py, cached) and transcribed by the local engine")
     args = parser.parse_args()
 

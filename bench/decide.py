@@ -25,7 +25,7 @@ from ivr.routing.decide import CallState, Turn, decide  # noqa: E402
 from ivr.routing.rules import load_rules  # noqa: E402
 from ivr.telephony.twiml import RenderContext, render  # noqa: E402
 
-DEV = ROOT.parent / "shared" / "city" / "dev_utterances_en.jsonl"
+DEV = ROOT / "tests" / "data" / "dev_utterances_en.jsonl"
 OPEN = datetime(2026, 3, 10, 15, 0, tzinfo=timezone.utc)   # a Tuesday morning in Chicago
 
 

@@ -37,7 +37,7 @@ from ivr.speech.service import SpeechService  # noqa: E402
 from speechgen import synthesize_korean_phone_audio, synthesize_phone_audio  # noqa: E402
 
 FRAME = 320   # bytes: 20 ms of 8 kHz PCM16
-DEV = ROOT.parent / "shared" / "city" / "dev_utterances_en.jsonl"
+DEV = ROOT / "tests" / "data" / "dev_utterances_en.jsonl"
 KO_TEXTS = ["네", "아니요", "일 이 삼", "네 네", "아니요 네", "오 육 칠 팔"]
 
 

@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/turn_latency.py [--count 12] [--engine pocketsphinx]
 
-Each utterance from shared/city/dev_utterances_en.jsonl is synthesised (piper, cached), sent by
+Each utterance from tests/data/dev_utterances_en.jsonl is synthesised (piper, cached), sent by
 the fake Twilio client in real-time 20 ms frames, followed by line silence until the server
 closes the stream. Latency is measured from the frame that carries the end of the last word (by
 energy) to the moment the client sees the close. Prints p50/p90/p99/max, how turns ended (early
@@ -27,7 +27,7 @@ from werkzeug.serving import make_server  # noqa: E402
 from tests.fake_twilio_stream import FakeTwilioStream, last_voice_ms  # noqa: E402
 from tests.speechgen import phone_pcm, synthesize_phone_audio  # noqa: E402
 
-UTTERANCES = ROOT.parent / "shared" / "city" / "dev_utterances_en.jsonl"
+UTTERANCES = ROOT / "tests" / "data" / "dev_utterances_en.jsonl"
 TOKEN = "bench-auth-token"
 PUBLIC = "https://ivr.bench.test"
 

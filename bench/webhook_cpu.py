@@ -28,7 +28,7 @@ from call_sim import TOKEN, Caller, Plan, Stats
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-UTTERANCES = ROOT.parent / "shared" / "city" / "dev_utterances_en.jsonl"
+UTTERANCES = ROOT / "tests" / "data" / "dev_utterances_en.jsonl"
 PUBLIC = "http://127.0.0.1:5000"   # what the signatures are computed for; nothing listens there
 
 

@@ -12,7 +12,9 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-SHARED_CITY = ROOT.parent / "shared" / "city"
+# Labelled sets and the city's department table, copied from the project's shared folder so a clone
+# with nothing beside it runs every test.
+DATA_DIR = ROOT / "tests" / "data"
 RULES_PATH = ROOT / "routing_rules.yaml"
 TEST_AUTH_TOKEN = "test-auth-token"
 TEST_API_TOKEN = "test-api-token"

@@ -20,7 +20,7 @@ from ivr.routing.rules import load_rules
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "tests" / "data"
 SETS = {
-    "dev_en": (ROOT.parent / "shared" / "city" / "dev_utterances_en.jsonl", "en", 0.95),
+    "dev_en": (ROOT / "tests" / "data" / "dev_utterances_en.jsonl", "en", 0.95),
     "ours_en": (DATA / "utterances_en.jsonl", "en", 0.95),
     "ours_es": (DATA / "utterances_es.jsonl", "es", 0.95),
     "holdout_en": (DATA / "utterances_holdout_en.jsonl", "en", 0.90),

@@ -7,7 +7,7 @@ from datetime import date, time
 
 import pytest
 
-from conftest import RULES_PATH, SHARED_CITY
+from conftest import DATA_DIR, RULES_PATH
 from ivr.routing.problems import ConfigError
 from ivr.routing.rules import Closure, Fallback, TimeRange, load_rules, parse_rules
 
@@ -18,8 +18,8 @@ def rules():
 
 
 def city_department_ids() -> list[str]:
-    """The ids in the table of shared/city/departments.md."""
-    table = (SHARED_CITY / "departments.md").read_text(encoding="utf-8")
+    """The ids in the table of the city's departments.md (a copy of shared/city/departments.md)."""
+    table = (DATA_DIR / "departments.md").read_text(encoding="utf-8")
     return [i for i in re.findall(r"^\| ([a-z]+) \|", table, flags=re.MULTILINE) if i != "id"]
 
 
@@ -56,7 +56,7 @@ def test_every_department_has_intents_with_both_languages(rules):
 def test_no_development_utterance_is_copied_into_the_examples(rules):
     """Accuracy is judged on the dev set and on unseen utterances, so examples must not memorise it."""
     dev = {json.loads(line)["text"].lower()
-           for line in (SHARED_CITY / "dev_utterances_en.jsonl").read_text(encoding="utf-8").splitlines()
+           for line in (DATA_DIR / "dev_utterances_en.jsonl").read_text(encoding="utf-8").splitlines()
            if line.strip()}
     shipped = {e.lower() for i in rules.intents for e in i.examples["en"]} | {
         e.lower() for e in rules.emergency.examples["en"]}

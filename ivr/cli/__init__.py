@@ -29,4 +29,10 @@ for _name in _COMMAND_MODULES:
 
 def main() -> None:
     """Console-script entry point."""
-    cli()
+    from ivr.store.driver import MissingDriver
+
+    try:
+        cli()
+    except MissingDriver as exc:   # a set-up problem: one line that says what to install
+        click.echo(f"Error: {exc}", err=True)
+        raise SystemExit(1) from None

@@ -27,8 +27,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from psycopg2.extensions import TRANSACTION_STATUS_IDLE
 from sqlalchemy import Engine, event
+
+try:
+    from psycopg2.extensions import TRANSACTION_STATUS_IDLE
+except ImportError:   # the plain install has no psycopg2; `install` is then never called (db.make_engine)
+    TRANSACTION_STATUS_IDLE = 0   # libpq's PQTRANS_IDLE; only DEFER is used, and other backends ignore it
 
 #: Execution option asking for a statement to be kept and sent with the next one.
 DEFER = {"ivr_defer": True}

@@ -26,7 +26,7 @@ from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
 
-from ivr.store import batch, sqlite
+from ivr.store import batch, driver, sqlite
 from ivr.store.models import Base
 
 log = logging.getLogger(__name__)
@@ -43,8 +43,12 @@ _EXT_SESSIONS = "ivr.db.sessionmaker"
 
 
 def make_engine(url: str) -> Engine:
-    """An engine for `url` with the per-backend settings described in the module docstring."""
+    """An engine for `url` with the per-backend settings described in the module docstring.
+
+    Raises driver.MissingDriver (naming the extra to install) when the URL's driver is missing.
+    """
     parsed = make_url(url)
+    driver.require(url)
     if parsed.get_backend_name() == "sqlite":
         in_memory = parsed.database in (None, "", ":memory:")
         kwargs: dict[str, Any] = {"connect_args": {"check_same_thread": False}}

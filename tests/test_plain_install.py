@@ -1,0 +1,96 @@
+"""The plain install (`pip install city-ivr`, no extras) runs the line on SQLite; PostgreSQL's
+driver is imported only for a PostgreSQL URL, and without it the error names the extra.
+
+Each check runs in a child Python where importing psycopg2 fails, as on a machine without the
+`postgres` extra (the test venv has it, so blocking it is the honest way to be without it here).
+"""
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# Make `import psycopg2` (and its submodules) fail as if the package were not installed.
+WITHOUT_PSYCOPG2 = textwrap.dedent("""
+    import sys
+    class _NoPsycopg2:
+        def find_spec(self, name, path=None, target=None):
+            if name == "psycopg2" or name.startswith("psycopg2."):
+                raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+            return None
+    sys.meta_path.insert(0, _NoPsycopg2())
+""")
+
+
+def run_without_psycopg2(code: str, tmp_path: Path) -> subprocess.CompletedProcess:
+    script = WITHOUT_PSYCOPG2 + textwrap.dedent(code)
+    return subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=90, env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path),
+                                           "PYTHONPATH": str(ROOT / "tests")})
+
+
+def test_a_whole_call_on_sqlite_without_the_postgres_driver(tmp_path):
+    result = run_without_psycopg2(f"""
+        import sys
+        from datetime import datetime, timezone
+        from ivr import create_app
+        from twilio_sim import TwilioSim, AUTH_TOKEN, PUBLIC_URL
+
+        app = create_app({{"IVR_DATABASE_URL": "sqlite:///{tmp_path}/ivr.sqlite3",
+                          "IVR_PUBLIC_URL": PUBLIC_URL, "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
+                          "IVR_PROMPT_CACHE_DIR": "{tmp_path}/prompts", "IVR_TTS": "off",
+                          "IVR_CAPTURE": "twilio", "IVR_SPEECH_ENGINE": "twilio",
+                          "IVR_CLOCK": lambda: datetime(2026, 12, 1, 16, 0, tzinfo=timezone.utc)}})
+        sim = TwilioSim(app.test_client())
+        sim.call()
+        sim.press("1")                              # English
+        sim.say("there is a pothole on main street")
+        number = sim.find("Dial").find("Number")
+        print("DIALLED", number.text if number is not None else None)
+        sim.dial_ends("completed", 60)
+        assert "psycopg2" not in sys.modules, "psycopg2 was imported for a SQLite URL"
+        print("NO-PSYCOPG2")
+    """, tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "NO-PSYCOPG2" in result.stdout
+    assert "DIALLED +1" in result.stdout    # the roads desk's number: the call reached a person
+
+
+def test_the_cli_runs_without_the_postgres_driver(tmp_path):
+    result = run_without_psycopg2("""
+        import sys
+        from ivr.cli import main
+        sys.argv = ["ivr", "route", "pothole on main street", "--at", "2026-12-01T10:00", "--json"]
+        main()
+    """, tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert '"department": "roads"' in result.stdout
+
+
+def test_a_postgres_url_without_the_driver_names_the_extra(tmp_path):
+    result = run_without_psycopg2("""
+        import sys
+        from ivr.cli import main
+        sys.argv = ["ivr", "db", "current", "--url", "postgresql://postgres@127.0.0.1:5432/test"]
+        main()
+    """, tmp_path)
+    assert result.returncode == 1
+    assert "pip install 'city-ivr[postgres]'" in result.stderr
+    assert "Traceback" not in result.stderr          # one clear line, not a stack
+
+
+def test_the_app_refuses_a_postgres_url_without_the_driver(tmp_path):
+    result = run_without_psycopg2(f"""
+        from ivr import create_app
+        from ivr.store.driver import MissingDriver
+        try:
+            create_app({{"IVR_DATABASE_URL": "postgresql+psycopg2://postgres@127.0.0.1/test",
+                        "IVR_PROMPT_CACHE_DIR": "{tmp_path}/prompts", "IVR_TTS": "off"}})
+        except MissingDriver as exc:
+            print("REFUSED:", exc)
+    """, tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "REFUSED:" in result.stdout and "city-ivr[postgres]" in result.stdout
