@@ -31,8 +31,10 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from ivr import prompts
     from ivr.speech import service as speech
     from ivr.web import health, voice, api, media
+    from ivr import jobs
 
     db.init_app(app)
+    jobs.init_app(app)
     source.init_app(app)
     prompts.init_app(app)
     speech.init_app(app)

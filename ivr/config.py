@@ -23,6 +23,12 @@ _SETTINGS: dict[str, tuple[Any, type]] = {
     "TTS_RATE": (150, int),                    # words per minute for rendered prompts
     "TTS_BUDGET_MS": (1500, int),              # on-demand rendering budget before <Say> fallback
     "RULES_RELOAD": (True, bool),              # re-read routing_rules.yaml when it changes
+    "REDIS_URL": ("", str),                    # job queue on Redis; "" → SQLite <instance>/jobs.sqlite3
+    "JOBS_DB": ("", str),                      # the SQLite job queue's file (default in the instance folder)
+    "JOBS_IMMEDIATE": (False, bool),           # run jobs inline when enqueued (tests, scripts)
+    "METRICS_TOKEN": ("", str),                # bearer token for /metrics; "" → /metrics is off (404)
+    "LOG_FORMAT": ("text", str),               # text | json
+    "RECORDING_HOST": ("api.twilio.com", str),  # the one host recordings are fetched from (https)
 }
 
 

@@ -1,0 +1,234 @@
+"""What retention removes from the call database, kind by kind: counted, or removed.
+
+Kinds (each with its own age limit, see ivr.jobs.retention for the defaults):
+
+- ``transcripts``: what callers said (turns' heard text and its classification, the call's
+  remembered words and the last question asked, a parked media-stream turn). Turns,
+  decisions and outcomes stay, so the line's statistics survive.
+- ``recordings``: recording references (rows, and voicemail messages' URLs).
+- ``numbers``: callers' numbers, replaced by a salted hash (``hash:…``): repeat callers stay
+  recognisable, the number is gone.
+- ``replies``: stored webhook answers (kept only to replay Twilio retries).
+
+A call's age is counted from its end (or its last update when Twilio never told us it ended),
+and a call still in progress is never touched. Every step is idempotent — a second run, or
+another worker running at the same moment, finds nothing left to do — and works in small
+batches so a webhook never waits long for the database.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, String, and_, delete, exists, func, literal, or_, select, text, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from ivr.store.models import Base, Call, IdempotentResponse, Message, Recording, Turn
+
+KINDS = ("transcripts", "recordings", "numbers", "replies")
+#: A call not updated for this long, with no end status, is over (Twilio's longest call is 24 h).
+IN_PROGRESS_WINDOW = timedelta(hours=24)
+BATCH = 500
+HASH_PREFIX = "hash:"
+#: PostgreSQL advisory lock key meaning "retention is running" (the migration lock is 3110311).
+PG_LOCK_KEY = 3110312
+_PHONE = re.compile(r"^\+?[\d\s().-]{7,}$")
+
+
+class Secret(Base):
+    """Secrets the app makes for itself and every instance must share (the number-hash salt)."""
+
+    __tablename__ = "app_secrets"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(String(255))
+
+
+@dataclass(frozen=True)
+class Cutoffs:
+    """Per kind: anything that ended before this time goes (None: kept forever)."""
+    now: datetime
+    transcripts: datetime | None
+    recordings: datetime | None
+    numbers: datetime | None
+    replies: datetime | None
+
+    @classmethod
+    def from_days(cls, now: datetime, **days: float) -> "Cutoffs":
+        """Cutoffs `days[kind]` days before `now`; 0 or less keeps that kind forever."""
+        return cls(now=now, **{kind: (now - timedelta(days=days[kind]) if days.get(kind, 0) > 0 else None)
+                               for kind in KINDS})
+
+
+def _call_over_before(cutoff: datetime, now: datetime) -> Any:
+    """Calls that are over and whose last activity is older than `cutoff`."""
+    last = func.coalesce(Call.ended_at, Call.updated_at)
+    over = or_(Call.ended_at.is_not(None), Call.updated_at < now - IN_PROGRESS_WINDOW)
+    # started_at < cutoff is implied by the rest; it lets the database use started_at's index.
+    return and_(Call.started_at < cutoff, last < cutoff, over)
+
+
+def _in_progress(now: datetime) -> Any:
+    return and_(Call.ended_at.is_(None), Call.updated_at >= now - IN_PROGRESS_WINDOW)
+
+
+# --- what would go --------------------------------------------------------------------------------
+
+def _transcript_calls(cutoff: datetime, now: datetime) -> Any:
+    has_words = exists().where(Turn.call_sid == Call.sid,
+                               or_(Turn.heard.is_not(None), Turn.classification.is_not(None)))
+    return select(Call.sid).where(_call_over_before(cutoff, now), or_(has_words, Call.pending_turn.is_not(None)))
+
+
+def _recording_rows(cutoff: datetime, now: datetime) -> tuple[Any, Any]:
+    old_calls = select(Call.sid).where(_call_over_before(cutoff, now))
+    recordings = select(Recording.id).where(Recording.call_sid.in_(old_calls))
+    messages = select(Message.id).where(Message.call_sid.in_(old_calls), Message.recording_url.is_not(None))
+    return recordings, messages
+
+
+def _number_calls(cutoff: datetime, now: datetime) -> Any:
+    return select(Call.sid).where(_call_over_before(cutoff, now), Call.from_number != "",
+                                  ~Call.from_number.startswith(HASH_PREFIX))
+
+
+def _reply_keys(cutoff: datetime, now: datetime) -> Any:
+    # A reply of a call still in progress stays (its key starts with the CallSid).
+    live = exists().where(_in_progress(now),
+                          IdempotentResponse.key.startswith(Call.sid.concat(literal(":")), autoescape=False))
+    return select(IdempotentResponse.key).where(IdempotentResponse.created_at < cutoff, ~live)
+
+
+def _count(s: Session, stmt: Any) -> int:
+    return int(s.scalar(select(func.count()).select_from(stmt.subquery())) or 0)
+
+
+def count(s: Session, cutoffs: Cutoffs) -> dict[str, int]:
+    """How many items of each kind retention would remove now (0 for kinds kept forever)."""
+    now, counts = cutoffs.now, {kind: 0 for kind in KINDS}
+    if cutoffs.transcripts:
+        counts["transcripts"] = _count(s, _transcript_calls(cutoffs.transcripts, now))
+    if cutoffs.recordings:
+        recordings, messages = _recording_rows(cutoffs.recordings, now)
+        counts["recordings"] = _count(s, recordings) + _count(s, messages)
+    if cutoffs.numbers:
+        counts["numbers"] = _count(s, _number_calls(cutoffs.numbers, now))
+    if cutoffs.replies:
+        counts["replies"] = _count(s, _reply_keys(cutoffs.replies, now))
+    return counts
+
+
+# --- removing it ----------------------------------------------------------------------------------
+
+def prune(s: Session, cutoffs: Cutoffs, salt: str) -> dict[str, int]:
+    """Remove what `count` counts, committing after each batch; returns what was removed."""
+    now, done = cutoffs.now, {kind: 0 for kind in KINDS}
+    if cutoffs.transcripts:
+        done["transcripts"] = _batched(s, _transcript_calls(cutoffs.transcripts, now), _forget_words)
+    if cutoffs.recordings:
+        recordings, messages = _recording_rows(cutoffs.recordings, now)
+        done["recordings"] = _batched(s, recordings, lambda s, ids: _delete(s, Recording, Recording.id, ids)) + \
+            _batched(s, messages, lambda s, ids: _update(s, Message, Message.id, ids, recording_url=None))
+    if cutoffs.numbers:
+        done["numbers"] = _batched(s, _number_calls(cutoffs.numbers, now),
+                                   lambda s, sids: _hash_numbers(s, sids, salt))
+    if cutoffs.replies:
+        done["replies"] = _batched(s, _reply_keys(cutoffs.replies, now),
+                                   lambda s, keys: _delete(s, IdempotentResponse, IdempotentResponse.key, keys))
+    return done
+
+
+def _batched(s: Session, ids_stmt: Any, step: Any) -> int:
+    total = 0
+    while True:
+        ids = list(s.scalars(ids_stmt.limit(BATCH)))
+        if not ids:
+            return total
+        total += step(s, ids)
+        s.commit()
+        if len(ids) < BATCH:
+            return total
+
+
+def _delete(s: Session, model: Any, key: Any, ids: list[Any]) -> int:
+    return int(s.execute(delete(model).where(key.in_(ids)))  # type: ignore[attr-defined]
+               .rowcount)
+
+
+def _update(s: Session, model: Any, key: Any, ids: list[Any], **values: Any) -> int:
+    return int(s.execute(update(model).where(key.in_(ids)).values(**values))  # type: ignore[attr-defined]
+               .rowcount)
+
+
+def _forget_words(s: Session, sids: list[str]) -> int:
+    s.execute(update(Turn).where(Turn.call_sid.in_(sids)).values(heard=None, classification=None))
+    for call in s.scalars(select(Call).where(Call.sid.in_(sids))):
+        call.pending_turn = None
+        if call.state and (call.state.get("heard") or call.state.get("prompt")):
+            call.state = {**call.state, "heard": "", "prompt": ""}
+    s.flush()
+    return len(sids)
+
+
+def _hash_numbers(s: Session, sids: list[str], salt: str) -> int:
+    changed = 0
+    for call in s.scalars(select(Call).where(Call.sid.in_(sids))):
+        call.from_number = hash_number(call.from_number, salt)
+        changed += 1
+    s.flush()
+    return changed
+
+
+def hash_number(number: str, salt: str) -> str:
+    """``hash:`` + 16 hex digits of HMAC-SHA256(salt, number's digits): the same number always
+    gives the same hash (repeat callers stay countable) and it cannot be dialled or looked up
+    without the salt. Placeholders (anonymous, client:…) are hashed as they are."""
+    text = number.strip()
+    normal = ("+" if text.startswith("+") else "") + re.sub(r"\D", "", text) if _PHONE.match(text) else text
+    digest = hmac.new(salt.encode(), normal.encode(), hashlib.sha256).hexdigest()
+    return HASH_PREFIX + digest[:16]
+
+
+def number_salt(s: Session) -> str:
+    """The database's number-hash salt, made on first use and shared by every instance.
+
+    IVR_NUMBER_HASH_SALT, when set, is used instead (see ivr.jobs.retention).
+    """
+    found = s.get(Secret, "number_salt")
+    if found is None:
+        dialect = s.get_bind().dialect.name
+        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        # Two instances making it at once: the first insert wins and both read it back.
+        s.execute(insert(Secret).values(name="number_salt", value=secrets.token_hex(32)).on_conflict_do_nothing())
+        s.commit()
+        found = s.get(Secret, "number_salt", populate_existing=True)
+    assert found is not None
+    return found.value
+
+
+def try_lock(conn: Connection) -> bool:
+    """Take the retention lock on `conn`, if no other instance holds it (commits `conn`).
+
+    PostgreSQL: a session-level advisory lock, so hold it on one connection for the whole run
+    (``Session(bind=conn)``). SQLite has one writer at a time anyway and every step is
+    idempotent, so there is nothing to take.
+    """
+    if conn.dialect.name != "postgresql":
+        return True
+    taken = bool(conn.execute(text("SELECT pg_try_advisory_lock(:key)"), {"key": PG_LOCK_KEY}).scalar())
+    conn.commit()
+    return taken
+
+
+def unlock(conn: Connection) -> None:
+    """Release `try_lock`'s lock."""
+    if conn.dialect.name == "postgresql":
+        conn.rollback()
+        conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": PG_LOCK_KEY})
+        conn.commit()
