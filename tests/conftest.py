@@ -83,6 +83,7 @@ def app_config(tmp_path):
         "TWILIO_AUTH_TOKEN": TEST_AUTH_TOKEN,
         "IVR_API_TOKEN": TEST_API_TOKEN,
         "IVR_PROMPT_CACHE_DIR": str(tmp_path / "prompt-cache"),
+        "IVR_JOBS_DB": str(tmp_path / "jobs.sqlite3"),
         "IVR_CAPTURE": "twilio",
         "IVR_SPEECH_ENGINE": "twilio",
     }

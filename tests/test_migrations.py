@@ -24,7 +24,7 @@ def test_migrated_schema_matches_the_models(engine):
     with engine.connect() as conn:
         context = MigrationContext.configure(conn, opts={"compare_type": True})
         diff = compare_metadata(context, Base.metadata)
-        assert context.get_current_revision() == "0001"
+        assert context.get_current_revision() == "0002"
     assert diff == []
 
 
@@ -32,7 +32,7 @@ def test_upgrade_twice_is_harmless(engine):
     db.upgrade(engine)
     db.upgrade(engine)
     assert {"calls", "turns", "events", "recordings", "messages", "idempotent_responses",
-            "alembic_version"} <= set(inspect(engine).get_table_names())
+            "api_tokens", "audit_log", "app_secrets", "alembic_version"} <= set(inspect(engine).get_table_names())
 
 
 def test_downgrade_to_base_removes_the_schema(engine):
@@ -61,7 +61,7 @@ def test_cli_upgrade_then_current(db_url):
     upgraded = runner.invoke(cli, ["db", "upgrade", "--url", db_url])
     assert upgraded.exit_code == 0, upgraded.output
     after = runner.invoke(cli, ["db", "current", "--url", db_url])
-    assert after.output.strip() == "0001: up to date"
+    assert after.output.strip() == "0002: up to date"
 
 
 def test_cli_prune_forgets_only_old_answers(db_url):
@@ -82,7 +82,7 @@ def test_cli_prune_forgets_only_old_answers(db_url):
         s.commit()
     result = CliRunner().invoke(cli, ["db", "prune", "--url", db_url, "--hours", "48"])
     assert result.exit_code == 0, result.output
-    assert "forgot 1 " in result.output
+    assert "replies               1  removed" in result.output
     with Session(engine) as s:
         assert calls.recall_response(s, "fresh") == "<Response/>"
         assert calls.recall_response(s, "stale") is None

@@ -9,7 +9,7 @@ import importlib
 import click
 
 # Sub-modules that contribute commands; each defines register(cli: click.Group).
-_COMMAND_MODULES = ("check", "route", "serve", "call", "calls", "prompts", "models", "db")
+_COMMAND_MODULES = ("check", "route", "serve", "call", "calls", "prompts", "models", "db", "worker")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

@@ -22,7 +22,7 @@ def register(cli: click.Group) -> None:
 
     @cli.group("db")
     def db_group() -> None:
-        """The call database: schema migrations."""
+        """The call database: schema migrations and retention."""
 
     @db_group.command("upgrade")
     @click.option("--url", envvar="IVR_DATABASE_URL", help="Database URL (default: the app's).")
@@ -55,24 +55,27 @@ def register(cli: click.Group) -> None:
 
     @db_group.command("prune")
     @click.option("--url", envvar="IVR_DATABASE_URL", help="Database URL (default: the app's).")
-    @click.option("--hours", default=48, show_default=True, type=click.IntRange(min=1),
-                  help="Forget stored webhook answers older than this.")
-    def prune(url: str | None, hours: int) -> None:
-        """Delete stored webhook answers (kept only to replay Twilio retries); run daily."""
-        from datetime import timedelta
+    @click.option("--dry-run", is_flag=True, help="Only count what would go, per kind.")
+    @click.option("--hours", type=click.IntRange(min=1), default=None,
+                  help="Keep stored webhook answers this long instead of IVR_RETAIN_REPLIES_DAYS.")
+    def prune(url: str | None, dry_run: bool, hours: int | None) -> None:
+        """Apply retention now (the worker does it every hour): transcripts, recordings, numbers,
+        stored webhook answers and per-call prompt renders older than their IVR_RETAIN_*_DAYS."""
+        from ivr import create_app
+        from ivr.jobs import retention
 
-        from sqlalchemy.orm import Session
-
-        from ivr.store import calls, db, models
-
-        engine = db.make_engine(_database_url(url))
+        overrides: dict[str, object] = {"IVR_DATABASE_URL": url} if url else {}
+        if hours is not None:
+            overrides["IVR_RETAIN_REPLIES_DAYS"] = hours / 24
+        app = create_app(overrides)
         try:
-            with Session(engine) as s:
-                removed = calls.forget_responses(s, models.utcnow() - timedelta(hours=hours))
-                s.commit()
-        finally:
-            engine.dispose()
-        click.echo(f"forgot {removed} stored webhook answers older than {hours} h")
+            days = retention.policy_days(app.config)
+        except ValueError as exc:
+            raise click.ClickException(str(exc)) from None
+        report = retention.run(app, dry_run=dry_run)
+        kept = ", ".join(f"{kind} {'forever' if d <= 0 else f'{d:g} days'}" for kind, d in days.items())
+        click.echo(f"retention ({kept}):")
+        click.echo("\n".join(report.lines()))
 
 
 def _current(engine: Engine) -> str | None:

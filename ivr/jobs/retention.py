@@ -32,7 +32,7 @@ from huey import crontab
 from huey.exceptions import TaskLockedException
 from sqlalchemy.orm import Session
 
-from ivr.jobs.queue import app_periodic_task, huey
+from ivr.jobs.queue import app_periodic_task, app_task, huey
 from ivr.store import db
 from ivr.store import retention as store_retention
 from ivr.store.models import utcnow
@@ -125,14 +125,14 @@ def _prune_renders(app: Flask, days: float, dry_run: bool) -> int:
 def _fixed_names(app: Flask) -> set[str] | None:
     """Cache names of every prompt knowable ahead (what `ivr prompts build` renders)."""
     try:
-        from ivr import prompts
-        from ivr.prompts_fixed import fixed_texts
+        from ivr.prompts.fixed import fixed_texts
+        from ivr.prompts.serving import catalogue_now, prompt_audio
         from ivr.routing.hours import hours_text
         from ivr.routing.source import current_rules
 
         with app.app_context():
-            catalogue = prompts.catalogue_now()
-            store = prompts.prompt_audio()
+            catalogue = catalogue_now()
+            store = prompt_audio()
             rules = current_rules()
             return {store.name(item.text, item.voice) for language in catalogue
                     for item in fixed_texts(catalogue[language], language, rules, hours_text)}
@@ -141,9 +141,8 @@ def _fixed_names(app: Flask) -> set[str] | None:
         return None
 
 
-@app_periodic_task(crontab(minute="17"), name="ivr.retention.prune")
-def prune_task() -> dict[str, int]:
-    """Hourly retention run (one at a time across workers sharing the queue)."""
+def prune_once() -> dict[str, int]:
+    """One retention run in the current app, unless another worker is running one."""
     try:
         with huey.lock_task(LOCK_NAME):
             report = run(current_app._get_current_object())  # type: ignore[attr-defined]
@@ -155,3 +154,15 @@ def prune_task() -> dict[str, int]:
     elif any(report.counts.values()):
         log.info("retention: removed %s", ", ".join(f"{k} {v}" for k, v in report.counts.items() if v))
     return report.counts
+
+
+@app_periodic_task(crontab(minute="17"))
+def prune_hourly() -> None:
+    """Retention every hour at minute 17, in `ivr worker` (huey keeps no result of periodic tasks)."""
+    prune_once()
+
+
+@app_task()
+def prune_task() -> dict[str, int]:
+    """Retention now, on a worker: `prune_task()` enqueues it (its result: what was removed)."""
+    return prune_once()

@@ -25,7 +25,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, String, and_, delete, exists, func, literal, or_, select, text, update
+from sqlalchemy import (Connection, String, Text, and_, cast, delete, exists, func, literal, null, or_, select, text,
+                        update)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
@@ -81,9 +82,10 @@ def _in_progress(now: datetime) -> Any:
 # --- what would go --------------------------------------------------------------------------------
 
 def _transcript_calls(cutoff: datetime, now: datetime) -> Any:
-    has_words = exists().where(Turn.call_sid == Call.sid,
-                               or_(Turn.heard.is_not(None), Turn.classification.is_not(None)))
-    return select(Call.sid).where(_call_over_before(cutoff, now), or_(has_words, Call.pending_turn.is_not(None)))
+    has_words = exists().where(Turn.call_sid == Call.sid, Turn.heard.is_not(None))
+    # JSON columns hold None as JSON 'null' (SQLAlchemy's default), so compare the text.
+    parked = and_(Call.pending_turn.is_not(None), cast(Call.pending_turn, Text) != "null")
+    return select(Call.sid).where(_call_over_before(cutoff, now), or_(has_words, parked))
 
 
 def _recording_rows(cutoff: datetime, now: datetime) -> tuple[Any, Any]:
@@ -167,22 +169,22 @@ def _update(s: Session, model: Any, key: Any, ids: list[Any], **values: Any) -> 
 
 
 def _forget_words(s: Session, sids: list[str]) -> int:
-    s.execute(update(Turn).where(Turn.call_sid.in_(sids)).values(heard=None, classification=None))
-    for call in s.scalars(select(Call).where(Call.sid.in_(sids))):
-        call.pending_turn = None
-        if call.state and (call.state.get("heard") or call.state.get("prompt")):
-            call.state = {**call.state, "heard": "", "prompt": ""}
-    s.flush()
+    s.execute(update(Turn).where(Turn.call_sid.in_(sids)).values(heard=None, classification=null()))
+    for sid, state in s.execute(select(Call.sid, Call.state).where(Call.sid.in_(sids))).all():
+        state = {**(state or {}), "heard": "", "prompt": ""} if state else state
+        _update_call(s, sid, state=state, pending_turn=null())
     return len(sids)
 
 
 def _hash_numbers(s: Session, sids: list[str], salt: str) -> int:
-    changed = 0
-    for call in s.scalars(select(Call).where(Call.sid.in_(sids))):
-        call.from_number = hash_number(call.from_number, salt)
-        changed += 1
-    s.flush()
-    return changed
+    for sid, number in s.execute(select(Call.sid, Call.from_number).where(Call.sid.in_(sids))).all():
+        _update_call(s, sid, from_number=hash_number(number, salt))
+    return len(sids)
+
+
+def _update_call(s: Session, sid: str, **values: Any) -> None:
+    # updated_at keeps its value: forgetting is not activity, and the call's age must not restart.
+    s.execute(update(Call).where(Call.sid == sid).values(updated_at=Call.updated_at, **values))
 
 
 def hash_number(number: str, salt: str) -> str:
