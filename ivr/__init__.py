@@ -30,7 +30,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from ivr.routing import source
     from ivr import prompts
     from ivr.speech import service as speech
-    from ivr.web import health, voice, api, media
+    from ivr.web import api, health, media, voice
     from ivr import jobs
 
     db.init_app(app)

@@ -127,7 +127,7 @@ def test_unreachable_recording_host_is_no_input(app, client):
 
 
 def test_oversized_recording_is_refused(app, client, recordings, monkeypatch):
-    from ivr.web import recording
+    from ivr.web.voice import recording
 
     monkeypatch.setattr(recording, "MAX_RECORDING_BYTES", 1000)
     recordings.files["/big"] = b"RIFF" + bytes(5000)

@@ -15,7 +15,7 @@ from twilio.request_validator import RequestValidator
 from ivr.routing.decide import CallState
 from ivr.store import calls, db, models
 from ivr.telephony.twiml import speech_hints
-from ivr.web import voice_flow
+from ivr.web.voice import conversation
 from tests.conftest import PUBLIC_URL, TEST_AUTH_TOKEN, store_only_app
 
 
@@ -91,16 +91,16 @@ def test_outcome_and_status_events_keep_their_order_without_an_orm_copy(s):
 
 def test_hints_are_computed_once_per_rules_version(app):
     with app.app_context():
-        rules = voice_flow.rules()
-        first = voice_flow.hints_for(rules, "en", "ask")
+        rules = conversation.rules()
+        first = conversation.hints_for(rules, "en", "ask")
         expected = speech_hints(list(rules.emergency.phrases.get("en", ()))[:30] +
                                 [p for i in rules.intents for p in i.keywords.get("en", ())])
         assert first == expected
-        assert voice_flow.hints_for(rules, "en", "menu") is first   # same kind of step: cached
-        assert "English" in voice_flow.hints_for(rules, "en", "welcome")
-        assert voice_flow.hints_for(rules, "en", "confirm").startswith("yes, no")
+        assert conversation.hints_for(rules, "en", "menu") is first   # same kind of step: cached
+        assert "English" in conversation.hints_for(rules, "en", "welcome")
+        assert conversation.hints_for(rules, "en", "confirm").startswith("yes, no")
         fewer = dataclasses.replace(rules, intents=rules.intents[:1])   # a reloaded, smaller file
-        assert voice_flow.hints_for(fewer, "en", "ask") != first
+        assert conversation.hints_for(fewer, "en", "ask") != first
 
 
 @pytest.mark.parametrize("signed_url", [

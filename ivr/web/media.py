@@ -106,9 +106,6 @@ def confident_check() -> Callable[[str, str], str | None]:
 
 
 def init_app(app: Flask) -> None:
-    """Register `/voice/stream` and the recording path (`/voice/recorded`)."""
-    from ivr.web import recording
-
+    """Register `/voice/stream`."""
     sock.init_app(app)
     app.register_blueprint(bp)
-    recording.init_app(app)

@@ -1,4 +1,4 @@
-"""Twilio voice webhooks. `/voice/incoming` starts a call; every later step is reached only by
+"""The voice webhooks Twilio calls. `/voice/incoming` starts a call; every later step is reached only by
 following the action/url attributes of the TwiML we return, exactly as Twilio does.
 
 Each view is signed (`@twilio_signed`, 403 otherwise) and safe (`@safe_webhook`: any failure
@@ -12,8 +12,9 @@ import logging
 import re
 from typing import Any
 
-from flask import Blueprint, Flask, Response, g, request
+from flask import Blueprint, Response, current_app, g, request
 
+from ivr import prompts
 from ivr.routing.actions import Goodbye, Welcome
 from ivr.routing.decide import CallState, Decision, after_dial, after_queue
 from ivr.store import calls, db
@@ -21,11 +22,9 @@ from ivr.store.privacy import mask_number
 from ivr.telephony.security import twilio_signed
 from ivr.telephony.twiml import (RenderContext, estimated_minutes, render_empty, render_leave_queue,
                                  render_queue_wait, render_whisper)
-from ivr.web.voice_flow import (apply, call_sid, finish, has_gather_input, now, parse_turn, recall,
-                                respond_to_turn, rules, stored_state, xml)
-from ivr.web.voice_safety import safe_webhook, to_human_body
-
-__all__ = ["bp", "init_app", "respond_to_turn"]
+from ivr.web.voice.conversation import (apply, call_sid, finish, has_gather_input, now, parse_turn, recall,
+                                        respond_to_turn, rules, stored_state, xml)
+from ivr.web.voice.rescue import safe_webhook, to_human_body
 
 log = logging.getLogger(__name__)
 bp = Blueprint("voice", __name__, url_prefix="/voice")
@@ -132,9 +131,7 @@ def queue_wait() -> Response:
         return xml(_leave_queue())
     position = _int(request.values.get("QueuePosition"), default=1)
     average = _int(request.values.get("AvgQueueTime"), default=0)
-    from ivr import prompts
-
-    ctx = RenderContext(call_sid="", speak=prompts.speak, public_url=_public_url())
+    ctx = RenderContext(call_sid="", speak=prompts.speak, public_url=current_app.config.get("IVR_PUBLIC_URL", ""))
     return xml(str(render_queue_wait(ctx, language, max(position, 1), estimated_minutes(average, max(position, 1)))))
 
 
@@ -189,15 +186,13 @@ def whisper() -> Response:
     current = rules()
     department = current.departments.get(state.department or "")
     template = (department.whisper if department else "") or DEFAULT_WHISPER
-    from ivr.prompts import spell_digits
-
     values = {
         "department": department.name.get("en", department.id) if department else "the city line",
         "heard": state.heard or "nothing, they used the keypad",
         "confidence": "none, chosen on the keypad" if state.confidence is None
                       else f"{round(state.confidence * 100)} percent",
         "language": LANGUAGE_NAMES.get(state.language, state.language),
-        "caller": spell_digits(record.get("from") or "") or "unknown",
+        "caller": prompts.spell_digits(record.get("from") or "") or "unknown",
     }
     text = template.format_map(_Blank(values))
     if "{caller}" not in template:
@@ -242,14 +237,3 @@ def _int(raw: Any, default: Any) -> Any:
         return int(float(raw))
     except (TypeError, ValueError):
         return default
-
-
-def _public_url() -> str:
-    from flask import current_app
-
-    return current_app.config.get("IVR_PUBLIC_URL", "")
-
-
-def init_app(app: Flask) -> None:
-    """Register the voice webhooks."""
-    app.register_blueprint(bp)

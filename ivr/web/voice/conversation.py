@@ -20,6 +20,7 @@ from ivr.routing.classify import Classification
 from ivr.routing.decide import CallState, Decision, Turn, decide
 from ivr.routing.menu import show_menu
 from ivr.routing.rules import Rules
+from ivr.speech import service as speech
 from ivr.store import calls, db
 from ivr.telephony.twiml import CAPTURE_MODES, RenderContext, prompt_plan, render, speech_hints
 
@@ -123,11 +124,8 @@ def rules() -> Rules:
 
 
 def capture_mode(language: str) -> str:
-    """How this language is listened to: the speech service decides when it is running."""
-    from ivr.speech import service
-
-    chooser = getattr(service, "speech_service", None)
-    mode = chooser().capture_mode(language) if chooser else current_app.config.get("IVR_CAPTURE", "twilio")
+    """How this language is listened to (the speech service decides)."""
+    mode = speech.capture_mode(language)
     return mode if mode in CAPTURE_MODES else "twilio"
 
 

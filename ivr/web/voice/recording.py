@@ -14,10 +14,19 @@ import time
 import urllib.error
 import urllib.request
 
-from flask import Blueprint, Flask, Response, current_app, request
+from flask import Blueprint, Response, current_app, request
+from sqlalchemy.exc import SQLAlchemyError
 
+from ivr.routing.decide import Turn
+from ivr.routing.source import current_rules
+from ivr.speech.audio import AudioError, parse_wav
+from ivr.speech.engines.base import EngineUnavailable
+from ivr.speech.service import speech_service
+from ivr.store import calls, db
 from ivr.telephony.security import twilio_signed
-from ivr.web.voice_safety import safe_webhook
+from ivr.web.media_turn import open_recognizer, step_grammar, watched_emergency
+from ivr.web.voice.conversation import respond_to_turn
+from ivr.web.voice.rescue import safe_webhook
 
 log = logging.getLogger(__name__)
 
@@ -41,9 +50,6 @@ class RecordingUnavailable(Exception):
 @safe_webhook
 def recorded() -> Response:
     """Download → recognise → decide. Always answers TwiML through `respond_to_turn`."""
-    from ivr.routing.decide import Turn
-    from ivr.web.voice import respond_to_turn
-
     call_sid = request.form.get("CallSid", "")
     url = request.form.get("RecordingUrl", "")
     digits = request.form.get("Digits", "")
@@ -96,16 +102,10 @@ def transcribe(wav: bytes, language: str, step: str = "") -> tuple[str, float | 
 
     Returns (text, confidence, why the emergency watch heard an emergency or None).
     """
-    from ivr.speech.audio import AudioError, parse_wav
-    from ivr.speech.service import speech_service
-    from ivr.web.media_turn import open_recognizer, step_grammar, watched_emergency
-
     try:
         audio = parse_wav(wav, "recording")
     except AudioError as exc:
         raise RecordingUnavailable(str(exc)) from exc
-    from ivr.speech.engines.base import EngineUnavailable
-
     try:
         engine = speech_service().engine_for(language)
         if engine is None:
@@ -123,11 +123,6 @@ def transcribe(wav: bytes, language: str, step: str = "") -> tuple[str, float | 
 
 def _call_language(call_sid: str) -> str:
     """The language the call is in (from its stored state), else the rules' default."""
-    from sqlalchemy.exc import SQLAlchemyError
-
-    from ivr.routing.source import current_rules
-    from ivr.store import calls, db
-
     try:
         state = calls.load_state(db.session(), call_sid)
     except (SQLAlchemyError, ValueError):
@@ -137,10 +132,6 @@ def _call_language(call_sid: str) -> str:
 
 def _note_recording(call_sid: str, url: str, duration: str | None) -> None:
     """Keep the recording's URL with the call; committed with the turn by `respond_to_turn`."""
-    from sqlalchemy.exc import SQLAlchemyError
-
-    from ivr.store import calls, db
-
     try:
         seconds = float(duration) if duration else None
     except ValueError:
@@ -149,8 +140,3 @@ def _note_recording(call_sid: str, url: str, duration: str | None) -> None:
         calls.add_recording(db.session(), call_sid, url, "utterance", seconds)
     except (SQLAlchemyError, ValueError) as exc:
         log.error("call %s: could not note the recording (%s)", call_sid, type(exc).__name__)
-
-
-def init_app(app: Flask) -> None:
-    """Register `/voice/recorded` (called from `ivr.web.media.init_app`)."""
-    app.register_blueprint(bp)

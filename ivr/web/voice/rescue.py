@@ -15,8 +15,11 @@ from typing import Any, Callable, TypeVar, cast
 from flask import current_app, g, request
 from werkzeug.exceptions import HTTPException
 
+from ivr import prompts
+from ivr.routing import source
 from ivr.store.privacy import mask_number
 from ivr.telephony.twiml import render_to_human
+from ivr.web.voice.conversation import xml
 
 log = logging.getLogger(__name__)
 F = TypeVar("F", bound=Callable[..., Any])
@@ -28,8 +31,6 @@ _LAST_RESORT = {"line": "Sorry, something went wrong. Connecting you to a person
 def operator_line() -> str | None:
     """The operator desk's line from the last good rules, else the configured fallback number."""
     try:
-        from ivr.routing import source
-
         current = source.current_rules()
         return current.departments[current.operator].line
     except Exception:  # noqa: BLE001 - rules unusable: the configured number is the fallback
@@ -39,8 +40,6 @@ def operator_line() -> str | None:
 
 def _words(key: str, language: str, fallback: str) -> str:
     try:
-        from ivr import prompts
-
         return prompts.text(key, language)
     except Exception:  # noqa: BLE001 - broken catalogue must not stop the rescue answer
         return fallback
@@ -76,8 +75,6 @@ def safe_webhook(view: F | None = None, *, rescue: Callable[[], str] | None = No
                           type(exc).__name__, (str(exc).splitlines() or [""])[0][:300],
                           "".join(traceback.format_tb(exc.__traceback__)))
                 _discard_session()
-                from ivr.web.voice_flow import xml
-
                 return xml(rescue() if rescue else to_human_body(g.get("ivr_language", "en")))
 
         return cast(F, wrapper)
