@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from ivr.store import calls, db
+from ivr.store import db, history
 from twilio_sim import TwilioSim
 
 # Tuesday 10 March 2026, 10:00 in Chicago (CDT): the city is open.
@@ -47,7 +47,7 @@ def sim(client) -> TwilioSim:
 
 def record_of(app, sid: str) -> dict:
     with app.app_context():
-        return calls.call_record(db.session(), sid)
+        return history.call_record(db.session(), sid)
 
 
 def spoken(sim: TwilioSim) -> str:

@@ -87,10 +87,10 @@ def wait_for_prompt(twilio: FakeTwilioStream, wait_s: float = 5.0) -> None:
 
 
 def stream_turn_event(app, sid: str) -> dict:
-    from ivr.store import calls, db
+    from ivr.store import db, history
 
     with app.app_context():
-        events = calls.call_record(db.session(), sid)["events"]
+        events = history.call_record(db.session(), sid)["events"]
     return next(e["detail"] for e in events if e["kind"] == "stream_turn")
 
 
@@ -186,10 +186,10 @@ def test_closing_the_stream_leads_to_the_decision(app, client, server):
     answer = signed_post(client, "/voice/turn?step=welcome&n=1", {"CallSid": "CAnext"})
     assert answer.status_code == 200
     assert ET.fromstring(answer.get_data()).tag == "Response"
-    from ivr.store import calls, db
+    from ivr.store import db, history
 
     with app.app_context():
-        record = calls.call_record(db.session(), "CAnext")
+        record = history.call_record(db.session(), "CAnext")
     heard = record["turns"][-1]
     assert heard["heard"] and "pothole" in heard["heard"].lower()
     assert '"roads"' in json.dumps(heard["classification"])

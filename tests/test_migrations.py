@@ -6,7 +6,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect
 
-from ivr.store import db
+from ivr.store import db, replies
 from ivr.store.models import Base
 
 pytestmark = pytest.mark.db
@@ -71,12 +71,12 @@ def test_cli_prune_forgets_only_old_answers(db_url):
     from sqlalchemy.orm import Session
 
     from ivr.cli import cli
-    from ivr.store import calls, models
+    from ivr.store import models
 
     engine = db.make_engine(db_url)
     db.upgrade(engine)
     with Session(engine) as s:
-        calls.remember_response(s, "fresh", "<Response/>")
+        replies.remember_response(s, "fresh", "<Response/>")
         s.add(models.IdempotentResponse(key="stale", body="<Response/>",
                                         created_at=models.utcnow() - timedelta(hours=49)))
         s.commit()
@@ -84,6 +84,6 @@ def test_cli_prune_forgets_only_old_answers(db_url):
     assert result.exit_code == 0, result.output
     assert "replies               1  removed" in result.output
     with Session(engine) as s:
-        assert calls.recall_response(s, "fresh") == "<Response/>"
-        assert calls.recall_response(s, "stale") is None
+        assert replies.recall_response(s, "fresh") == "<Response/>"
+        assert replies.recall_response(s, "stale") is None
     engine.dispose()

@@ -87,10 +87,10 @@ def twiml(response) -> ET.Element:
 
 
 def call_record(app, sid: str) -> dict:
-    from ivr.store import calls, db
+    from ivr.store import db, history
 
     with app.app_context():
-        return calls.call_record(db.session(), sid)
+        return history.call_record(db.session(), sid)
 
 
 @pytest.mark.speech

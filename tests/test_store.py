@@ -13,7 +13,7 @@ from flask import Flask
 from sqlalchemy import func, select
 
 from ivr.routing.decide import CallState, Turn
-from ivr.store import calls, db, models
+from ivr.store import calls, db, history, models, replies
 from ivr.store.privacy import mask_number
 
 pytestmark = pytest.mark.db
@@ -59,12 +59,12 @@ def test_state_round_trips_through_the_database(s):
     s.commit()
     s.expire_all()
     assert calls.load_state(s, "CA2") == state
-    assert calls.call_record(s, "CA2")["language"] == "es"
+    assert history.call_record(s, "CA2")["language"] == "es"
 
 
 def test_unknown_call_has_no_state(s):
     assert calls.load_state(s, "CAnone") is None
-    assert calls.call_record(s, "CAnone") is None
+    assert history.call_record(s, "CAnone") is None
 
 
 def test_state_written_by_another_code_version_still_loads(s):
@@ -89,7 +89,7 @@ def test_turns_events_outcome_recordings_messages_make_the_record(s):
     calls.add_message(s, "CA4", "roads", "voicemail", "https://api.twilio.com/rec/RE1")
     calls.end_call(s, "CA4", "completed", 95.0)
     s.commit()
-    record = calls.call_record(s, "CA4")
+    record = history.call_record(s, "CA4")
     assert record["from"] == "+15551234567"
     assert record["outcome"] == "voicemail"
     assert record["outcome_detail"] == {"department": "roads", "wait_s": 12.5}
@@ -111,7 +111,7 @@ def test_add_turn_accepts_routing_dataclasses(s):
     calls.add_turn(s, "CA5", "ask", "", None, "3", None, None,
                    FakeDecision("menu digit 3", CallState(tried=("a",))))
     s.commit()
-    decision = calls.call_record(s, "CA5")["turns"][0]["decision"]
+    decision = history.call_record(s, "CA5")["turns"][0]["decision"]
     assert decision == {"reason": "menu digit 3", "state": {**dataclasses.asdict(CallState()), "tried": ["a"]}}
 
 
@@ -124,7 +124,7 @@ def test_call_ending_without_outcome_is_abandoned(s):
     calls.start_call(s, "CA7", "+15551234567", "+15550001111")
     calls.end_call(s, "CA7", "completed", 8)
     s.commit()
-    assert calls.call_record(s, "CA7")["outcome"] == "abandoned"
+    assert history.call_record(s, "CA7")["outcome"] == "abandoned"
 
 
 def test_pending_turn_is_taken_once(s):
@@ -138,39 +138,39 @@ def test_pending_turn_is_taken_once(s):
 
 
 def test_remembered_response_is_recalled_and_the_first_answer_wins(s):
-    assert calls.recall_response(s, "CA9:ask:1") is None
+    assert replies.recall_response(s, "CA9:ask:1") is None
     calls.start_call(s, "CA9", "", "")
     calls.add_turn(s, "CA9", "ask", "", "water bill", None, 0.8, None, None)
-    assert calls.remember_response(s, "CA9:ask:1", "<Response>first</Response>") == "<Response>first</Response>"
+    assert replies.remember_response(s, "CA9:ask:1", "<Response>first</Response>") == "<Response>first</Response>"
     # The retry did the work again; its effects must vanish and it must serve the first answer.
     calls.add_turn(s, "CA9", "ask", "", "water bill", None, 0.8, None, None)
-    assert calls.remember_response(s, "CA9:ask:1", "<Response>second</Response>") == "<Response>first</Response>"
-    assert len(calls.call_record(s, "CA9")["turns"]) == 1
-    assert calls.recall_response(s, "CA9:ask:1") == "<Response>first</Response>"
+    assert replies.remember_response(s, "CA9:ask:1", "<Response>second</Response>") == "<Response>first</Response>"
+    assert len(history.call_record(s, "CA9")["turns"]) == 1
+    assert replies.recall_response(s, "CA9:ask:1") == "<Response>first</Response>"
 
 
 def test_very_long_idempotency_keys_are_hashed(s):
     key = "CA10:" + "x" * 400
-    calls.remember_response(s, key, "<Response/>")
-    assert calls.recall_response(s, key) == "<Response/>"
-    assert calls.recall_response(s, key + "y") is None
+    replies.remember_response(s, key, "<Response/>")
+    assert replies.recall_response(s, key) == "<Response/>"
+    assert replies.recall_response(s, key + "y") is None
 
 
 def test_old_responses_are_forgotten(s):
-    calls.remember_response(s, "old", "<Response/>")
-    removed = calls.forget_responses(s, datetime.now(timezone.utc) + timedelta(seconds=1))
+    replies.remember_response(s, "old", "<Response/>")
+    removed = replies.forget_responses(s, datetime.now(timezone.utc) + timedelta(seconds=1))
     s.commit()
-    assert removed == 1 and calls.recall_response(s, "old") is None
+    assert removed == 1 and replies.recall_response(s, "old") is None
 
 
 def test_recent_calls_newest_first_and_limit_checked(s):
     for n in range(3):
         calls.start_call(s, f"CAr{n}", "", "")
         s.commit()
-    assert [c["sid"] for c in calls.recent_calls(s, 2)] == ["CAr2", "CAr1"]
+    assert [c["sid"] for c in history.recent_calls(s, 2)] == ["CAr2", "CAr1"]
     for bad in (0, 501, "5", True):
         with pytest.raises(ValueError, match="limit"):
-            calls.recent_calls(s, bad)
+            history.recent_calls(s, bad)
 
 
 def test_naive_datetimes_are_refused(s):

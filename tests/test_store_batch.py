@@ -14,7 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.pool import NullPool
 
 from ivr.routing.decide import CallState
-from ivr.store import batch, calls, db, models
+from ivr.store import batch, calls, db, models, replies
 from tests.conftest import store_only_app
 
 pytestmark = pytest.mark.db
@@ -97,9 +97,9 @@ def test_a_failing_kept_write_fails_the_next_statement_and_nothing_is_committed(
                                    {"call_sid": "CAnobody", "kind": "x", "detail": {}, "created_at": models.utcnow()},
                                    execution_options=batch.DEFER)
             assert _is_postgres(store_app)
-            calls.remember_response(s, f"{SID}:/voice/turn:1", "<Response/>")
+            replies.remember_response(s, f"{SID}:/voice/turn:1", "<Response/>")
         s.rollback()
-        assert calls.recall_response(s, f"{SID}:/voice/turn:1") is None
+        assert replies.recall_response(s, f"{SID}:/voice/turn:1") is None
     assert _other_state(store_app).get("step") != "queued"
 
 
@@ -107,10 +107,10 @@ def test_remember_response_sends_the_writes_with_the_answer(store_app):
     with store_app.app_context():
         s = db.session()
         calls.save_state(s, SID, CallState(step="transfer"))
-        assert calls.remember_response(s, f"{SID}:/voice/turn:2", "<Response>a</Response>") == "<Response>a</Response>"
+        assert replies.remember_response(s, f"{SID}:/voice/turn:2", "<Response>a</Response>") == "<Response>a</Response>"
         # A duplicate: its effects are rolled back and the first answer is served.
         calls.save_state(s, SID, CallState(step="duplicate"))
-        assert calls.remember_response(s, f"{SID}:/voice/turn:2", "<Response>b</Response>") == "<Response>a</Response>"
+        assert replies.remember_response(s, f"{SID}:/voice/turn:2", "<Response>b</Response>") == "<Response>a</Response>"
     assert _other_state(store_app)["step"] == "transfer"
 
 

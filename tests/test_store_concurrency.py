@@ -7,7 +7,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import sessionmaker
 
-from ivr.store import calls, db, models
+from ivr.store import calls, db, models, replies
 
 pytestmark = pytest.mark.db
 WORKERS = 4
@@ -26,12 +26,12 @@ def _webhook(sessions, barrier: threading.Barrier, n: int, results: list, errors
     try:
         with sessions() as s:
             barrier.wait(timeout=10)  # all retries pass recall_response before any stores
-            if calls.recall_response(s, "CAc:ask:1") is not None:
-                results.append(calls.recall_response(s, "CAc:ask:1"))
+            if replies.recall_response(s, "CAc:ask:1") is not None:
+                results.append(replies.recall_response(s, "CAc:ask:1"))
                 return
             calls.add_turn(s, "CAc", "ask", "", f"attempt {n}", None, 0.9, None, None)
             calls.add_event(s, "CAc", "decision", {"attempt": n})
-            results.append(calls.remember_response(s, "CAc:ask:1", f"<Response>{n}</Response>"))
+            results.append(replies.remember_response(s, "CAc:ask:1", f"<Response>{n}</Response>"))
     except Exception as exc:  # collected and re-raised by the test thread
         errors.append(exc)
 

@@ -13,7 +13,7 @@ from flask import Flask
 from twilio.request_validator import RequestValidator
 
 from ivr.routing.decide import CallState
-from ivr.store import calls, db, models
+from ivr.store import calls, db, history, models, replies
 from ivr.telephony.twiml import speech_hints
 from ivr.web.voice import conversation
 from tests.conftest import PUBLIC_URL, TEST_AUTH_TOKEN, store_only_app
@@ -32,7 +32,7 @@ def test_recall_with_state_is_recall_plus_load_state(s):
     calls.ensure_call(s, "CAf1", "+15551234567", "+15550001111")
     state = CallState(step="confirm", language="es", tried=("roads",))
     calls.save_state(s, "CAf1", state)
-    calls.remember_response(s, "token:abc", "<Response>first</Response>")
+    replies.remember_response(s, "token:abc", "<Response>first</Response>")
     # The first key with an answer wins, whichever position it has.
     assert calls.recall_with_state(s, ["CAf1:/voice/turn:1::", "token:abc"], "CAf1") == \
         ("<Response>first</Response>", state)
@@ -48,7 +48,7 @@ def test_ensure_call_is_idempotent_and_fills_only_missing_numbers(s):
     calls.ensure_call(s, "CAf2", "+15551234567", "+15550001111")
     calls.ensure_call(s, "CAf2", "+19999999999", "")
     s.commit()
-    record = calls.call_record(s, "CAf2")
+    record = history.call_record(s, "CAf2")
     assert (record["from"], record["to"]) == ("+15551234567", "+15550001111")
     assert calls.load_state(s, "CAf2") == CallState()
 
@@ -60,7 +60,7 @@ def test_a_call_created_in_a_rolled_back_transaction_is_created_again(s):
     calls.add_turn(s, "CAf3", "ask", "", "pothole", None, 0.9, None, None)
     calls.save_state(s, "CAf3", CallState(step="ask"))
     s.commit()
-    assert [t["heard"] for t in calls.call_record(s, "CAf3")["turns"]] == ["pothole"]
+    assert [t["heard"] for t in history.call_record(s, "CAf3")["turns"]] == ["pothole"]
     assert calls.load_state(s, "CAf3") == CallState(step="ask")
 
 
@@ -70,7 +70,7 @@ def test_core_writes_keep_a_loaded_orm_copy_truthful(s):
     assert (call.state["step"], call.language) == ("ask", "es")
     calls.end_call(s, "CAf4", "completed", 12)
     s.commit()
-    record = calls.call_record(s, "CAf4")
+    record = history.call_record(s, "CAf4")
     assert record["outcome"] == "abandoned" and record["outcome_detail"] == {"at_step": "ask"}
 
 
@@ -83,7 +83,7 @@ def test_outcome_and_status_events_keep_their_order_without_an_orm_copy(s):
     calls.add_event(s, "CAf5", "queue", {"result": "bridged"})
     calls.end_call(s, "CAf5", "completed", 30)
     s.commit()
-    record = calls.call_record(s, "CAf5")
+    record = history.call_record(s, "CAf5")
     assert [e["kind"] for e in record["events"]] == ["outcome", "queue", "status"]
     assert record["outcome"] == "queued" and record["duration_s"] == 30.0
     assert s.get(models.Call, "CAf5").status == "completed"
@@ -144,7 +144,7 @@ def test_sqlite_writers_get_their_turn_back_when_a_transaction_ends(tmp_path, ca
     held.close()
     assert not [r for r in caplog.records if "turn" in r.getMessage()]
     with app.app_context():
-        statuses = [e["detail"]["status"] for e in calls.call_record(db.session(), "CAw1")["events"]]
+        statuses = [e["detail"]["status"] for e in history.call_record(db.session(), "CAw1")["events"]]
     assert statuses == (["ringing"] if ending == "commit" else []) + ["in-progress"]
     db.engine(app).dispose()
 

@@ -1,15 +1,13 @@
 """The `ivr` command: a stable interface other tools call.
 
-Each sub-module adds its commands to `cli` in `register(cli)`; this module only assembles them.
+Each command module adds its commands in `register(cli)`; this module lists them, so a missing
+or broken module is an import error, not a command that silently disappears.
 """
 from __future__ import annotations
 
-import importlib
-
 import click
 
-# Sub-modules that contribute commands; each defines register(cli: click.Group).
-_COMMAND_MODULES = ("check", "route", "serve", "call", "calls", "prompts", "models", "db", "worker")
+from ivr.cli import call, calls, check, db, models, prompts, route, serve, worker
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -17,13 +15,7 @@ def cli() -> None:
     """City-line IVR call router."""
 
 
-for _name in _COMMAND_MODULES:
-    try:
-        _module = importlib.import_module(f"ivr.cli.{_name}")
-    except ModuleNotFoundError as exc:  # a command module not written yet
-        if exc.name != f"ivr.cli.{_name}":
-            raise
-        continue
+for _module in (check, route, serve, call, calls, prompts, models, db, worker):
     _module.register(cli)
 
 

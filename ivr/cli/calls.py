@@ -67,19 +67,19 @@ def register(cli: click.Group) -> None:
         from sqlalchemy.orm import Session
 
         from ivr.cli.db import _database_url
-        from ivr.store import db, records
+        from ivr.store import db, history
 
         engine = db.make_engine(_database_url(url))
         try:
             with Session(engine) as session:
                 if call_sid:
-                    found = records.call_record(session, call_sid)
+                    found = history.call_record(session, call_sid)
                     if found is None:
                         raise click.ClickException(f"no call {call_sid!r} in this database")
                     lines = [json.dumps(found, indent=2)] if as_json else _story(found, show_numbers)
                 else:
                     try:
-                        recent = records.recent_calls(session, limit)
+                        recent = history.recent_calls(session, limit)
                     except ValueError as exc:
                         raise click.BadParameter(str(exc), param_hint="--limit") from None
                     lines = [json.dumps(recent, indent=2)] if as_json else \

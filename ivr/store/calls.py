@@ -1,9 +1,9 @@
-"""The queries the web layer uses: a call's state, its turns, events, outcome, and retries.
+"""What the voice edges read and write about a call: its state, turns, events, outcome, messages.
 
 Every function takes the request's Session (``db.session()``) first and the CallSid second.
 Writers add to the session and do not commit — the webhook commits once, before it answers
-(see ``db``) — except ``remember_response``, which commits so the stored answer and the
-webhook's effects become durable together.
+(see ``db``) — through ``replies.remember_response``, which stores the answer and the
+webhook's effects together.
 
 Writers for a CallSid we have not seen (a status callback racing ``/voice/incoming``)
 create the call row rather than fail: a webhook must always be able to answer.
@@ -23,11 +23,8 @@ from sqlalchemy.orm.attributes import set_committed_value
 from ivr.routing.decide import CallState, Turn
 from ivr.store import models
 from ivr.store.batch import DEFER
-# Part of this module's API, kept in their own modules for size.
-from ivr.store.convert import jsonable, state_from_dict, turn_from_dict  # noqa: F401
-from ivr.store.records import call_record, recent_calls  # noqa: F401
-from ivr.store.responses import (RESPONSES, forget_responses, recall_response,  # noqa: F401
-                                 remember_response, stored_key)
+from ivr.store.convert import jsonable, state_from_dict, turn_from_dict
+from ivr.store.replies import RESPONSES, stored_key
 
 MAX_SID = 64
 ENDED_STATUSES = frozenset({"completed", "busy", "no-answer", "failed", "canceled"})

@@ -2,7 +2,7 @@
 
 Transactions: callers commit explicitly (``session().commit()``) *before* they build the
 response, so a failed commit can still be answered with safe TwiML; teardown only rolls back
-what was left uncommitted (and logs it) and closes the session. ``calls.remember_response``
+what was left uncommitted (and logs it) and closes the session. ``replies.remember_response``
 commits for the caller, because the stored response and the webhook's effects must become
 durable together.
 

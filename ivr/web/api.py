@@ -11,8 +11,7 @@ import logging
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
 from sqlalchemy.exc import SQLAlchemyError
 
-from ivr.store import calls, db
-from ivr.store.records import MAX_RECENT
+from ivr.store import calls, db, history
 
 log = logging.getLogger(__name__)
 bp = Blueprint("api", __name__, url_prefix="/api")
@@ -42,7 +41,7 @@ def get_call(sid: str) -> tuple[Response, int] | Response:
     """One call's full record: numbers, language, turns, decisions, outcome, recordings."""
     if not sid or len(sid) > calls.MAX_SID:
         return _error(400, f"CallSid must be 1-{calls.MAX_SID} characters")
-    record = calls.call_record(db.session(), sid)
+    record = history.call_record(db.session(), sid)
     if record is None:
         return _error(404, f"no call with CallSid {sid}")
     return jsonify(record)
@@ -56,9 +55,9 @@ def list_calls() -> tuple[Response, int] | Response:
         limit = int(raw)
     except ValueError:
         limit = 0
-    if not 1 <= limit <= MAX_RECENT:
-        return _error(400, f"limit must be an integer from 1 to {MAX_RECENT}, got {raw!r}")
-    return jsonify(calls=calls.recent_calls(db.session(), limit))
+    if not 1 <= limit <= history.MAX_RECENT:
+        return _error(400, f"limit must be an integer from 1 to {history.MAX_RECENT}, got {raw!r}")
+    return jsonify(calls=history.recent_calls(db.session(), limit))
 
 
 @bp.errorhandler(SQLAlchemyError)

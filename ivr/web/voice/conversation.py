@@ -2,14 +2,14 @@
 
 `respond_to_turn(call_sid, turn)` is the public entry for other edges (media stream, recorded
 turns). Twilio retries are answered once: `recall()` before any effect, and `finish()` stores
-the rendered TwiML together with the effects in one commit (`calls.remember_response`).
+the rendered TwiML together with the effects in one commit (`replies.remember_response`).
 """
 from __future__ import annotations
 
 import dataclasses
 import re
 from datetime import datetime, timezone
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 from flask import Response, abort, current_app, g, request
 
@@ -21,7 +21,7 @@ from ivr.routing.decide import CallState, Decision, Turn, decide
 from ivr.routing.menu import show_menu
 from ivr.routing.rules import Rules
 from ivr.speech import service as speech
-from ivr.store import calls, db
+from ivr.store import calls, db, replies
 from ivr.telephony.twiml import CAPTURE_MODES, RenderContext, prompt_plan, render, speech_hints
 
 MAX_SPEECH_CHARS = 500      # a caller's answer is a sentence; anything longer is cut, not refused
@@ -112,9 +112,9 @@ def finish(sid: str, body: str, extra: str = "") -> Response:
     """Commit this request's effects with its answer; a concurrent duplicate's answer wins."""
     s = db.session()
     keys = request_keys(sid, extra)
-    body = calls.remember_response(s, keys[0], body)
+    body = replies.remember_response(s, keys[0], body)
     for key in keys[1:]:
-        calls.remember_response(s, key, body)
+        replies.remember_response(s, key, body)
     return xml(body)
 
 

@@ -17,7 +17,7 @@ from flask import Blueprint, Response, current_app, g, request
 from ivr import prompts
 from ivr.routing.actions import Goodbye, Welcome
 from ivr.routing.decide import CallState, Decision, after_dial, after_queue
-from ivr.store import calls, db
+from ivr.store import calls, db, history
 from ivr.store.privacy import mask_number
 from ivr.telephony.security import twilio_signed
 from ivr.telephony.twiml import (RenderContext, estimated_minutes, render_empty, render_leave_queue,
@@ -182,7 +182,7 @@ def whisper() -> Response:
         return xml(str(render_empty()))
     s = db.session()
     state = calls.load_state(s, parent) or CallState()
-    record = calls.call_record(s, parent) or {}
+    record = history.call_record(s, parent) or {}
     current = rules()
     department = current.departments.get(state.department or "")
     template = (department.whisper if department else "") or DEFAULT_WHISPER

@@ -1,4 +1,4 @@
-"""Answers already given, so a Twilio retry is answered once (part of ``calls``' API).
+"""Answers already given, so a Twilio retry is answered once and repeats no effect.
 
 ``remember_response`` commits: the stored answer and the webhook's effects become durable
 together, and a concurrent duplicate's effects are rolled back.

@@ -1,4 +1,4 @@
-"""Calls as JSON documents for the API (and for people reading the database)."""
+"""What admins read: calls as JSON documents for the API and `ivr calls`."""
 from __future__ import annotations
 
 from datetime import datetime
