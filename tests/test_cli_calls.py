@@ -47,10 +47,21 @@ def test_one_call_tells_questions_answers_and_reasons(app_config, pothole_call):
     assert "→ transfer: confidence" in result.output
 
 
-def test_json_is_the_api_document(app_config, pothole_call):
-    document = json.loads(run(app_config, pothole_call.sid, "--json").output)
-    assert document["sid"] == pothole_call.sid and document["from"] == "+13125550123"
+def test_json_is_the_api_document_with_numbers_masked(app_config, pothole_call):
+    output = run(app_config, pothole_call.sid, "--json").output
+    document = json.loads(output)
+    assert document["sid"] == pothole_call.sid and document["from"] == "+1******0123"
     assert [t["step"] for t in document["turns"]] == ["welcome", "ask"]
+    assert "3125550123" not in output
+
+
+def test_every_format_masks_numbers_unless_asked(app_config, pothole_call):
+    for args in ((), ("--json",), (pothole_call.sid,), (pothole_call.sid, "--json")):
+        result = run(app_config, *args)
+        assert result.exit_code == 0, result.output
+        assert "3125550123" not in result.output, args
+        shown = run(app_config, *args, "--show-numbers")
+        assert "+13125550123" in shown.output, args
 
 
 def test_unknown_call_and_bad_limit_are_clear_errors(app_config, pothole_call):

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import base64
 import json
-import threading
 import xml.etree.ElementTree as ET
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Iterator
 
 import pytest
 from twilio.request_validator import RequestValidator
 
 from tests.conftest import PUBLIC_URL, TEST_AUTH_TOKEN
+from tests.https_server import HTTPSServer, trust
 
 ACCOUNT_SID = "AC" + "1" * 32
 POTHOLE = "I want to report a pothole on Main Street"
@@ -39,25 +39,26 @@ class RecordingServer:
             def log_message(self, *args: object) -> None:
                 pass
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.base = f"http://127.0.0.1:{self.httpd.server_port}"
+        # HTTPS like api.twilio.com: recordings are fetched over https from one host only.
+        self.server = HTTPSServer(Handler)
+        self.host = f"127.0.0.1:{self.server.port}"
+        self.base = f"https://{self.host}"
 
 
 @pytest.fixture
-def app_config(app_config):
-    app_config.update({"IVR_CAPTURE": "record", "IVR_SPEECH_ENGINE_EN": "pocketsphinx",
-                       "TWILIO_ACCOUNT_SID": ACCOUNT_SID})
-    return app_config
-
-
-@pytest.fixture
-def recordings() -> Iterator[RecordingServer]:
+def recordings(monkeypatch, tmp_path) -> Iterator[RecordingServer]:
+    trust(monkeypatch, tmp_path)
     server = RecordingServer()
-    thread = threading.Thread(target=server.httpd.serve_forever, daemon=True)
-    thread.start()
+    server.server.start()
     yield server
-    server.httpd.shutdown()
-    thread.join(timeout=5)
+    server.server.stop()
+
+
+@pytest.fixture
+def app_config(app_config, recordings):
+    app_config.update({"IVR_CAPTURE": "record", "IVR_SPEECH_ENGINE_EN": "pocketsphinx",
+                       "TWILIO_ACCOUNT_SID": ACCOUNT_SID, "IVR_RECORDING_HOST": recordings.host})
+    return app_config
 
 
 def signed_post(client, path: str, form: dict[str, str]):

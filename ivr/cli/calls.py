@@ -18,6 +18,12 @@ def _number(value: str | None, show: bool) -> str:
     return (value or "?") if show else mask_number(value)
 
 
+def _numbers(document: dict[str, Any], show: bool) -> dict[str, Any]:
+    from ivr.store.privacy import mask_record
+
+    return document if show else mask_record(document)
+
+
 def _listing(calls: list[dict[str, Any]], show: bool) -> list[str]:
     lines = []
     for call in calls:
@@ -60,7 +66,7 @@ def register(cli: click.Group) -> None:
     @click.argument("call_sid", required=False)
     @click.option("--limit", default=20, show_default=True, help="How many recent calls to list.")
     @click.option("--url", envvar="IVR_DATABASE_URL", help="Database URL (default: the app's).")
-    @click.option("--json", "as_json", is_flag=True, help="The API's JSON document instead of text.")
+    @click.option("--json", "as_json", is_flag=True, help="The API's JSON document instead of text (numbers masked too).")
     @click.option("--show-numbers", is_flag=True, help="Print callers' numbers in full.")
     def calls(call_sid: str | None, limit: int, url: str | None, as_json: bool, show_numbers: bool) -> None:
         """Recent calls, or the story of CALL_SID: questions, answers, decisions and reasons."""
@@ -76,13 +82,14 @@ def register(cli: click.Group) -> None:
                     found = history.call_record(session, call_sid)
                     if found is None:
                         raise click.ClickException(f"no call {call_sid!r} in this database")
-                    lines = [json.dumps(found, indent=2)] if as_json else _story(found, show_numbers)
+                    lines = [json.dumps(_numbers(found, show_numbers), indent=2)] if as_json \
+                        else _story(found, show_numbers)
                 else:
                     try:
                         recent = history.recent_calls(session, limit)
                     except ValueError as exc:
                         raise click.BadParameter(str(exc), param_hint="--limit") from None
-                    lines = [json.dumps(recent, indent=2)] if as_json else \
+                    lines = [json.dumps([_numbers(call, show_numbers) for call in recent], indent=2)] if as_json else \
                         (_listing(recent, show_numbers) or ["no calls yet"])
         finally:
             engine.dispose()

@@ -102,6 +102,10 @@ class SpeechService:
         log.info("speech: %s engine ready for %s", name, language)
         return engine
 
+    def ready(self, language: str) -> bool:
+        """True when `language` can be recognised now without loading anything (for /readyz)."""
+        return self.choose(language) in ("twilio", "keypad") or language in self._engines
+
     def _load(self, name: str, language: str, rules: Rules | None) -> Engine:
         if name == "twilio":
             return TwilioEngine(language)

@@ -6,6 +6,7 @@ Numbers are stored in full (agents call people back) but every log line shows th
 from __future__ import annotations
 
 import re
+from typing import Any
 
 # What Twilio sends in From when the caller withholds their number; not personal data.
 _PLACEHOLDERS = {"anonymous", "restricted", "unknown", "private", "unavailable", ""}
@@ -31,3 +32,20 @@ def mask_number(number: str | None) -> str:
         return "*" * (len(digits) - 2) + digits[-2:] if len(digits) > 2 else "*" * len(digits)
     normal = ("+" if text.startswith("+") else "") + digits
     return normal[:2] + "*" * (len(normal) - 6) + normal[-4:]
+
+
+#: Fields of a call document (ivr.store.records) that hold phone numbers.
+NUMBER_FIELDS = ("from", "to")
+
+
+def mask_record(record: dict[str, Any]) -> dict[str, Any]:
+    """A copy of a call document (`call_record` / `recent_calls` item) with its numbers masked.
+
+    Already hashed numbers (``hash:…``, after retention) are shown as they are: they cannot be dialled.
+    """
+    masked = dict(record)
+    for field in NUMBER_FIELDS:
+        value = masked.get(field)
+        if isinstance(value, str) and not value.startswith("hash:"):
+            masked[field] = mask_number(value)
+    return masked

@@ -1,7 +1,8 @@
 """`/voice/recorded`: the recording path, for hosts that cannot take websockets (IVR_CAPTURE=record).
 
-Twilio `<Record>`s the caller's answer and posts `RecordingUrl` here. We download it (Twilio
-basic auth: TWILIO_ACCOUNT_SID / TWILIO_AUTH_TOKEN; bounded size and time), recognise it with the
+Twilio `<Record>`s the caller's answer and posts `RecordingUrl` here. We download it (https from
+IVR_RECORDING_HOST only; Twilio basic auth: TWILIO_ACCOUNT_SID / TWILIO_AUTH_TOKEN; bounded size
+and time), recognise it with the
 call's language engine, and hand the turn to `respond_to_turn`, the same decision code every
 other step uses. Any failure to fetch or decode becomes an empty turn (no input), so the caller
 is reprompted or offered the menu — never a 5xx.
@@ -10,8 +11,10 @@ from __future__ import annotations
 
 import base64
 import logging
+import ssl
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 
 from flask import Blueprint, Response, current_app, request
@@ -70,31 +73,77 @@ def recorded() -> Response:
 
 
 def fetch_recording(url: str, *, max_bytes: int | None = None, timeout: float = DOWNLOAD_TIMEOUT_S) -> bytes:
-    """The recording's bytes (WAV: Twilio's default format), with the account's basic auth."""
+    """The recording's bytes (WAV: Twilio's default format), with the account's basic auth.
+
+    Only ``https://`` URLs on the recording host (IVR_RECORDING_HOST, default api.twilio.com) are
+    fetched, and only that host ever gets the account's credentials: a redirect is followed by
+    hand, to https only, and without the credentials when it leaves the host (a pre-signed media
+    URL needs none). Anything else is refused before a byte is sent.
+    """
     max_bytes = max_bytes or MAX_RECORDING_BYTES
-    if not url.startswith(("https://", "http://")):
-        raise RecordingUnavailable(f"RecordingUrl is not http(s): {url[:40]!r}")
-    headers = {"User-Agent": "city-ivr"}
+    allowed = _recording_host()
+    if not _on_host(url, allowed):
+        raise RecordingUnavailable(f"RecordingUrl is not https://{allowed}/…: refused")
     sid, token = current_app.config.get("TWILIO_ACCOUNT_SID"), current_app.config.get("TWILIO_AUTH_TOKEN")
-    if sid and token:
-        headers["Authorization"] = "Basic " + base64.b64encode(f"{sid}:{token}".encode()).decode()
+    credentials = "Basic " + base64.b64encode(f"{sid}:{token}".encode()).decode() if sid and token else None
+    opener = urllib.request.build_opener(urllib.request.HTTPSHandler(context=ssl.create_default_context()),
+                                         _NoRedirects())
     deadline = time.monotonic() + timeout
-    for attempt in (1, 2):
+    retried, redirects = False, 0
+    while True:
+        headers = {"User-Agent": "city-ivr"}
+        if credentials and _on_host(url, allowed):
+            headers["Authorization"] = credentials
         try:
-            with urllib.request.urlopen(urllib.request.Request(url, headers=headers),
-                                        timeout=max(0.1, deadline - time.monotonic())) as reply:
+            with opener.open(urllib.request.Request(url, headers=headers),
+                             timeout=max(0.1, deadline - time.monotonic())) as reply:
                 body = reply.read(max_bytes + 1)
             if len(body) > max_bytes:
                 raise RecordingUnavailable(f"recording larger than {max_bytes} bytes")
             return body
         except urllib.error.HTTPError as exc:
-            if exc.code == 404 and attempt == 1 and deadline - time.monotonic() > NOT_READY_RETRY_S:
+            location = exc.headers.get("Location") if exc.code in _REDIRECTS else None
+            if location and redirects < MAX_REDIRECTS:
+                url, redirects = urllib.parse.urljoin(url, location), redirects + 1
+                if urllib.parse.urlsplit(url).scheme != "https":
+                    raise RecordingUnavailable("recording redirected to a non-https URL: refused") from exc
+                continue
+            if exc.code == 404 and not retried and deadline - time.monotonic() > NOT_READY_RETRY_S:
+                retried = True
                 time.sleep(NOT_READY_RETRY_S)
                 continue
             raise RecordingUnavailable(f"download answered HTTP {exc.code}") from exc
         except (urllib.error.URLError, OSError, ValueError) as exc:
             raise RecordingUnavailable(f"download failed: {exc}") from exc
-    raise RecordingUnavailable("recording not ready")
+
+
+#: Redirect statuses followed by hand (see fetch_recording), at most MAX_REDIRECTS times.
+_REDIRECTS = {301, 302, 303, 307, 308}
+MAX_REDIRECTS = 3
+
+
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """urllib would follow redirects itself, copying the Authorization header to any host."""
+
+    def redirect_request(self, *args: object, **kwargs: object) -> None:
+        return None
+
+
+def _recording_host() -> str:
+    return str(current_app.config.get("IVR_RECORDING_HOST") or "api.twilio.com").strip().lower()
+
+
+def _on_host(url: str, host: str) -> bool:
+    """True for an https URL whose host (and port, when the setting names one) is `host`."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return False
+    if parts.scheme != "https" or not parts.hostname or parts.username or parts.password:
+        return False
+    want_host, _, want_port = host.partition(":")
+    return parts.hostname.lower() == want_host and (port or 443) == int(want_port or 443)
 
 
 def transcribe(wav: bytes, language: str, step: str = "") -> tuple[str, float | None, str | None]:

@@ -38,19 +38,28 @@ def operator_line() -> str | None:
         return current_app.config.get("IVR_OPERATOR_FALLBACK") or None
 
 
-def _words(key: str, language: str, fallback: str) -> str:
+def _words(key: str, language: str, fallback: str) -> tuple[str, str]:
+    """The prompt's words and the language they are in (the English last resort if need be)."""
     try:
-        return prompts.text(key, language)
+        return prompts.text(key, language), language
     except Exception:  # noqa: BLE001 - broken catalogue must not stop the rescue answer
-        return fallback
+        return fallback, "en"
+
+
+def _say_language(language: str) -> str:
+    """Twilio's <Say> voice for `language` (es → es-MX), as every other prompt uses."""
+    try:
+        return prompts.say_language(language)
+    except Exception:  # noqa: BLE001 - no app or catalogue: the shipped defaults
+        return {"es": "es-MX"}.get(language, "en-US")
 
 
 def to_human_body(language: str = "en") -> str:
-    """TwiML (as text) that apologises and dials the operator line."""
+    """TwiML (as text) that apologises, in the caller's language and voice, and dials the operator."""
     line = operator_line()
-    words = _words("operator", language, _LAST_RESORT["line"]) if line else \
+    words, spoken_in = _words("operator", language, _LAST_RESORT["line"]) if line else \
         _words("error", language, _LAST_RESORT["none"])
-    return str(render_to_human(line, words))
+    return str(render_to_human(line, words, _say_language(spoken_in)))
 
 
 def safe_webhook(view: F | None = None, *, rescue: Callable[[], str] | None = None) -> Any:
