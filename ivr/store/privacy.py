@@ -34,7 +34,7 @@ def mask_number(number: str | None) -> str:
     return normal[:2] + "*" * (len(normal) - 6) + normal[-4:]
 
 
-#: Fields of a call document (ivr.store.records) that hold phone numbers.
+#: Fields of a call document (ivr.store.history) that hold phone numbers.
 NUMBER_FIELDS = ("from", "to")
 
 
