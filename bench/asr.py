@@ -82,7 +82,7 @@ def outcome(classification, rules, expected: dict, watch: str | None = None) -> 
 
 def routes_confidently(classifier: Classifier, rules) -> Callable[[str], str | None]:
     """text → where it routes confidently, or None: what `/voice/stream`'s endpointer is told
-    (`ivr.web.media.confident_check`, which needs an app)."""
+    (`ivr.web.media.routes.confident_check`, which needs an app)."""
     def destination(text: str) -> str | None:
         result = classifier.classify(text, "en")
         if result.emergency:
@@ -96,7 +96,7 @@ def live_turn(engine, pcm: bytes, destination: Callable[[str], str | None] | Non
               prompt_ms: int = 0) -> tuple[Result, int, str]:
     """(result, bytes of audio fed, why the turn ended) for one caller turn on a media stream.
 
-    As `ivr.web.media_turn.StreamTurn`: each 20 ms frame goes to the recogniser and the
+    As `ivr.web.media.session.StreamTurn`: each 20 ms frame goes to the recogniser and the
     endpointer, every new partial to the endpointer with where it routes, and the turn ends at the
     endpointer's "end" ("cut:<reason>" when voiced audio was still to come). The prompt plays over the
     stream for its first `prompt_ms` (the no-input clock starts when it ends). Decoding keeps pace

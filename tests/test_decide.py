@@ -122,6 +122,21 @@ def test_no_input_reprompts_twice_then_menu_then_operator():
     assert decision.action.queue == "operator"   # the operator desk answers by queue
 
 
+def test_speech_the_recogniser_could_not_hear_in_time_is_asked_again_then_the_menu():
+    """Decode pool saturated or late: the caller spoke, so "please say that again", not "I heard
+    nothing"; after the reprompts, the keypad menu (which needs no recogniser)."""
+    state, decisions = ASKING, []
+    for _ in range(MAX_REPROMPTS + 1):
+        decision = decide(state, Turn(unheard="busy"), None, OPEN_NOW, RULES)
+        decisions.append(decision)
+        state = decision.state
+    assert [d.action.kind for d in decisions] == ["ask", "ask", "menu"]
+    assert (decisions[0].action.prompt, decisions[0].action.reprompt) == ("ask_again", "no_match")
+    assert "speech not recognised (busy)" in decisions[0].reason
+    welcome = decide(replace(ASKING, step="welcome"), Turn(unheard="late"), None, OPEN_NOW, RULES)
+    assert (welcome.action.kind, welcome.action.prompt) == ("ask", "ask_again")
+
+
 @pytest.mark.parametrize("step", ["welcome", "ask", "confirm", "menu", "callback"])
 def test_zero_reaches_the_operator_at_every_listening_step(step):
     state = replace(ASKING, step=step, department="water")

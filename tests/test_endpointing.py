@@ -17,8 +17,9 @@ def voice(level: int = 3000) -> bytes:
 SILENCE = bytes(2 * FRAME)
 
 
-def feed(ep: Endpointer, frame: bytes, count: int) -> list:
-    return [s for s in (ep.audio(frame) for _ in range(count)) if s]
+def feed(ep: Endpointer, frame: bytes, count: int, kinds: tuple[str, ...] = ("speech", "end")) -> list:
+    """The signals of `kinds` (by default not the "pause"/"resume" that only decode triggers need)."""
+    return [s for s in (ep.audio(frame) for _ in range(count)) if s and s.kind in kinds]
 
 
 def test_frame_rms():
@@ -140,3 +141,57 @@ def test_bad_config_is_refused():
         EndpointConfig(early_silence_ms=500, trailing_silence_ms=300)
     with pytest.raises(ValueError, match="no_input_ms"):
         EndpointConfig(no_input_ms=0)
+
+
+# -- engines without partials (Whisper): one decode per utterance at the first pause -----------
+
+ALL = ("speech", "pause", "resume", "end")
+
+
+def test_pause_is_said_once_per_quiet_spell_and_resume_when_the_caller_goes_on():
+    ep = Endpointer(EndpointConfig(pause_ms=100))
+    assert [s.kind for s in feed(ep, voice(), 20, ALL)] == ["speech"]
+    signals = feed(ep, SILENCE, 8, ALL)                  # 160 ms
+    assert [(s.kind, s.at_ms) for s in signals] == [("pause", 500)]
+    assert [s.kind for s in feed(ep, voice(), 5, ALL)] == ["resume"]
+    assert [s.kind for s in feed(ep, SILENCE, 6, ALL)] == ["pause"]
+
+
+def test_a_confident_whole_utterance_decode_ends_the_turn_after_the_early_pause():
+    ep = Endpointer(EndpointConfig(pause_ms=100, early_silence_ms=200))
+    feed(ep, voice(), 50)
+    feed(ep, SILENCE, 5, ALL)                            # 100 ms: pause → the stream decodes
+    ep.decoded("a pothole on main street", ep.now_ms, "roads")
+    assert ep.check() is None                            # not yet 200 ms of quiet
+    end = feed(ep, SILENCE, 5)[0]
+    assert (end.reason, end.at_ms) == ("early", 1200)
+
+
+def test_an_emergency_decode_ends_the_turn_at_once_even_on_an_open_word():
+    ep = Endpointer(EndpointConfig(pause_ms=100))
+    feed(ep, voice(), 50)
+    feed(ep, SILENCE, 5, ALL)
+    ep.decoded("my kitchen is on fire and", ep.now_ms, "emergency")
+    end = ep.check()
+    assert (end.kind, end.reason, end.at_ms) == ("end", "emergency", 1100)
+
+
+def test_a_decode_the_caller_talked_past_is_ignored():
+    ep = Endpointer(EndpointConfig(pause_ms=100, trailing_silence_ms=400))
+    feed(ep, voice(), 50)
+    feed(ep, SILENCE, 5, ALL)
+    covered = ep.now_ms
+    feed(ep, voice(), 10, ALL)                           # the caller goes on
+    ep.decoded("my kitchen", covered, "emergency")      # the old decode arrives late
+    assert ep.check() is None
+    assert feed(ep, SILENCE, 10) == []                   # only the trailing silence ends it now
+    assert feed(ep, SILENCE, 10)[0].reason == "silence"
+
+
+def test_an_unsure_or_open_decode_waits_for_the_trailing_silence():
+    ep = Endpointer(EndpointConfig(pause_ms=100, trailing_silence_ms=500))
+    feed(ep, voice(), 50)
+    feed(ep, SILENCE, 5, ALL)
+    ep.decoded("there is a pothole on the", ep.now_ms, "roads")   # ends open
+    assert feed(ep, SILENCE, 19) == []
+    assert feed(ep, SILENCE, 1)[0].reason == "silence"

@@ -269,3 +269,74 @@ def test_a_call_with_every_decoder_busy_still_gets_its_turn(app, server, monkeyp
             engine._give_back(decoder)
     turn = pending_turn(app, "CAbusy")
     assert turn is not None and (turn.speech, turn.digits) == (None, "0")
+
+
+def test_a_stream_handler_that_raises_still_returns_its_decoders(app, server, monkeypatch):
+    """A fault mid-turn (here the classifier, on the first partial) closes the stream and still
+    gives the engine its decoders back. With a pool of one call's worth, three failing calls in
+    a row would otherwise leave every later caller keypad-only."""
+    from ivr.speech.service import speech_service
+    from ivr.web.media import session
+
+    with app.app_context():
+        engine = speech_service().engine_for("en")
+    monkeypatch.setattr(engine, "max_decoders", max(engine._made, 2))
+
+    def broken(self, text):
+        raise RuntimeError("classifier exploded")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(session.StreamTurn, "_destination", broken)
+        for n in range(3):
+            with call(server, f"CAraise{n}") as twilio:
+                twilio.send_audio(utterance(POTHOLE))
+                assert twilio.wait_closed(5), "a failing handler must still close the stream"
+    deadline = time.monotonic() + 10
+    while engine.busy and time.monotonic() < deadline:   # the give-back runs in the decode pool
+        time.sleep(0.05)
+    assert engine.busy == 0, f"{engine.busy} decoders never came back"
+    with call(server, "CAafterfaults") as twilio:
+        twilio.send_audio(utterance(POTHOLE))
+        twilio.send_silence(2000)
+        assert twilio.wait_closed(5)
+    turn = pending_turn(app, "CAafterfaults")
+    assert turn is not None and turn.speech and "pothole" in turn.speech.lower()
+
+
+def test_a_saturated_decode_pool_asks_the_caller_again_instead_of_silence(app, client, server, monkeypatch):
+    """Every decoding thread stuck: the turn ends on the caller's pause, the recogniser cannot
+    answer in time, and the next step is "Sorry, I did not catch that", not "I heard nothing"."""
+    import threading as th
+
+    from ivr.speech.pool import DecodePool
+    from ivr.web.media import session
+
+    pool = DecodePool(threads=1, queue_limit=4)
+    release = th.Event()
+    pool.submit(release.wait)                     # the one thread is busy until the test ends
+    monkeypatch.setattr(session, "decode_pool", lambda: pool)
+    monkeypatch.setattr(session, "FINISH_TIMEOUT_S", 0.5)
+    form = {"CallSid": "CAsaturated", "From": "+15551234567", "To": "+15557654321"}
+    try:
+        assert signed_post(client, "/voice/incoming", form).status_code == 200
+        with call(server, "CAsaturated", step="welcome") as twilio:
+            twilio.send_audio(utterance(POTHOLE))
+            twilio.send_silence(2500)
+            assert twilio.wait_closed(5)
+        turn = pending_turn(app, "CAsaturated")
+        assert turn is not None and turn.speech is None and turn.unheard == "late"
+        from ivr.store import calls, db, history
+
+        with app.app_context():      # put it back for /voice/turn, as the stream left it
+            calls.put_pending_turn(db.session(), "CAsaturated", turn)
+            db.session().commit()
+        answer = signed_post(client, "/voice/turn?step=welcome&n=1", {"CallSid": "CAsaturated"})
+    finally:
+        release.set()
+        pool.shutdown()
+    assert answer.status_code == 200
+    body = answer.get_data(as_text=True)
+    assert "ask_again" in body or "did not catch that" in body, body
+    with app.app_context():
+        record = history.call_record(db.session(), "CAsaturated")
+    assert "speech not recognised (late)" in json.dumps(record), "the reason should say why"

@@ -50,6 +50,9 @@ class Turn:
     digits: str | None = None
     asr_confidence: float | None = None
     emergency_heard: str | None = None   # why the recogniser's other readings say emergency (ivr.speech.emergency)
+    #: The caller spoke but no transcript came in time ("busy", "late", "failed"): a reason to
+    #: ask again ("please say that again"), not the silence of no input.
+    unheard: str | None = None
 
 
 @dataclass(frozen=True)
@@ -99,6 +102,10 @@ def _welcome(state: CallState, turn: Turn, classification: Classification | None
         # The caller skipped the language choice and said what they want: answer it directly.
         return _answer(replace(state, step="ask", asks=1), turn, classification, now, rules)
     asked = replace(state, step="ask", language=state.language or rules.default_language, retries=0, asks=1)
+    if turn.unheard:
+        # They said something we could not recognise in time: "please say that again".
+        return Decision(Ask(prompt="ask_again", reprompt="no_match"), asked,
+                        f"speech not recognised ({turn.unheard}); default language, asking again")
     return Decision(Ask(), asked, "no language chosen; default language")
 
 
@@ -115,9 +122,10 @@ def _answer(state: CallState, turn: Turn, classification: Classification | None,
     digits = (turn.digits or "").strip()
     if digits == "9":
         return show_menu(state, "", rules, "caller pressed 9 for the menu")
-    nothing = not digits and not (turn.speech or "").strip()
+    nothing = not digits and not (turn.speech or "").strip() and not turn.unheard
     if nothing or classification is None or classification.top is None:
-        why, key = ("no input", "no_input") if nothing else ("no match", "no_match")
+        why, key = ("no input", "no_input") if nothing else \
+            (f"speech not recognised ({turn.unheard})", "no_match") if turn.unheard else ("no match", "no_match")
         again = Decision(Ask(prompt="ask_again" if key == "no_match" else "ask", reprompt=key), state, "")
         return _reprompt_or(state, why, again, show_menu(state, "", rules, "offering the keypad menu"))
     top = classification.top
@@ -158,7 +166,7 @@ def _confirm(state: CallState, turn: Turn, now: datetime, rules: Rules) -> Decis
     pending = rules.departments.get(state.department or "")
     if pending is None:
         return show_menu(state, "", rules, "nothing left to confirm")
-    nothing = not turn.speech and not turn.digits
+    nothing = not turn.speech and not turn.digits and not turn.unheard
     intent = next((i for i in rules.intents if i.id == state.intent), None)
     description = localized(intent.description if intent else pending.name, state.language, rules)
     again = Decision(Confirm(pending.id, state.intent, description,

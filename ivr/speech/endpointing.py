@@ -22,6 +22,16 @@ check, 3 were (the pause did most of it; the check is for real callers, who hesi
 80 ms longer is the cheaper mistake. The trailing silence sits above natural mid-sentence pauses
 because nothing else checks it.
 
+Engines without partials (Whisper) cannot feed the early rule frame by frame, and decoding the
+stream over and over with a heavy model would cost a core per caller. For them the endpointer says
+**pause** once the caller has been quiet for `pause_ms` (150 ms: after a word, before the early
+rule could fire): the stream then decodes the utterance once, and hands the result back with
+`decoded(text, covers_to_ms, destination)`. That result stands for the whole utterance while the
+caller stays quiet, so it ends the turn by the **early** rule (confident, not on an open word, after
+`early_silence_ms`), at once when it is an **emergency**, or becomes the final transcript at the
+trailing silence. If the caller goes on, the endpointer says **resume** and ignores the stale
+result.
+
 Plus guards: `no_input_ms` of silence after the prompt (nobody spoke), `max_turn_ms` of talking
 (a caller who never pauses), and `max_stream_ms` in all (a prompt whose end we never heard about).
 """
@@ -32,7 +42,7 @@ from dataclasses import dataclass
 import numpy as np
 
 #: Reasons an `END` signal can carry; stored with the turn so admins can see why we stopped.
-REASONS = ("early", "silence", "no_input", "max_length", "max_stream")
+REASONS = ("early", "emergency", "silence", "no_input", "max_length", "max_stream")
 
 #: Destination that may end early even on an open word: whatever follows, the call goes to 911.
 EMERGENCY = "emergency"
@@ -57,6 +67,7 @@ class EndpointConfig:
     noise_ratio: float = 3.0         # …or this many times the running noise floor, if louder
     barge_in_ms: int = 80            # sustained voice before we say the caller is talking
     min_speech_ms: int = 160         # shorter bursts (a click, a cough) are noise, not a turn
+    pause_ms: int = 150              # quiet this long: decode the utterance (engines without partials)
     early_silence_ms: int = 200      # > the 120–180 ms gaps between words even a fluent voice leaves
     stable_ms: int = 100             # confident destination unchanged over this much decoded audio
     trailing_silence_ms: int = 500   # above natural mid-sentence pauses (200–500 ms)
@@ -65,7 +76,7 @@ class EndpointConfig:
     max_stream_ms: int = 60000
 
     def __post_init__(self) -> None:
-        for name in ("frame_ms", "early_silence_ms", "trailing_silence_ms", "no_input_ms",
+        for name in ("frame_ms", "pause_ms", "early_silence_ms", "trailing_silence_ms", "no_input_ms",
                      "max_turn_ms", "max_stream_ms"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"EndpointConfig.{name} must be positive")
@@ -75,7 +86,8 @@ class EndpointConfig:
 
 @dataclass(frozen=True)
 class Signal:
-    kind: str          # "speech" (caller started talking: barge-in) | "end" (turn is over)
+    kind: str          # "speech" (caller started talking: barge-in) | "pause" (decode now) |
+    #                    "resume" (talking again after a pause) | "end" (turn is over)
     reason: str = ""   # for "end": one of REASONS
     at_ms: int = 0     # audio time of the decision
 
@@ -110,8 +122,10 @@ class Endpointer:
         self.partial_heard_to_ms = 0
         self.destination: str | None = None      # where the partial routes confidently, if anywhere
         self.destination_since_ms = 0
+        self.decoded_to_ms: int | None = None    # audio covered by the last whole-utterance decode
         self.ended: Signal | None = None
         self._announced = False
+        self._paused = False                     # "pause" said for the current silence run
 
     # -- inputs -------------------------------------------------------------------------------
     def prompt_finished(self) -> None:
@@ -129,6 +143,15 @@ class Endpointer:
             self.destination_since_ms = heard_to_ms
         self.partial_heard_to_ms = max(self.partial_heard_to_ms, heard_to_ms)
 
+    def decoded(self, text: str, covers_to_ms: int, destination: str | None) -> None:
+        """A decode of the whole utterance up to audio time `covers_to_ms` (engines without
+        partials), and where it routes confidently. Ignored once the caller spoke after it."""
+        if self.silence_started_ms is None or covers_to_ms < self.silence_started_ms:
+            return        # stale: the caller went on after the audio it decoded
+        self.partial_text = " ".join(text.split())
+        self.destination = destination if self.partial_text else None
+        self.decoded_to_ms = covers_to_ms
+
     def audio(self, pcm16: bytes) -> Signal | None:
         """One inbound frame; returns "speech" once when talking starts, "end" once at the end."""
         if self.ended:
@@ -138,12 +161,14 @@ class Endpointer:
         self.now_ms += duration
         level = frame_rms(pcm16)
         voiced = level >= max(cfg.speech_rms, self.noise_floor * cfg.noise_ratio)
+        resumed = False
         if voiced:
             self.speech_run_ms += duration
             self.speech_ms += duration
             self.silence_started_ms = None
             if self.speech_started_ms is None and self.speech_run_ms >= cfg.barge_in_ms:
                 self.speech_started_ms = self.now_ms - self.speech_run_ms
+            resumed, self._paused = self._paused, False
         else:
             # Why a slow average: the floor must follow line noise, not the caller's pauses.
             self.noise_floor = level if self.noise_floor == 0 else 0.95 * self.noise_floor + 0.05 * level
@@ -153,7 +178,19 @@ class Endpointer:
         if self.speech_started_ms is not None and not self._announced:
             self._announced = True
             return Signal("speech", at_ms=self.now_ms)
-        return self.check()
+        if resumed:
+            self.decoded_to_ms = None
+            return Signal("resume", at_ms=self.now_ms)
+        ended = self.check()
+        if ended is None and self._pause_due():
+            self._paused = True
+            return Signal("pause", at_ms=self.now_ms)
+        return ended
+
+    def _pause_due(self) -> bool:
+        return (not self._paused and self.speech_started_ms is not None
+                and self.silence_started_ms is not None
+                and self.now_ms - self.silence_started_ms >= self.config.pause_ms)
 
     # -- decisions ----------------------------------------------------------------------------
     def check(self) -> Signal | None:
@@ -178,7 +215,12 @@ class Endpointer:
         if self.silence_started_ms is None:
             return None
         silent_for = self.now_ms - self.silence_started_ms
-        if silent_for >= cfg.early_silence_ms and self._partial_settled():
+        if self._whole_decode_confident():
+            if self.destination == EMERGENCY:
+                return "emergency"          # an emergency never waits for more silence
+            if silent_for >= cfg.early_silence_ms:
+                return "early"
+        elif silent_for >= cfg.early_silence_ms and self._partial_settled():
             return "early"
         if silent_for >= cfg.trailing_silence_ms:
             if self.speech_ms < cfg.min_speech_ms and not self.partial_text:
@@ -197,7 +239,16 @@ class Endpointer:
                 and self.partial_heard_to_ms - self.destination_since_ms >= cfg.stable_ms
                 and (self.destination == EMERGENCY or not ends_open(self.partial_text)))
 
+    def _whole_decode_confident(self) -> bool:
+        # A decode of everything the caller said so far (nothing voiced since), routing confidently
+        # and, unless an emergency, not stopping on a word that leaves the sentence open.
+        return (self.decoded_to_ms is not None and self.silence_started_ms is not None
+                and self.decoded_to_ms >= self.silence_started_ms and self.destination is not None
+                and (self.destination == EMERGENCY or not ends_open(self.partial_text)))
+
     def _forget_noise(self) -> None:
         self.speech_started_ms = None
         self.speech_ms = 0
         self._announced = False
+        self._paused = False
+        self.decoded_to_ms = None

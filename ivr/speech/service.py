@@ -18,7 +18,8 @@ from typing import Any, Callable, Mapping
 from flask import Flask, current_app
 
 from ivr.routing.rules import Rules
-from ivr.speech.engines.base import Engine, EngineUnavailable, decode_pool
+from ivr.speech.engines.base import Engine, EngineUnavailable
+from ivr.speech.pool import decode_pool
 from ivr.speech.engines.pocketsphinx import DEFAULT_MAX_DECODERS
 from ivr.speech.engines.twilio import TWILIO_LOCALES, TwilioEngine
 
@@ -153,7 +154,7 @@ class SpeechService:
         """Load the local engines for `languages` in the decode pool, off the start-up path."""
         for language in languages:
             if self.choose(language) in LOCAL_ENGINES:
-                decode_pool().submit(self._warm_one, language)
+                decode_pool().submit(self._warm_one, language, must_run=True)
 
     def _warm_one(self, language: str) -> None:
         try:

@@ -2,16 +2,13 @@
 
 An `Engine` holds one model per language for the whole process; `engine.recognizer(rate, grammar)`
 makes a cheap per-call `Recognizer`. A recogniser is fed PCM16 with `accept` and closed with
-`finish`. Decoding is CPU-bound C code; web edges run it in `decode_pool()` so the websocket
-loop never waits for it. Vosk releases the GIL while decoding, so its calls spread over the cores;
+`finish`. Decoding is CPU-bound C code; web edges run it in the decode pool (`ivr.speech.pool`)
+so the websocket loop never waits for it. Vosk releases the GIL while decoding, so its calls spread over the cores;
 pocketsphinx's binding holds it, so one process decodes on one core (run a worker per core).
 """
 from __future__ import annotations
 
 import hashlib
-import os
-import threading
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -123,17 +120,3 @@ class Engine(Protocol):
 
     def recognizer(self, sample_rate: int, grammar: Grammar | None = None) -> Recognizer:
         """A fresh per-call recogniser expecting PCM16 at `sample_rate`."""
-
-
-_pool: ThreadPoolExecutor | None = None
-_pool_lock = threading.Lock()
-
-
-def decode_pool() -> ThreadPoolExecutor:
-    """The process-wide decoding pool (4 threads per core: calls wait on I/O between frames)."""
-    global _pool
-    with _pool_lock:
-        if _pool is None:
-            workers = int(os.environ.get("IVR_DECODE_THREADS", "0")) or (os.cpu_count() or 2) * 4
-            _pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ivr-decode")
-        return _pool

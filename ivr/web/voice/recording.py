@@ -27,7 +27,7 @@ from ivr.speech.engines.base import EngineUnavailable
 from ivr.speech.service import speech_service
 from ivr.store import calls, db
 from ivr.telephony.security import twilio_signed
-from ivr.web.media_turn import open_recognizer, step_grammar, watched_emergency
+from ivr.web.media import open_recognizer, step_grammar, watched_emergency
 from ivr.web.voice.conversation import respond_to_turn
 from ivr.web.voice.rescue import safe_webhook
 

@@ -7,8 +7,9 @@ the TwiML has already played the prompt and we only listen. Here we:
 
 1. refuse an unsigned upgrade before accepting it (403, same check as every webhook);
 2. stream the prompt's μ-law audio to the caller, followed by a `mark`;
-3. recognise the caller's audio as it arrives, decoding in the shared decode pool so this
-   loop never blocks; `clear` the prompt the moment the caller talks (barge-in);
+3. recognise the caller's audio in the shared decode pool (`ivr.speech.pool`) so this loop never
+   blocks: as it arrives for engines with partials, once per utterance at the caller's pause for
+   those without (Whisper); `clear` the prompt the moment the caller talks (barge-in);
 4. end the turn on a keypad digit, on the endpointer's verdict (`ivr.speech.endpointing`),
    on silence, or when the socket drops; store it with `put_pending_turn`; close the socket.
 
@@ -23,12 +24,15 @@ import re
 import traceback
 from typing import Any, Callable
 
-from flask import Blueprint, Flask, abort, current_app, request
+from flask import Blueprint, abort, current_app, request
 from flask_sock import Sock
 from simple_websocket import ConnectionClosed
+from twilio.request_validator import RequestValidator
 
+from ivr.routing.source import current_classifier, current_rules
 from ivr.speech.endpointing import EndpointConfig
-from ivr.web.media_turn import StreamTurn
+from ivr.telephony.security import public_url
+from ivr.web.media.session import StreamTurn
 
 log = logging.getLogger(__name__)
 
@@ -45,10 +49,6 @@ def _refuse_unsigned_upgrade() -> Any:
     Twilio signs the `<Stream url>` it connected to, i.e. the public URL with a ws(s) scheme and
     no parameters; the rest (token, public URL, forwarded headers) is the webhooks' own rule.
     """
-    from twilio.request_validator import RequestValidator
-
-    from ivr.telephony.security import public_url
-
     token = current_app.config.get("TWILIO_AUTH_TOKEN") or ""
     signature = request.headers.get("X-Twilio-Signature", "")
     url = re.sub(r"^http", "ws", public_url(request))
@@ -64,7 +64,7 @@ def voice_stream(ws: Any) -> None:
     try:
         StreamTurn(ws, endpoint_config(current_app.config), confident_check()).run()
     except ConnectionClosed:
-        raise
+        raise             # flask-sock's own ending: Twilio hung up, the session stored the turn
     except Exception as exc:  # noqa: BLE001 - any fault must still close the stream so the call moves on
         # Closing makes Twilio fetch the <Connect action>; with no parked turn that step
         # treats the turn as no input (reprompt or menu) instead of leaving the caller in silence.
@@ -91,8 +91,6 @@ def endpoint_config(config: Any) -> EndpointConfig:
 def confident_check() -> Callable[[str, str], str | None]:
     """text, language → where that text already routes confidently ("emergency", a department)
     or None. The early endpoint only fires while this answer holds still."""
-    from ivr.routing.source import current_classifier, current_rules
-
     classifier, threshold = current_classifier(), current_rules().thresholds.route
 
     def destination(text: str, language: str) -> str | None:
@@ -103,9 +101,3 @@ def confident_check() -> Callable[[str, str], str | None]:
         return (top.department or top.intent or "?") if top and top.confidence >= threshold else None
 
     return destination
-
-
-def init_app(app: Flask) -> None:
-    """Register `/voice/stream`."""
-    sock.init_app(app)
-    app.register_blueprint(bp)

@@ -1,8 +1,10 @@
-"""One caller turn on a Media Stream: the session logic behind `/voice/stream` (see media.py).
+"""One caller turn on a Media Stream: the session behind `/voice/stream` (see routes.py).
 
 `StreamTurn` owns one websocket: it waits for `start`, streams the prompt (if the TwiML asked us
-to), feeds the caller's audio to the recogniser and the endpointer, sends `clear` on barge-in,
-and at the end parks the turn for `/voice/turn` and closes the socket.
+to), feeds the caller's audio to the endpointer and a listener (`listen.py`: the recogniser in the
+shared decode pool), sends `clear` on barge-in, and at the end parks the turn for `/voice/turn` and
+closes the socket. Whatever goes wrong, the listener is closed, so the engine gets its decoders
+back: a leaked decoder is one caller fewer who can be heard, until the process restarts.
 """
 from __future__ import annotations
 
@@ -12,15 +14,21 @@ import socket
 import time
 from typing import Any, Callable, Mapping
 
-from flask import current_app
 from simple_websocket import ConnectionClosed
+from sqlalchemy.exc import SQLAlchemyError
 
+from ivr import prompts
 from ivr.routing.decide import Turn
+from ivr.routing.source import current_rules
 from ivr.speech.audio import ulaw_to_pcm16
-from ivr.speech.engines.base import EngineBusy, EngineUnavailable, Grammar, Result
 from ivr.speech.endpointing import EndpointConfig, Endpointer, Signal
+from ivr.speech.engines.base import EngineUnavailable
+from ivr.speech.pool import decode_pool
+from ivr.speech.service import speech_service
+from ivr.store import calls, db
 from ivr.telephony import stream as wire
-from ivr.web.stream_decoder import StreamDecoder
+from ivr.web.media.listen import (Heard, StreamingListener, UtteranceListener, make_listener,
+                                  open_recognizer, step_grammar, watched_emergency)
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +37,8 @@ PROMPT_MARK = "prompt-end"
 IDLE_TIMEOUT_S = 3.0
 #: How long to wait for `connected` + `start` after the upgrade.
 START_TIMEOUT_S = 5.0
-#: The longest we wait for the recogniser's final result before using its last partial.
+#: The longest the caller waits, after the turn ended, for the recogniser's final result. Past
+#: it they hear "please say that again" (or the last partial is used): never a long silence.
 FINISH_TIMEOUT_S = 2.0
 
 
@@ -43,18 +52,24 @@ class StreamTurn:
         self.destination = destination
         self.start: wire.Start | None = None
         self.language = "en"
-        self.decoder: StreamDecoder | None = None
+        self.listener: StreamingListener | UtteranceListener | None = None
         self.playing = False
         self.digits = ""
         self.reason = ""
         self.ended_at = 0.0
-        self._last_partial: tuple[str, int] = ("", -1)
         self._destinations: dict[str, str | None] = {}
         self.timing: dict[str, int] = {}      # where the time after the endpoint went (admins, bench)
 
     # -- the session ------------------------------------------------------------------------
     def run(self) -> None:
         """Drive the socket until the turn ends; store the turn; close (unless Twilio did)."""
+        try:
+            self._run()
+        finally:
+            if self.listener is not None:
+                self.listener.close()
+
+    def _run(self) -> None:
         closed_by_peer = False
         try:
             self.start = self._await_start()
@@ -86,9 +101,6 @@ class StreamTurn:
         return None
 
     def _begin(self) -> None:
-        from ivr.routing.source import current_rules
-        from ivr.speech.service import speech_service
-
         assert self.start is not None
         params = self.start.custom_parameters
         rules = current_rules()
@@ -99,7 +111,9 @@ class StreamTurn:
             engine = speech_service().engine_for(self.language)
             if engine is not None:
                 grammar = step_grammar(params.get("step", ""), self.language)
-                self.decoder = StreamDecoder(open_recognizer(engine, wire.SAMPLE_RATE, grammar))
+                self.listener = make_listener(
+                    engine, lambda: open_recognizer(engine, wire.SAMPLE_RATE, grammar),
+                    decode_pool(), FINISH_TIMEOUT_S)
         except EngineUnavailable as exc:
             # Keypad and silence still work; the caller is never stuck on a broken recogniser.
             log.error("stream %s: no recogniser for %s: %s", self.start.stream_sid, self.language, exc)
@@ -135,19 +149,28 @@ class StreamTurn:
                     return signal.reason
 
     def _hear(self, pcm16: bytes) -> Signal | None:
-        if self.decoder is not None:
-            self.decoder.feed(pcm16)
+        listener = self.listener
+        if listener is not None:
+            listener.feed(pcm16)
         signal = self.endpointer.audio(pcm16)
-        if signal and signal.kind == "speech":
+        kind = signal.kind if signal else None
+        if kind == "speech":
             self._barge_in()
-        if signal and signal.kind == "end" or self.decoder is None:
-            return signal
-        text, heard_ms = self.decoder.snapshot()
-        if (text, heard_ms) != self._last_partial:
-            self._last_partial = (text, heard_ms)
-            self.endpointer.partial(text, heard_ms, self._destination(text))
-            return self.endpointer.check()
-        return None
+        if kind == "end" or listener is None:
+            return signal if kind == "end" else None
+        if kind == "pause":
+            listener.pause(self.endpointer.now_ms, self.endpointer.speech_started_ms)
+        elif kind == "resume":
+            listener.resume()
+        hypothesis = listener.poll()
+        if hypothesis is None:
+            return None
+        destination = self._destination(hypothesis.text)
+        if hypothesis.whole:
+            self.endpointer.decoded(hypothesis.text, hypothesis.heard_to_ms, destination)
+        else:
+            self.endpointer.partial(hypothesis.text, hypothesis.heard_to_ms, destination)
+        return self.endpointer.check()
 
     def _destination(self, text: str) -> str | None:
         # Partials repeat while the caller pauses: classify each distinct text once.
@@ -163,20 +186,31 @@ class StreamTurn:
 
     # -- the turn ---------------------------------------------------------------------------
     def _turn(self) -> Turn:
-        if self.decoder is None:
-            return Turn(digits=self.digits or None)
-        result = self.decoder.finish(FINISH_TIMEOUT_S)
-        text, confidence = (result.text, result.confidence) if result else (self.decoder.snapshot()[0], None)
-        text = " ".join(text.split())
+        spoke = self.endpointer.speech_started_ms is not None
+        if self.listener is None:
+            # No recogniser (engine down, or every decoder busy): keys still work, and a caller
+            # who spoke is asked again rather than told we heard nothing.
+            return Turn(digits=self.digits or None, unheard="busy" if spoke and not self.digits else None)
+        heard = self._heard(spoke)
+        result = heard.result
+        text = " ".join(result.text.split()) if result else ""
+        if isinstance(self.listener, UtteranceListener):
+            self.timing["decodes"] = self.listener.decodes
+        if heard.unheard:
+            self.timing["unheard"] = heard.unheard
         return Turn(speech=text or None, digits=self.digits or None,
-                    asr_confidence=confidence if text else None,
-                    emergency_heard=watched_emergency(result, self.language, text))
+                    asr_confidence=result.confidence if text and result else None,
+                    emergency_heard=watched_emergency(result, self.language, text),
+                    unheard=heard.unheard if not text and not self.digits else None)
+
+    def _heard(self, spoke: bool) -> Heard:
+        assert self.listener is not None
+        if isinstance(self.listener, UtteranceListener):
+            return self.listener.finish(spoke, FINISH_TIMEOUT_S, self.endpointer.now_ms,
+                                        self.endpointer.speech_started_ms)
+        return self.listener.finish(spoke, FINISH_TIMEOUT_S)
 
     def _store(self, turn: Turn) -> None:
-        from sqlalchemy.exc import SQLAlchemyError
-
-        from ivr.store import calls, db
-
         assert self.start is not None
         detail = {"reason": self.reason, "heard_ms": self.endpointer.now_ms,
                   "speech": bool(turn.speech), "digits": bool(turn.digits), **self.timing}
@@ -219,52 +253,12 @@ class StreamTurn:
         self.ws.send(wire.encode(event))
 
 
-def step_grammar(step: str, language: str) -> Grammar | None:
-    """The grammar for a listening step (yes/no at `confirm` …), None for free speech.
-
-    A broken grammar file must not cost the caller their turn: it is logged and the step
-    listens with the free domain model instead.
-    """
-    from ivr.speech.grammars import GrammarError, grammar_for_step
-
-    try:
-        return grammar_for_step(current_app.config.get("IVR_GRAMMARS_DIR") or "grammars", language, step)
-    except GrammarError as exc:
-        log.error("grammar for step %r unusable, listening freely: %s", step, exc)
-        return None
-
-
-def open_recognizer(engine: Any, sample_rate: int, grammar: Grammar | None) -> Any:
-    """`engine.recognizer` with `grammar`, or free speech when the engine cannot use the grammar."""
-    if grammar is not None:
-        try:
-            return engine.recognizer(sample_rate, grammar)
-        except EngineBusy:
-            raise                          # no decoder free: asking again would only wait twice
-        except EngineUnavailable as exc:   # e.g. no phrase the model can say: free speech still works
-            log.error("grammar %s unusable with %s, listening freely: %s", grammar.name, engine.name, exc)
-    return engine.recognizer(sample_rate)
-
-
-def watched_emergency(result: Result | None, language: str, transcript: str) -> str | None:
-    """The emergency watch's verdict for this turn (see ivr.speech.emergency), or None."""
-    from ivr.routing.source import current_classifier
-    from ivr.speech.emergency import emergency_in_alternatives
-
-    classifier = current_classifier()
-    if transcript and classifier.classify(transcript, language).emergency:
-        return None     # the transcript says it already; /voice/turn's classification will tell
-    return emergency_in_alternatives(classifier, result, language)
-
-
 def _prompt_audio(params: Mapping[str, str], language: str) -> bytes | None:
     """The μ-law audio of the prompt(s) named in the `<Parameter>`s, or None (nothing to play).
 
     `prompt` (a key) with optional `values` (JSON object), or `prompts`: a JSON list of
     `[key, {values}]` pairs played one after another (a reprompt, then the question).
     """
-    from ivr import prompts
-
     try:
         if params.get("prompts"):
             wanted = [(str(key), dict(values)) for key, values in json.loads(params["prompts"])]
