@@ -15,7 +15,9 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 @pytest.fixture
 def api_app(db_url):
     app = Flask("api-test")
-    app.config.update(IVR_DATABASE_URL=db_url, IVR_API_TOKEN=TOKEN, TESTING=True)
+    # The bootstrap token with both scopes: these tests read full records (see test_api_tokens.py).
+    app.config.update(IVR_DATABASE_URL=db_url, IVR_API_TOKEN=TOKEN, TESTING=True,
+                      IVR_API_TOKEN_SCOPES="calls:read numbers:read")
     db.init_app(app)
     api.init_app(app)
     with app.app_context():
