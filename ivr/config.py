@@ -18,7 +18,7 @@ _SETTINGS: dict[str, tuple[Any, type]] = {
     "PUBLIC_URL": ("", str),                   # https://ivr.example.gov — what Twilio calls
     "TRUST_FORWARDED": (False, bool),          # honour X-Forwarded-* only behind a known proxy
     "API_TOKEN": ("", str),                    # bearer token for /api/*
-    "SPEECH_ENGINE": ("auto", str),            # auto | vosk | pocketsphinx | twilio | keypad
+    "SPEECH_ENGINE": ("auto", str),            # auto | vosk | whisper | pocketsphinx | twilio | keypad
     "CAPTURE": ("stream", str),                # stream (Media Streams) | record | twilio
     "TTS_RATE": (150, int),                    # words per minute for rendered prompts
     "TTS_BUDGET_MS": (1500, int),              # on-demand rendering budget before <Say> fallback

@@ -1,8 +1,10 @@
 """Which recogniser serves each language, loaded once per process and shared by every call.
 
 `auto` picks the best engine this machine has: Vosk when a model for the language exists, else
-the embedded pocketsphinx engine for English, else Twilio's own recognition (inside `<Gather>`),
-else keypad only. `IVR_SPEECH_ENGINE` / `IVR_SPEECH_ENGINE_<LANG>` force a choice; a forced
+Whisper when a model serves it (the install carries tiny.en for English and multilingual base),
+else the embedded pocketsphinx engine for English, else Twilio's own recognition (inside
+`<Gather>`), else keypad only. The README's "Speech engines" section has the measurements behind
+that order. `IVR_SPEECH_ENGINE` / `IVR_SPEECH_ENGINE_<LANG>` force a choice; a forced
 engine that cannot work stops start-up with a message saying how to fix it.
 
 Choosing is cheap (a directory lookup) and happens in `init_app`; loading a model is slow and
@@ -25,8 +27,11 @@ from ivr.speech.engines.twilio import TWILIO_LOCALES, TwilioEngine
 
 log = logging.getLogger(__name__)
 
-ENGINES = ("auto", "vosk", "pocketsphinx", "twilio", "keypad")
-LOCAL_ENGINES = ("vosk", "pocketsphinx")
+ENGINES = ("auto", "vosk", "whisper", "pocketsphinx", "twilio", "keypad")
+LOCAL_ENGINES = ("vosk", "whisper", "pocketsphinx")
+#: Engines whose loaded form depends on the routing rules (a domain model, a prompt): rebuilt
+#: when the rules reload.
+RULES_ENGINES = ("whisper", "pocketsphinx")
 _EXTENSION = "ivr.speech"
 
 
@@ -51,13 +56,14 @@ class SpeechService:
         return value
 
     def choose(self, language: str) -> str:
-        """The engine name serving `language`: vosk | pocketsphinx | twilio | keypad."""
+        """The engine name serving `language`: vosk | whisper | pocketsphinx | twilio | keypad."""
         with self._lock:
             if language not in self._choice:
                 self._choice[language] = self._resolve(language)
             return self._choice[language]
 
     def _resolve(self, language: str) -> str:
+        from ivr.speech.engines import whisper
         from ivr.speech.engines.vosk import find_model, missing_model_message
 
         wanted = self.setting(language)
@@ -65,6 +71,12 @@ class SpeechService:
             if find_model(language, self.config) is None:
                 raise EngineUnavailable(missing_model_message(language))
             return "vosk"
+        if wanted == "whisper":
+            if not whisper.whisper_installed():
+                raise EngineUnavailable("faster-whisper is not installed: pip install faster-whisper")
+            if whisper.find_model(language, self.config) is None:
+                raise EngineUnavailable(whisper.missing_model_message(language))
+            return "whisper"
         if wanted == "pocketsphinx":
             if language != "en":
                 raise EngineUnavailable(f"the embedded engine (pocketsphinx) only has English; for "
@@ -78,6 +90,8 @@ class SpeechService:
             return "keypad"
         if find_model(language, self.config) is not None:
             return "vosk"
+        if whisper.whisper_installed() and whisper.find_model(language, self.config) is not None:
+            return "whisper"
         if language == "en" and _pocketsphinx_installed():
             return "pocketsphinx"
         return "twilio" if language in TWILIO_LOCALES else "keypad"
@@ -85,17 +99,18 @@ class SpeechService:
     def engine_for(self, language: str) -> Engine | None:
         """The loaded engine for `language` (None: keypad only). Loads it on first use.
 
-        The embedded engine's language model comes from the routing rules, so it is rebuilt
-        (from its on-disk cache when the rules are unchanged) after the rules reload.
+        The embedded engine's language model and Whisper's prompt come from the routing rules, so
+        they are rebuilt (pocketsphinx's from its on-disk cache when the rules are unchanged;
+        Whisper's model itself stays loaded) after the rules reload.
         """
         name = self.choose(language)
         if name == "keypad":
             return None
-        rules = self._rules() if name == "pocketsphinx" else None
+        rules = self._rules() if name in RULES_ENGINES else None
         key = id(rules)
         with self._lock:
             loaded = self._engines.get(language)
-            if loaded is not None and (name != "pocketsphinx" or loaded[0] == key):
+            if loaded is not None and (name not in RULES_ENGINES or loaded[0] == key):
                 return loaded[1]
         engine = self._load(name, language, rules)
         with self._lock:
@@ -114,6 +129,12 @@ class SpeechService:
             from ivr.speech.engines.vosk import VoskEngine, find_model
 
             return VoskEngine(language, find_model(language, self.config))
+        if name == "whisper":
+            from ivr.speech.engines.whisper import WhisperEngine, find_model as find_whisper
+
+            return WhisperEngine(language, find_whisper(language, self.config), rules=rules,
+                                 threads=self._int_setting("IVR_WHISPER_THREADS", 0) or None,
+                                 workers=self._int_setting("IVR_WHISPER_WORKERS", 0) or None)
         from ivr.speech.engines.pocketsphinx import PocketsphinxEngine
 
         return PocketsphinxEngine(rules, language, cache_dir=self.cache_dir,

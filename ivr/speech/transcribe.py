@@ -57,10 +57,10 @@ def recognize_file(path: str | Path, language: str, rules: Rules, *,
     audio = read_wav(path)
     service = _service(rules, config)
     engine = service.engine_for(language)
-    if engine is None or engine.name not in ("vosk", "pocketsphinx"):
+    if engine is None or engine.name not in ("vosk", "whisper", "pocketsphinx"):
         raise EngineUnavailable(
             f"no local recogniser for {language!r} (engine: {service.choose(language)}): "
-            "audio files need Vosk or, for English, pocketsphinx; set IVR_SPEECH_ENGINE=auto or "
+            "audio files need Vosk, Whisper or, for English, pocketsphinx; set IVR_SPEECH_ENGINE=auto or "
             f"install a model with `ivr models download`")
     recognizer = engine.recognizer(audio.sample_rate, grammar)
     step = int(audio.sample_rate * _CHUNK_SECONDS) * 2
