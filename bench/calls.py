@@ -43,6 +43,8 @@ from pathlib import Path
 
 from call_sim import APP_TIME_HEADER, TOKEN, Caller, Plan, Stats, server_cpu_seconds
 
+from ivr.telephony.simulator import HttpTransport
+
 ROOT = Path(__file__).resolve().parent.parent
 UTTERANCES = ROOT / "tests" / "data" / "dev_utterances_en.jsonl"
 MAX_STEPS = 12  # a call that has not ended after this many webhooks is hung up (and counted)
@@ -130,7 +132,8 @@ def run(port: int, master_pid: int, plan: Plan, utterances: list[str], step_cap:
     stop_starting, deadline = started + plan.start_for_s, started + plan.deadline_s
 
     def worker() -> None:
-        caller = Caller(port, stats, utterances, step_cap, cut_is_normal, plan, deadline)
+        base = f"http://127.0.0.1:{port}"
+        caller = Caller(HttpTransport(base), base, stats, utterances, step_cap, cut_is_normal, plan, deadline)
         if plan.think[1] > 0:
             time.sleep(random.uniform(0, plan.think[1]))  # callers ring at different moments
         while time.monotonic() < stop_starting:

@@ -28,6 +28,7 @@ from call_sim import TOKEN, Caller, Plan, Stats
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from ivr.telephony.simulator import FlaskTransport  # noqa: E402
 UTTERANCES = ROOT / "tests" / "data" / "dev_utterances_en.jsonl"
 PUBLIC = "http://127.0.0.1:5000"   # what the signatures are computed for; nothing listens there
 
@@ -57,16 +58,9 @@ class RoundTrips:
         engine.dispose()   # connections made before (migrations) do not count
 
 
-class InProcessCaller(Caller):
+def in_process_caller(client: Any, stats: Stats, utterances: list[str]) -> Caller:
     """A Caller whose webhooks go straight into the app (Flask test client), not over TCP."""
-
-    def __init__(self, client: Any, stats: Stats, utterances: list[str]) -> None:
-        super().__init__(5000, stats, utterances, 12, False, Plan(1, 1, 0, 0), float("inf"))
-        self.client = client
-
-    def _send(self, path: str, body: str, headers: dict[str, str]) -> tuple[int, bytes]:
-        response = self.client.post(path, data=body, headers=headers, base_url=PUBLIC)
-        return response.status_code, response.data
+    return Caller(FlaskTransport(client), PUBLIC, stats, utterances, 12, False, Plan(1, 1, 0, 0), float("inf"))
 
 
 def main() -> None:
@@ -93,7 +87,7 @@ def main() -> None:
             trips = RoundTrips()
             trips.install(db.engine(app))
         client = app.test_client()
-        warm = InProcessCaller(client, Stats(), utterances)
+        warm = in_process_caller(client, Stats(), utterances)
         for n in range(20):   # first use renders prompts and fills caches
             warm.call(n)
         profile = cProfile.Profile() if args.profile else None
@@ -101,7 +95,7 @@ def main() -> None:
         trips_before, webhooks = (trips.count if trips else 0), 0
         for batch in range(args.batches):
             stats = Stats()
-            caller = InProcessCaller(client, stats, utterances)
+            caller = in_process_caller(client, stats, utterances)
             if profile:
                 profile.enable()
             started = time.process_time()

@@ -7,9 +7,12 @@ unreachable PostgreSQL fails instead of skipping.
 from __future__ import annotations
 
 import os
+import urllib.parse
 from pathlib import Path
 
 import pytest
+
+from ivr.telephony.simulator import FlaskTransport, Reply, SimulatedCall
 
 ROOT = Path(__file__).resolve().parent.parent
 # Labelled sets and the city's department table, copied from the project's shared folder so a clone
@@ -58,6 +61,18 @@ def db_url(request, tmp_path):
     with engine.begin() as conn:
         conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
     engine.dispose()
+
+
+def simulated_call(client, *, token: str = TEST_AUTH_TOKEN, **kwargs) -> SimulatedCall:
+    """A phone call into the app behind `client`, made as Twilio makes it (ivr.telephony.simulator)."""
+    return SimulatedCall(FlaskTransport(client), token=token, public_url=PUBLIC_URL, **kwargs)
+
+
+def signed_post(client, url: str, params: dict[str, str], *, token: str = TEST_AUTH_TOKEN) -> Reply:
+    """POST `params` to `url` (absolute, or a path under PUBLIC_URL) signed as Twilio signs it."""
+    absolute = urllib.parse.urljoin(PUBLIC_URL + "/", url)
+    call = simulated_call(client, token=token)
+    return call.post(absolute, params)
 
 
 def store_only_app(db_url: str, name: str = "store-test"):

@@ -13,7 +13,8 @@ from sqlalchemy.orm import sessionmaker
 from ivr.routing import source
 from ivr.store import calls, db
 from test_call_flows import Clock, record_of, start_in_english
-from twilio_sim import TwilioSim
+from conftest import simulated_call
+from ivr.telephony.simulator import SimulatedCall
 
 OPERATOR_LINE = "sip:operator@pbx.city.example.gov"
 
@@ -27,8 +28,8 @@ def app_config(app_config, tmp_path):
 
 
 @pytest.fixture
-def sim(client) -> TwilioSim:
-    return TwilioSim(client)
+def sim(client) -> SimulatedCall:
+    return simulated_call(client)
 
 
 def break_database(app, monkeypatch) -> None:
@@ -37,8 +38,8 @@ def break_database(app, monkeypatch) -> None:
     monkeypatch.setitem(app.extensions, db._EXT_SESSIONS, sessionmaker(dead))
 
 
-def test_forged_signature_is_refused_and_nothing_written(app, sim):
-    forged = TwilioSim(sim.client, token="not-the-token")
+def test_forged_signature_is_refused_and_nothing_written(app, client, sim):
+    forged = simulated_call(client, token="not-the-token")
     assert forged.call().status_code == 403
     assert sim.post("/voice/incoming", sim.params(), signature="").status_code == 403
     assert record_of(app, forged.sid) is None and record_of(app, sim.sid) is None
@@ -149,7 +150,7 @@ def test_wrong_content_type_gets_415(client):
 
 
 def test_get_webhooks_are_signed_over_the_query_string(app, client):
-    sim = TwilioSim(client)
+    sim = simulated_call(client)
     url = f"https://ivr.example.test/voice/incoming?CallSid={sim.sid}&From=%2B13125550123"
     response = client.get(url.removeprefix("https://ivr.example.test"), base_url="https://ivr.example.test",
                           headers={"X-Twilio-Signature": sim.sign(url, {})})
@@ -186,7 +187,7 @@ def test_call_and_retry_on_each_database(app_config, db_url):
     from ivr import create_app
 
     app = create_app({**app_config, "IVR_DATABASE_URL": db_url})
-    sim = TwilioSim(app.test_client())
+    sim = simulated_call(app.test_client())
     start_in_english(sim)
     action = sim.find("Gather").get("action")
     params = sim.params(SpeechResult="there is a pothole on my street", Confidence="0.9")

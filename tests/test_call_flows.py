@@ -1,4 +1,4 @@
-"""Whole calls through the Flask test client, signed and followed like Twilio does (twilio_sim).
+"""Whole calls through the Flask test client, signed and followed like Twilio does (ivr.telephony.simulator).
 
 The shipped routing_rules.yaml is the city; a clock fixture picks the moment of the call.
 Prompts are rendered as <Say> (IVR_TTS=off) so tests can read what the caller hears.
@@ -10,7 +10,8 @@ from datetime import datetime, timezone
 import pytest
 
 from ivr.store import db, history
-from twilio_sim import TwilioSim
+from conftest import simulated_call
+from ivr.telephony.simulator import SimulatedCall
 
 # Tuesday 10 March 2026, 10:00 in Chicago (CDT): the city is open.
 OPEN = datetime(2026, 3, 10, 15, 0, tzinfo=timezone.utc)
@@ -41,8 +42,8 @@ def app_config(app_config, clock):
 
 
 @pytest.fixture
-def sim(client) -> TwilioSim:
-    return TwilioSim(client)
+def sim(client) -> SimulatedCall:
+    return simulated_call(client)
 
 
 def record_of(app, sid: str) -> dict:
@@ -50,11 +51,11 @@ def record_of(app, sid: str) -> dict:
         return history.call_record(db.session(), sid)
 
 
-def spoken(sim: TwilioSim) -> str:
+def spoken(sim: SimulatedCall) -> str:
     return " ".join(sim.texts())
 
 
-def start_in_english(sim: TwilioSim) -> None:
+def start_in_english(sim: SimulatedCall) -> None:
     sim.call()
     assert sim.last.status_code == 200 and sim.verbs() == ["Gather", "Redirect"]
     sim.silence()                      # no language chosen → English, asked what the call is about
@@ -218,7 +219,7 @@ def test_keypad_only_line_skips_the_speech_question(app_config):
     from ivr import create_app
 
     app = create_app({**app_config, "IVR_SPEECH_ENGINE": "keypad"})
-    sim = TwilioSim(app.test_client())
+    sim = simulated_call(app.test_client())
     sim.call()
     assert sim.find("Gather").get("input") == "dtmf"
     sim.press("1")                               # English

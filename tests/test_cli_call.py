@@ -67,3 +67,14 @@ def test_nobody_listening_is_a_clear_error():
     result = run_call("http://127.0.0.1:9", "token", "1")
     assert result.exit_code == 1
     assert "is `make run` serving?" in result.output
+
+
+def test_the_caller_sees_the_words_it_hears_not_prompt_keys(serve, app_config):
+    url = serve(IVR_CAPTURE="stream", IVR_SPEECH_ENGINE="auto")
+    result = run_call(url, app_config["TWILIO_AUTH_TOKEN"], "1", "0")
+    assert result.exit_code == 0, result.output
+    lines = [line.strip() for line in result.output.splitlines() if line.strip().startswith("line:")]
+    assert lines, result.output
+    # The greeting's words from prompts/en.yaml, as the caller hears them over the Media Stream.
+    assert any("press 2" in line.lower() or "oprima 2" in line.lower() for line in lines), result.output
+    assert not any("prompt" in line and "♪" in line for line in lines), result.output

@@ -8,7 +8,8 @@ import pytest
 from click.testing import CliRunner
 
 from ivr.cli import cli
-from twilio_sim import TwilioSim
+from conftest import simulated_call
+from ivr.telephony.simulator import SimulatedCall
 
 OPEN = datetime(2026, 3, 10, 15, 0, tzinfo=timezone.utc)   # a Tuesday, 10:00 in the city
 
@@ -19,8 +20,8 @@ def app_config(app_config):
 
 
 @pytest.fixture
-def pothole_call(client) -> TwilioSim:
-    sim = TwilioSim(client, from_="+13125550123")
+def pothole_call(client) -> SimulatedCall:
+    sim = simulated_call(client, from_="+13125550123")
     sim.call()
     sim.press("1")
     sim.say("there's a pothole on Main Street")

@@ -9,14 +9,12 @@ from __future__ import annotations
 import shutil
 import socket
 import threading
-import urllib.parse
 import xml.etree.ElementTree as ET
 
 import pytest
 from sqlalchemy.engine import make_url
-from twilio.request_validator import RequestValidator
 
-from conftest import PUBLIC_URL, RULES_PATH, TEST_AUTH_TOKEN
+from conftest import RULES_PATH, signed_post
 
 pytestmark = pytest.mark.db
 CALL = {"CallSid": "CAdbdown00000000000000000000000001", "From": "+15551234567",
@@ -76,13 +74,6 @@ class Relay:
     def close(self) -> None:
         self.cut()
         self.listener.close()
-
-
-def signed_post(client, url: str, params: dict[str, str]):
-    """POST `params` to `url` (absolute or path) with a valid X-Twilio-Signature."""
-    absolute = urllib.parse.urljoin(PUBLIC_URL + "/", url)
-    signature = RequestValidator(TEST_AUTH_TOKEN).compute_signature(absolute, params)
-    return client.post(absolute[len(PUBLIC_URL):], data=params, headers={"X-Twilio-Signature": signature})
 
 
 def operator_line() -> str:

@@ -37,14 +37,14 @@ def test_a_whole_call_on_sqlite_without_the_postgres_driver(tmp_path):
         import sys
         from datetime import datetime, timezone
         from ivr import create_app
-        from twilio_sim import TwilioSim, AUTH_TOKEN, PUBLIC_URL
+        from conftest import PUBLIC_URL, TEST_AUTH_TOKEN as AUTH_TOKEN, simulated_call
 
         app = create_app({{"IVR_DATABASE_URL": "sqlite:///{tmp_path}/ivr.sqlite3",
                           "IVR_PUBLIC_URL": PUBLIC_URL, "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
                           "IVR_PROMPT_CACHE_DIR": "{tmp_path}/prompts", "IVR_TTS": "off",
                           "IVR_CAPTURE": "twilio", "IVR_SPEECH_ENGINE": "twilio",
                           "IVR_CLOCK": lambda: datetime(2026, 12, 1, 16, 0, tzinfo=timezone.utc)}})
-        sim = TwilioSim(app.test_client())
+        sim = simulated_call(app.test_client())
         sim.call()
         sim.press("1")                              # English
         sim.say("there is a pothole on main street")

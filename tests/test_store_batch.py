@@ -15,7 +15,7 @@ from sqlalchemy.pool import NullPool
 
 from ivr.routing.decide import CallState
 from ivr.store import batch, calls, db, models, replies
-from tests.conftest import store_only_app
+from conftest import store_only_app
 
 pytestmark = pytest.mark.db
 SID = "CAbatch000000000000000000000000001"

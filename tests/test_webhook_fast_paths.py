@@ -16,7 +16,7 @@ from ivr.routing.decide import CallState
 from ivr.store import calls, db, history, models, replies
 from ivr.telephony.twiml import speech_hints
 from ivr.web.voice import conversation
-from tests.conftest import PUBLIC_URL, TEST_AUTH_TOKEN, store_only_app
+from conftest import PUBLIC_URL, TEST_AUTH_TOKEN, store_only_app
 
 
 @pytest.fixture
