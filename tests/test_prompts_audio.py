@@ -15,7 +15,7 @@ from twilio.twiml.voice_response import VoiceResponse
 from ivr import prompts
 from ivr.prompts import catalogue, serving
 from ivr.prompts.cache import PromptAudio
-from ivr.speech import tts
+from ivr.voices import Speaker, TTSError, pyttsx3_engine, ulaw_payload
 from ivr.speech.audio import Audio, parse_wav, wav_bytes
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -23,29 +23,39 @@ PUBLIC_URL = "https://ivr.example.test"
 ADVISORY = "If this is an emergency, hang up and dial 911."
 
 
-def tone_wav(seconds: float = 0.5) -> bytes:
-    """A real 8 kHz μ-law WAV (440 Hz) standing in for speech, so these tests need no engine."""
-    t = np.arange(int(8000 * seconds)) / 8000
-    pcm16 = (8000 * np.sin(2 * np.pi * 440 * t)).astype("<i2").tobytes()
-    return wav_bytes(Audio(pcm16, 8000), ulaw=True)
-
-
 class Renderer:
-    """Stub renderer: records calls; can fail, or block until released."""
+    """Stub engine for both languages: records (text, voice) per call; can fail, or block until released."""
+    splits = False
+    phonemes = False
 
     def __init__(self, fail: bool = False, block: bool = False) -> None:
-        self.calls: list[tuple[str, str, int]] = []
+        self.calls: list[tuple[str, str]] = []
         self.fail = fail
         self.release = threading.Event()
         if not block:
             self.release.set()
 
-    def __call__(self, text: str, voice: str, rate: int) -> bytes:
-        self.calls.append((text, voice, rate))
-        self.release.wait(10)
-        if self.fail:
-            raise tts.TTSError("engine exploded")
-        return tone_wav()
+    def engine(self, voice: str, language: str) -> "StubEngine":
+        return StubEngine(self, voice, language)
+
+
+class StubEngine:
+    splits = False
+    phonemes = False
+
+    def __init__(self, renderer: Renderer, voice: str, language: str) -> None:
+        self.renderer, self.voice, self.language, self.id = renderer, voice, language, f"stub:{voice}"
+
+    def problem(self) -> None:
+        return None
+
+    def synthesize(self, text: str, slowness: float) -> tuple[np.ndarray, int]:
+        self.renderer.calls.append((text, self.voice))
+        self.renderer.release.wait(10)
+        if self.renderer.fail:
+            raise TTSError("engine exploded")
+        t = np.arange(4000) / 8000
+        return (8000 * np.sin(2 * np.pi * 440 * t)).astype(np.float32), 8000
 
 
 def make_app(tmp_path: Path, renderer: Renderer | None = None, **config) -> Flask:
@@ -56,9 +66,17 @@ def make_app(tmp_path: Path, renderer: Renderer | None = None, **config) -> Flas
                        "IVR_TTS_RATE": 150, "IVR_TTS_BUDGET_MS": 2000, **config})
     prompts.init_app(app)
     if renderer is not None:
-        app.extensions[serving.AUDIO_EXTENSION] = PromptAudio(
-            app.config["IVR_PROMPT_CACHE_DIR"], {"en": "gmw/en-us", "es": "roa/es-419"}, 150, renderer=renderer)
+        speakers = {"en": Speaker("en", renderer.engine("gmw/en-us", "en"), "en-US"),
+                    "es": Speaker("es", renderer.engine("roa/es-419", "es"), "es-MX")}
+        app.extensions[serving.AUDIO_EXTENSION] = PromptAudio(app.config["IVR_PROMPT_CACHE_DIR"], speakers)
     return app
+
+
+def served(app: Flask, verb: ET.Element) -> bytes:
+    """The bytes Twilio fetches for a <Play>."""
+    response = app.test_client().get(urlsplit(verb.text).path)
+    assert response.status_code == 200
+    return response.data
 
 
 def spoken(app: Flask, key: str, language: str, **values) -> ET.Element:
@@ -78,7 +96,8 @@ def test_speak_plays_a_served_wav(tmp_path):
     response = app.test_client().get(urlsplit(verb.text).path)
     assert response.status_code == 200
     assert response.mimetype == "audio/wav"
-    assert response.data == tone_wav()
+    audio = parse_wav(response.data)
+    assert audio.sample_rate == 8000 and 0.5 < audio.duration < 1.5   # the tone, lead and tail silence
     assert response.cache_control.max_age >= 86400 and response.cache_control.public
     again = app.test_client().get(urlsplit(verb.text).path, headers={"If-None-Match": response.headers["ETag"]})
     assert again.status_code == 304
@@ -89,8 +108,8 @@ def test_rendered_words_are_the_filled_prompt_in_the_catalogue_voice(tmp_path):
     app = make_app(tmp_path, renderer)
     spoken(app, "queue_position", "es", position=2, minutes=4)
     spoken(app, "choose_language", "en")
-    assert renderer.calls == [("Usted es el número 2 en la fila. La espera es de unos 4 minutos.", "roa/es-419", 150),
-                              ("Para español, oprima 2 o diga español.", "roa/es-419", 150)]
+    assert renderer.calls == [("Usted es el número 2 en la fila. La espera es de unos 4 minutos.", "roa/es-419"),
+                              ("Para español, oprima 2 o diga español.", "roa/es-419")]
 
 
 def test_cached_prompt_is_not_rendered_again(tmp_path):
@@ -141,10 +160,11 @@ def test_rendering_off_says_everything(tmp_path):
 
 
 def test_no_engine_on_the_machine_says_everything(tmp_path, monkeypatch):
-    monkeypatch.setattr(tts, "engine_problem", lambda: "espeak-ng is not installed")
-    app = make_app(tmp_path)
+    monkeypatch.setattr(pyttsx3_engine, "engine_problem", lambda: "espeak-ng is not installed")
+    app = make_app(tmp_path, IVR_TTS_ENGINE_ES="pyttsx3")
     verb = spoken(app, "goodbye", "es")
     assert (verb.tag, verb.get("language"), verb.text) == ("Say", "es-MX", "Gracias por llamar. Adiós.")
+    assert verb.get("voice") == "Polly.Mia-Neural"
 
 
 def test_spanish_call_hears_only_spanish(tmp_path):
@@ -166,7 +186,7 @@ def test_spanish_audio_uses_the_spanish_voice(tmp_path):
         for key, prompt in serving.catalogue_now()["es"].items():
             if not prompt.placeholders:
                 spoken(app, key, "es")
-    assert renderer.calls and {voice for _, voice, _ in renderer.calls} == {"roa/es-419"}
+    assert renderer.calls and {voice for _, voice in renderer.calls} == {"roa/es-419"}
 
 
 def test_missing_key_or_value_is_a_clear_error_not_a_fallback(tmp_path):
@@ -183,8 +203,9 @@ def test_audio_ulaw_is_raw_8khz_mulaw(tmp_path):
     app = make_app(tmp_path, Renderer())
     with app.app_context():
         audio = prompts.audio_ulaw("goodbye", "en")
-    assert audio == tts.ulaw_payload(tone_wav())
-    assert len(audio) == 4000  # 0.5 s at 8 kHz, one byte per sample
+        played = served(app, spoken(app, "goodbye", "en"))
+    assert audio == ulaw_payload(played)
+    assert len(audio) == len(parse_wav(played).pcm16) // 2   # one byte per 8 kHz sample
 
 
 def test_audio_ulaw_is_none_when_rendering_fails(tmp_path):
@@ -203,10 +224,10 @@ def test_play_inside_gather(tmp_path):
     assert [child.tag for child in gather_element] == ["Play"]
 
 
-@pytest.mark.skipif(tts.engine_problem() is not None and not os.environ.get("CI"),
-                    reason=f"no TTS engine here (CI installs espeak-ng and runs these): {tts.engine_problem()}")
+@pytest.mark.skipif(pyttsx3_engine.engine_problem() is not None and not os.environ.get("CI"),
+                    reason=f"no TTS engine here (CI installs espeak-ng and runs these): {pyttsx3_engine.engine_problem()}")
 def test_real_rendering_end_to_end(tmp_path):
-    app = make_app(tmp_path)
+    app = make_app(tmp_path, IVR_TTS_ENGINE="pyttsx3")
     verb = spoken(app, "operator", "en")
     assert verb.tag == "Play"
     body = app.test_client().get(urlsplit(verb.text).path).data

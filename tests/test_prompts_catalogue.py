@@ -7,9 +7,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from ivr.prompts.catalogue import (REQUIRED_KEYS, PromptError, check_prompts, fill, load_catalogue,
-                                   spell_digits)
+from ivr.prompts.catalogue import REQUIRED_KEYS, PromptError, check_prompts, fill, load_catalogue
 from ivr.prompts.fixed import fixed_texts
+from ivr.voices import spell_digits
 
 ROOT = Path(__file__).resolve().parent.parent
 PROMPTS = ROOT / "prompts"

@@ -16,7 +16,7 @@ import click
 
 from ivr.cli.prompts import _config, _rules
 from ivr.prompts.cache import audio_store
-from ivr.prompts.catalogue import PromptError, fill, load_catalogue
+from ivr.prompts.catalogue import PromptError, fill, load_catalogue, load_lexicons
 from ivr.prompts.fixed import fixed_texts
 from ivr.routing.hours import hours_text
 from ivr.telephony.simulator import HttpTransport, SimulatedCall, SimulatorError, Unreachable
@@ -40,7 +40,8 @@ class PromptWords:
         self.by_audio: dict[str, str] = {}
         rules, _why = _rules(config["IVR_RULES_PATH"])
         try:
-            store = audio_store(config, sorted(self.catalogue))
+            lexicons = load_lexicons(config["IVR_PROMPTS_DIR"], self.catalogue)   # file names hash the spoken words
+            store = audio_store(config, sorted(self.catalogue), lexicons.__getitem__)
             for language, prompts in self.catalogue.items():
                 for item in fixed_texts(prompts, language, rules, hours_text):
                     self.by_audio[store.name(item.text, item.voice)] = item.text
@@ -63,7 +64,7 @@ class PromptWords:
 
 def speak(words: str, language: str) -> bytes:
     """A typed answer as the caller's voice: espeak → 8 kHz PCM16."""
-    from ivr.speech import tts
+    from ivr.voices import pyttsx3_engine as tts
     from ivr.speech.audio import parse_wav
 
     voice = CALLER_VOICES.get(language, CALLER_VOICES["en"])

@@ -1,10 +1,13 @@
-"""`ivr prompts build [--lang LANG]…` — render every prompt knowable ahead into the audio cache.
+"""`ivr prompts build` renders every prompt knowable ahead; `ivr prompts say` previews any sentence.
 
-Reads the same settings as the server (IVR_PROMPTS_DIR, IVR_PROMPT_CACHE_DIR, IVR_TTS_VOICE_<LANG>,
-IVR_TTS_RATE, IVR_RULES_PATH) without starting it, so it can run before `ivr serve`.
+Both read the same settings as the server (IVR_PROMPTS_DIR, IVR_PROMPT_CACHE_DIR,
+IVR_TTS_ENGINE_<LANG>, the voice settings, IVR_RULES_PATH) without starting it, and render
+through the same speaker and cache as the line, so what they write is what callers hear.
 """
 from __future__ import annotations
 
+import shutil
+import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
@@ -14,12 +17,15 @@ import click
 from flask import Flask
 
 from ivr.config import from_environment
-from ivr.prompts.cache import audio_store
-from ivr.prompts.catalogue import load_catalogue, validate
+from ivr.prompts.cache import PromptAudio, audio_store
+from ivr.prompts.catalogue import load_catalogue, load_lexicons, validate
 from ivr.prompts.fixed import fixed_texts
 from ivr.routing.hours import hours_text
 from ivr.routing.rules import load_rules
-from ivr.speech.tts import TTSError
+from ivr.voices import TTSError
+
+#: Players tried in order by `ivr prompts say` without -o (the first one installed plays).
+PLAYERS = (["aplay", "-q"], ["paplay"], ["afplay"], ["play", "-q"], ["ffplay", "-nodisp", "-autoexit", "-loglevel", "quiet"])
 
 
 def _config() -> dict[str, Any]:
@@ -39,6 +45,18 @@ def _rules(path: str) -> tuple[Any | None, str]:
         return None, str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
 
+def _store(config: dict[str, Any]) -> tuple[PromptAudio, dict[str, Any]]:
+    """The line's audio cache and speakers, and the catalogue; ClickException when it is broken."""
+    catalogue, problems = load_catalogue(config["IVR_PROMPTS_DIR"])
+    problems += validate(catalogue, config["IVR_PROMPTS_DIR"])
+    for problem in problems:
+        click.echo(str(problem), err=True)
+    if problems:
+        raise click.ClickException(f"{len(problems)} problem(s) in the prompt catalogue; nothing rendered")
+    lexicons = load_lexicons(config["IVR_PROMPTS_DIR"], catalogue)
+    return audio_store(config, sorted(catalogue), lexicons.__getitem__), catalogue
+
+
 def register(cli: click.Group) -> None:
     """Add the `prompts` command group to `cli`."""
 
@@ -50,19 +68,13 @@ def register(cli: click.Group) -> None:
     @click.option("--lang", "languages", multiple=True, help="Only this language (repeatable). Default: all.")
     @click.option("--jobs", default=2, show_default=True, type=click.IntRange(1, 8), help="Renders at once.")
     def build(languages: tuple[str, ...], jobs: int) -> None:
-        """Render every fixed prompt with pyttsx3 into the cache; unchanged prompts are skipped."""
+        """Render every fixed prompt into the cache with each language's voice; unchanged ones are skipped."""
         config = _config()
-        catalogue, problems = load_catalogue(config["IVR_PROMPTS_DIR"])
-        problems += validate(catalogue, config["IVR_PROMPTS_DIR"])
-        for problem in problems:
-            click.echo(str(problem), err=True)
-        if problems:
-            raise click.ClickException(f"{len(problems)} problem(s) in the prompt catalogue; nothing rendered")
+        store, catalogue = _store(config)
         unknown = sorted(set(languages) - set(catalogue))
         if unknown:
             raise click.BadParameter(f"no catalogue for {', '.join(unknown)}; have {', '.join(sorted(catalogue))}",
                                      param_hint="--lang")
-        store = audio_store(config, sorted(catalogue))
         if store.unavailable:
             raise click.ClickException(f"cannot render prompts: {store.unavailable}")
         rules, why = _rules(config["IVR_RULES_PATH"])
@@ -70,12 +82,23 @@ def register(cli: click.Group) -> None:
             click.echo(f"warning: rules not loaded ({why}); building only prompts without placeholders", err=True)
         texts = [item for lang in (languages or sorted(catalogue))
                  for item in fixed_texts(catalogue[lang], lang, rules, hours_text)]
+        for language in sorted({item.voice for item in texts}):
+            speaker = store.speaker(language)
+            skipped = f" (not {'; '.join(speaker.skipped)})" if speaker.skipped else ""
+            click.echo(f"{language}: {speaker.engine.id if speaker.engine else 'Twilio <Say> ' + speaker.say_voice}"
+                       f"{skipped}")
+        # Languages that only <Say> have nothing to render.
+        texts = [item for item in texts if store.speaker(item.voice).engine is not None]
         # The same words in the same voice (the Spanish invitation in both catalogues) render once.
         unique = {store.name(item.text, item.voice): item for item in texts}
         todo = [item for name, item in unique.items() if not store.path(name).is_file()]
         click.echo(f"{len(unique)} fixed prompts; {len(unique) - len(todo)} already rendered, {len(todo)} to render "
                    f"into {store.cache_dir}")
         started, failures = time.perf_counter(), []
+        for language in sorted({item.voice for item in todo}):
+            load = getattr(store.speaker(language).engine, "load", None)
+            if load is not None:
+                load()      # once, before the pool: every render then shares the loaded voice
         with ThreadPoolExecutor(max_workers=jobs) as pool, \
                 click.progressbar(length=len(todo), label="Rendering") as bar:
             futures = {pool.submit(store.render, item.text, item.voice): item for item in todo}
@@ -91,3 +114,39 @@ def register(cli: click.Group) -> None:
                    f"in {time.perf_counter() - started:.1f}s")
         if failures:
             raise click.ClickException("some prompts could not be rendered; the line will <Say> them")
+
+    @prompts.command("say")
+    @click.argument("text")
+    @click.option("--lang", "language", default="en", show_default=True, help="Language whose voice speaks it.")
+    @click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True),
+                  help="Write the WAV here. Without it the sentence is played (or written to say.wav).")
+    def say(text: str, language: str, output: str | None) -> None:
+        """Say TEXT exactly as the line would: same voice, pronunciations, style and 8 kHz μ-law audio."""
+        config = _config()
+        store, catalogue = _store(config)
+        if language not in catalogue:
+            raise click.BadParameter(f"no catalogue for '{language}'; have {', '.join(sorted(catalogue))}",
+                                     param_hint="--lang")
+        if not text.strip():
+            raise click.BadParameter("there is nothing to say", param_hint="TEXT")
+        speaker = store.speaker(language)
+        click.echo(f"{language} voice: {speaker.engine.id if speaker.engine else 'none'}; "
+                   f"words: {speaker.spoken(text)}", err=True)
+        if speaker.engine is None or store.unavailable:
+            raise click.ClickException(
+                f"the line would use Twilio <Say voice=\"{speaker.say_voice}\" language=\"{speaker.say_language}\"> "
+                f"for '{language}' ({'; '.join(speaker.skipped) or store.unavailable or 'IVR_TTS_ENGINE says so'}): "
+                f"it cannot be rendered here. It would read: {speaker.say_text(text)}")
+        try:
+            name = store.render(text, language)   # the line's own cache: the very file callers get
+        except TTSError as exc:
+            raise click.ClickException(f"could not render: {exc}; the line would <Say> it") from None
+        rendered = store.path(name)
+        player = None if output else next((p for p in PLAYERS if shutil.which(p[0])), None)
+        if player is not None:
+            subprocess.run([*player, str(rendered)], check=False, timeout=120)
+            click.echo(f"played {rendered}")
+            return
+        target = Path(output or "say.wav")
+        shutil.copyfile(rendered, target)
+        click.echo(f"wrote {target} (8 kHz μ-law WAV; cached as {rendered.name})")

@@ -7,7 +7,8 @@
 
 Others use only the names below; the modules behind them may change.
 """
-from ivr.prompts.catalogue import KNOWN_PLACEHOLDERS, REQUIRED_KEYS, PromptError, check_prompts, spell_digits
+from ivr.prompts.catalogue import KNOWN_PLACEHOLDERS, REQUIRED_KEYS, PromptError, check_prompts
+from ivr.voices import spell_digits  # the agent whisper reads caller numbers the way prompts do
 from ivr.prompts.serving import audio_ulaw, audio_url, has_audio, init_app, say_language, speak, text
 
 __all__ = ["init_app", "speak", "text", "audio_url", "audio_ulaw", "has_audio", "say_language",

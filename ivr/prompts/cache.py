@@ -1,13 +1,13 @@
-"""The cache of rendered prompts: text + voice + rate → `<sha256[:32]>.wav` in IVR_PROMPT_CACHE_DIR.
+"""The cache of rendered prompts: `<sha256[:32]>.wav` in IVR_PROMPT_CACHE_DIR.
 
-Files are named by a hash of what they say and how, so a changed prompt, voice or rate gets
-a new file and an unchanged one is never rendered twice. Renders run on a small thread pool
-(each one a pyttsx3 child process, see ivr.speech.tts): a webhook waits at most its budget,
-and a render that misses it keeps going so the next caller gets <Play>.
+Files are named by `Speaker.key`: a hash of what is said and how (words after the lexicon
+and style, engine, voice, rate), so a changed prompt, pronunciation or voice gets a new file
+and an unchanged one is never rendered twice. Renders run on a small thread pool: a webhook
+waits at most its budget, and a render that misses it keeps going so the next caller gets
+<Play>. A language without a rendering engine is always <Say>.
 """
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import re
@@ -19,7 +19,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from ivr.speech import tts
+from ivr.voices import Lexicon, Speaker, TTSError, speakers, ulaw_payload
 
 log = logging.getLogger(__name__)
 
@@ -29,43 +29,30 @@ NAME_PATTERN = re.compile(r"^[0-9a-f]{32}$")
 #: otherwise cost every webhook its whole budget).
 RETRY_AFTER_S = 60.0
 
-Renderer = Callable[[str, str, int], bytes]
-
-
-def _default_renderer(timeout_s: float) -> Renderer:
-    def render(text: str, voice: str, rate: int) -> bytes:
-        return tts.render_wav(text, voice, rate, timeout_s=timeout_s)
-    return render
-
-
 class PromptAudio:
     """Rendered prompt files of one app: lookup, blocking render, render within a budget."""
 
-    def __init__(self, cache_dir: str | Path, voices: Mapping[str, str], rate: int,
-                 renderer: Renderer | None = None, unavailable: str | None = None,
-                 render_timeout_s: float = 10.0, workers: int = 2) -> None:
+    def __init__(self, cache_dir: str | Path, speakers: Mapping[str, Speaker],
+                 unavailable: str | None = None, workers: int = 2) -> None:
         self.cache_dir = Path(cache_dir)
-        self.voices = dict(voices)
-        self.rate = int(rate)
-        #: Why nothing can be rendered (e.g. no espeak-ng); None when rendering works.
+        self.speakers = dict(speakers)
+        #: Why nothing can be rendered at all (IVR_TTS=off); None when some language renders.
         self.unavailable = unavailable
-        self._render = renderer or _default_renderer(render_timeout_s)
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ivr-tts")
         self._lock = threading.Lock()
         self._inflight: dict[str, Future[str]] = {}
         self._failed: dict[str, float] = {}
 
-    def voice(self, language: str) -> str:
-        """The espeak voice that speaks `language` (KeyError names the missing setting)."""
+    def speaker(self, language: str) -> Speaker:
+        """The voice of `language` (KeyError when the line has no such language)."""
         try:
-            return self.voices[language]
+            return self.speakers[language]
         except KeyError:
-            raise KeyError(f"no TTS voice for '{language}'; set IVR_TTS_VOICE_{language.upper()}") from None
+            raise KeyError(f"no voice for '{language}'; it is not one of the catalogue's languages") from None
 
     def name(self, text: str, language: str) -> str:
-        """Cache name for `text` spoken in `language`'s voice at the configured rate."""
-        digest = hashlib.sha256(f"{text}\n{self.voice(language)}\n{self.rate}".encode("utf-8"))
-        return digest.hexdigest()[:32]
+        """Cache name for `text` spoken by `language`'s speaker."""
+        return self.speaker(language).key(text)
 
     def path(self, name: str) -> Path:
         """The file of a cache name; ValueError for anything that is not a cache name."""
@@ -79,14 +66,14 @@ class PromptAudio:
         return name if self.path(name).is_file() else None
 
     def render(self, text: str, language: str) -> str:
-        """Render now (blocking) unless cached; returns the cache name. Raises tts.TTSError."""
+        """Render now (blocking) unless cached; returns the cache name. Raises TTSError."""
         name = self.name(text, language)
         target = self.path(name)
         if target.is_file():
             return name
         if self.unavailable:
-            raise tts.TTSError(self.unavailable)
-        audio = self._render(text, self.voice(language), self.rate)
+            raise TTSError(self.unavailable)
+        audio = self.speaker(language).render(text)
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         # Write then rename: other workers never see a half-written file.
         handle, temporary = tempfile.mkstemp(dir=self.cache_dir, suffix=".part")
@@ -104,7 +91,7 @@ class PromptAudio:
         name = self.name(text, language)
         if self.path(name).is_file():
             return name
-        if self.unavailable:
+        if self.unavailable or self.speaker(language).engine is None:
             return None
         future = self._submit(name, text, language)
         if future is None:
@@ -113,7 +100,7 @@ class PromptAudio:
             return future.result(timeout=max(budget_s, 0.0))
         except FutureTimeout:
             log.info("prompt %s not rendered within %.0f ms; <Say> now, <Play> next time", name, budget_s * 1000)
-        except (tts.TTSError, OSError, ValueError, KeyError) as exc:
+        except (TTSError, OSError, ValueError, KeyError) as exc:
             log.warning("prompt %s could not be rendered (%s); falling back to <Say>", name, exc)
         return None
 
@@ -147,22 +134,21 @@ class PromptAudio:
         for future in pending:
             try:
                 future.result(timeout=timeout_s)
-            except (FutureTimeout, tts.TTSError, OSError, ValueError, KeyError):
+            except (FutureTimeout, TTSError, OSError, ValueError, KeyError):
                 pass  # already recorded by _finished; here we only wait
 
     def ulaw(self, name: str) -> bytes:
         """Raw 8 kHz μ-law samples of a cached file (for Media Streams)."""
-        return tts.ulaw_payload(self.path(name).read_bytes())
+        return ulaw_payload(self.path(name).read_bytes())
 
 
-def audio_store(config: Mapping[str, Any], languages: list[str]) -> PromptAudio:
-    """The rendered-audio cache configured by IVR_PROMPT_CACHE_DIR, IVR_TTS_VOICE_<LANG>, IVR_TTS_RATE.
+def audio_store(config: Mapping[str, Any], languages: list[str],
+                lexicons: Callable[[str], Lexicon] | None = None) -> PromptAudio:
+    """The rendered-audio cache of IVR_PROMPT_CACHE_DIR with a speaker per language (see
+    ivr.voices.speaker for IVR_TTS_ENGINE_<LANG> and the voice settings).
 
     IVR_TTS=off disables rendering (every prompt is <Say>), e.g. for tests of the call flow.
     """
-    voices = {lang: str(config.get(f"IVR_TTS_VOICE_{lang.upper()}") or tts.DEFAULT_VOICES.get(lang, lang))
-              for lang in languages}
-    disabled = str(config.get("IVR_TTS", "pyttsx3")).lower() in {"off", "none", "0", "false", "say"}
-    unavailable = "rendering is off (IVR_TTS=off)" if disabled else tts.engine_problem()
-    return PromptAudio(config["IVR_PROMPT_CACHE_DIR"], voices, int(config.get("IVR_TTS_RATE", 150)),
-                       unavailable=unavailable)
+    disabled = str(config.get("IVR_TTS", "")).lower() in {"off", "none", "0", "false", "say"}
+    return PromptAudio(config["IVR_PROMPT_CACHE_DIR"], speakers(config, languages, lexicons),
+                       unavailable="rendering is off (IVR_TTS=off)" if disabled else None)

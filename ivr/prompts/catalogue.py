@@ -23,6 +23,10 @@ from typing import Any, Iterable, Mapping
 import yaml
 
 from ivr.routing.problems import ConfigError, Problem
+from ivr.config import from_environment
+from ivr.voices import Lexicon, piper_voices_dir
+from ivr.voices import lexicon as pronunciations
+from ivr.voices.piper_engine import PiperEngine, installed_voices, voice_files
 
 log = logging.getLogger(__name__)
 
@@ -121,6 +125,9 @@ def _parse_file(path: Path, language: str) -> tuple[dict[str, Prompt], list[Prob
     problems: list[Problem] = []
     for key_node, value_node in root.value:
         key, line = str(key_node.value), key_node.start_mark.line + 1
+        if key == pronunciations.SECTION:       # the admins' lexicon, not a prompt
+            problems.extend(pronunciations.parse(value_node, shown)[1])
+            continue
         if key in prompts:
             problems.append(Problem(shown, line, f"prompt '{key}' is defined twice; keep one"))
             continue
@@ -171,6 +178,11 @@ def load_catalogue(prompts_dir: str | Path,
     return catalogue, problems
 
 
+def load_lexicons(prompts_dir: str | Path, languages: Iterable[str]) -> dict[str, Lexicon]:
+    """Each language's `pronunciations:` (problems are reported by load_catalogue)."""
+    return {language: pronunciations.load(catalogue_path(prompts_dir, language))[0] for language in languages}
+
+
 def validate(catalogue: Catalogue, prompts_dir: str | Path,
              required: Mapping[str, frozenset[str]] = REQUIRED_KEYS) -> list[Problem]:
     """Problems across languages: missing keys, unknown placeholders, voices of no language."""
@@ -213,10 +225,28 @@ def _check_prompt(prompt: Prompt, required: Mapping[str, frozenset[str]], langua
 
 
 def check_prompts(prompts_dir: str | Path, rules: Any = None) -> list[Problem]:
-    """Every problem with the catalogues of the line's languages (`rules.languages`, else every file)."""
+    """Every problem with the catalogues of the line's languages (`rules.languages`, else every file),
+    their pronunciations included (IPA checked against each installed Piper voice of the language)."""
     languages = tuple(rules.languages) if rules is not None else None
     catalogue, problems = load_catalogue(prompts_dir, languages)
-    return problems + validate(catalogue, prompts_dir)
+    problems += validate(catalogue, prompts_dir)
+    for language, lexicon in load_lexicons(prompts_dir, catalogue).items():
+        for name, model in installed_piper_voices(language):
+            problems += pronunciations.check_phonemes(lexicon, PiperEngine(model).phoneme_symbols(),
+                                                      str(catalogue_path(prompts_dir, language)), name)
+    return problems
+
+
+def installed_piper_voices(language: str) -> list[tuple[str, str]]:
+    """(name, model path) of the Piper voices installed for `language` (IVR_PIPER_VOICES_DIR included)."""
+    config = from_environment()
+    directory = piper_voices_dir(config)
+    found = []
+    for name, voice_language in installed_voices(directory):
+        files = voice_files(name, directory)
+        if voice_language == language and files:
+            found.append((name, str(files[0])))
+    return found
 
 
 def fill(prompt: Prompt, values: Mapping[str, Any]) -> str:
@@ -235,26 +265,6 @@ def _spoken(value: Any) -> str:
     return str(value)
 
 
-def spell_digits(number: str) -> str:
-    """A phone number read digit by digit, grouped like it is written: "555-0123" → "5 5 5, 0 1 2 3"."""
-    groups = ["".join(ch for ch in part if ch.isdigit()) for part in _split_groups(number)]
-    return ", ".join(" ".join(group) for group in groups if group)
-
-
-def _split_groups(number: str) -> list[str]:
-    if any(sep in number for sep in " -.()"):
-        return [p for p in number.replace("(", " ").replace(")", " ").replace(".", " ").replace("-", " ").split()]
-    digits = "".join(ch for ch in number if ch.isdigit())
-    # A bare North American number: 3-3-4 groups, with a leading 1 on its own.
-    if len(digits) == 11 and digits.startswith("1"):
-        return ["1", digits[1:4], digits[4:7], digits[7:]]
-    if len(digits) == 10:
-        return [digits[:3], digits[3:6], digits[6:]]
-    if len(digits) == 7:
-        return [digits[:3], digits[3:]]
-    return [digits]
-
-
 class CatalogueSource:
     """The catalogue of one prompts directory, re-read when a file in it changes."""
 
@@ -267,6 +277,7 @@ class CatalogueSource:
         if problems:
             raise ConfigError(problems)
         self._catalogue: Catalogue = catalogue
+        self._lexicons = load_lexicons(self.prompts_dir, catalogue)
 
     def _mtimes(self) -> tuple[tuple[str, int], ...]:
         return tuple(sorted((p.name, p.stat().st_mtime_ns) for p in self.prompts_dir.glob("*.yaml")))
@@ -290,9 +301,15 @@ class CatalogueSource:
                               "\n".join(str(p) for p in problems))
                 else:
                     self._catalogue = catalogue
+                    self._lexicons = load_lexicons(self.prompts_dir, catalogue)
                     log.info("prompts reloaded from %s", self.prompts_dir)
         except OSError as exc:
             log.error("cannot check the prompt files (%s); keeping the last good prompts", exc)
         finally:
             self._lock.release()
         return self._catalogue
+
+    def lexicon(self, language: str) -> Lexicon:
+        """The current pronunciations of `language` (reloaded with the prompts)."""
+        self.current()
+        return self._lexicons.get(language) or Lexicon()

@@ -27,8 +27,6 @@ AUDIO_EXTENSION = "ivr.prompt_audio"
 PATHS_EXTENSION = "ivr.prompt_audio_paths"
 MAX_REMEMBERED_PATHS = 4096
 
-#: Twilio <Say> language per catalogue language; IVR_SAY_LANGUAGE_<LANG> overrides.
-SAY_LANGUAGES = {"en": "en-US", "es": "es-MX"}
 #: One year: a file's URL changes whenever the words, voice or rate change.
 MAX_AGE_S = 365 * 24 * 3600
 
@@ -40,9 +38,13 @@ def init_app(app: Flask) -> None:
     source = CatalogueSource(app.config["IVR_PROMPTS_DIR"])
     app.extensions[EXTENSION] = source
     catalogue = source.current()
-    app.extensions[AUDIO_EXTENSION] = audio_store(app.config, sorted(catalogue))
-    if app.extensions[AUDIO_EXTENSION].unavailable:
-        log.warning("prompts will use <Say>: %s", app.extensions[AUDIO_EXTENSION].unavailable)
+    store = app.extensions[AUDIO_EXTENSION] = audio_store(app.config, sorted(catalogue), source.lexicon)
+    if store.unavailable:
+        log.warning("prompts will use <Say>: %s", store.unavailable)
+    for language, speaker in sorted(store.speakers.items()):
+        if speaker.engine is None:
+            log.warning("%s prompts will use <Say> (%s): %s", language, speaker.say_voice or "Twilio's voice",
+                        "; ".join(speaker.skipped) or "IVR_TTS_ENGINE says so")
     app.register_blueprint(bp)
 
 
@@ -74,8 +76,12 @@ def text(key: str, language: str, **values: Any) -> str:
 
 def say_language(language: str) -> str:
     """The Twilio <Say language> for a catalogue language, e.g. "es" → "es-MX"."""
-    override = current_app.config.get(f"IVR_SAY_LANGUAGE_{language.upper()}")
-    return str(override or SAY_LANGUAGES.get(language, language))
+    return prompt_audio().speaker(language).say_language
+
+
+def say(verb: Any, words: str, language: str) -> None:
+    """Append `words` as <Say> in `language`'s <Say> voice, through its pronunciations."""
+    prompt_audio().speaker(language).say_into(verb, words)
 
 
 def speak(verb: Any, key: str, language: str, **values: Any) -> None:
@@ -90,7 +96,7 @@ def speak(verb: Any, key: str, language: str, **values: Any) -> None:
     if url:
         verb.play(url)
     else:
-        verb.say(words, language=say_language(entry.voice))
+        say(verb, words, entry.voice)
 
 
 def audio_url(words: str, voice_language: str) -> str | None:

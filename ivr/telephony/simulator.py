@@ -389,16 +389,16 @@ class SimulatedCall:
         return self._doc().find(f".//{tag}") is not None
 
     def texts(self) -> list[str]:
-        """Every <Say> text in the document."""
-        return [el.text or "" for el in self._doc().iter("Say")]
+        """Every <Say> text in the document (with its SSML children's words: <sub>, <say-as> …)."""
+        return ["".join(el.itertext()) for el in self._doc().iter("Say")]
 
     def heard(self, doc: ET.Element | None = None) -> list[str]:
         """What the caller hears from the document, in order, as words where they can be known:
         <Say> text, <Play> audio (through `audio_words`), a Media Stream's prompts (`prompt_words`)."""
         heard: list[str] = []
         for element in (doc if doc is not None else self._doc()).iter():
-            if element.tag == "Say" and (element.text or "").strip():
-                heard.append(element.text.strip())
+            if element.tag == "Say" and "".join(element.itertext()).strip():
+                heard.append("".join(element.itertext()).strip())   # SSML children hold words too
             elif element.tag == "Play" and element.text:
                 words = self.audio_words(self.absolute(element.text.strip())) if self.audio_words else None
                 heard.append(words or f"♪ (a recording: {element.text.strip().rsplit('/', 1)[-1]})")

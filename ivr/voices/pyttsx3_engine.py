@@ -1,12 +1,13 @@
-"""Text → 8 kHz μ-law WAV with pyttsx3 (espeak-ng on Linux), rendered in a child process.
+"""The universal engine: pyttsx3 (espeak-ng on Linux, the OS voice elsewhere), in a child process.
 
 pyttsx3's `runAndWait` can hang, and espeak-ng initialises once per process and is not
-thread-safe, so every render runs `tts_child.py` in a subprocess with a timeout: a stuck
+thread-safe, so every render runs `pyttsx3_child.py` in a subprocess with a timeout: a stuck
 engine costs one killed child, never a stuck web worker. pyttsx3 2.99 can end its loop
-before espeak wrote the file (the child waits for espeak; see tts_child.py); a render that
-still produced nothing is tried once more.
+before espeak wrote the file (the child waits for espeak; see pyttsx3_child.py); a render
+that still produced nothing is tried once more.
 
-WAV parsing, resampling and μ-law encoding are ivr.speech.audio's.
+A process per render is too dear to call per comma, so this engine speaks a prompt whole
+(`splits = False`): espeak pauses at commas itself.
 """
 from __future__ import annotations
 
@@ -20,17 +21,33 @@ from pathlib import Path
 
 import numpy as np
 
-from ivr.speech.audio import Audio, AudioError, parse_wav, pcm16_to_ulaw, wav_bytes
+from ivr.speech.audio import Audio, AudioError, parse_wav, wav_bytes
+from ivr.voices.engine import TTSError
 
-CHILD = Path(__file__).with_name("tts_child.py")
+CHILD = Path(__file__).with_name("pyttsx3_child.py")
 ATTEMPTS = 2
 SAMPLE_RATE = 8000
 #: espeak-ng voice per language (pyttsx3 voice ids); IVR_TTS_VOICE_<LANG> overrides.
 DEFAULT_VOICES = {"en": "gmw/en-us", "es": "roa/es-419"}
 
 
-class TTSError(RuntimeError):
-    """Rendering is impossible right now: no engine, unknown voice, timeout, or silent output."""
+class Pyttsx3Engine:
+    """One pyttsx3 voice (an espeak-ng voice id such as gmw/en-us) at a words-per-minute rate."""
+    splits = False          # a process per call: speak the prompt whole
+    phonemes = False        # espeak's [[ ]] notation is not IPA; the lexicon's respelling is used
+
+    def __init__(self, voice: str, rate: int, language: str, timeout_s: float = 10.0) -> None:
+        self.voice, self.rate, self.language, self.timeout_s = voice, int(rate), language, timeout_s
+        self.id = f"pyttsx3:{voice}:{self.rate}"
+
+    def problem(self) -> str | None:
+        """Why this engine cannot speak here, or None."""
+        return engine_problem()
+
+    def synthesize(self, text: str, slowness: float) -> tuple[np.ndarray, int]:
+        """(float samples in int16 scale, their rate) of `text`, `slowness` × slower than the rate."""
+        audio = _render_checked(text, self.voice, int(round(self.rate / slowness)), self.timeout_s)
+        return np.frombuffer(audio.pcm16, dtype="<i2").astype(np.float32), audio.sample_rate
 
 
 @functools.lru_cache(maxsize=1)  # find_library runs ldconfig (~7 ms); every create_app asks
@@ -52,6 +69,11 @@ def render_wav(text: str, voice: str, rate: int, timeout_s: float = 10.0) -> byt
     Raises TTSError when the engine is missing, the voice is unknown, the child exceeds
     `timeout_s`, or the result is silence.
     """
+    phone = _render_checked(text, voice, rate, timeout_s).at_rate(SAMPLE_RATE)
+    return wav_bytes(phone, ulaw=True)
+
+
+def _render_checked(text: str, voice: str, rate: int, timeout_s: float) -> Audio:
     if not text.strip():
         raise TTSError("nothing to say: the text is empty")
     deadline = time.monotonic() + timeout_s
@@ -62,11 +84,10 @@ def render_wav(text: str, voice: str, rate: int, timeout_s: float = 10.0) -> byt
         except _NoAudio as exc:
             if attempt == ATTEMPTS:
                 raise TTSError(f"pyttsx3 wrote no audio ({exc}) in {ATTEMPTS} attempts") from None
-    phone = speech.at_rate(SAMPLE_RATE)
-    samples = np.frombuffer(phone.pcm16, dtype="<i2")
+    samples = np.frombuffer(speech.pcm16, dtype="<i2")
     if samples.size == 0 or int(np.abs(samples).max()) < 64:
         raise TTSError("pyttsx3 produced silence")
-    return wav_bytes(phone, ulaw=True)
+    return speech
 
 
 class _NoAudio(Exception):
@@ -90,8 +111,3 @@ def _render_pcm(text: str, voice: str, rate: int, timeout_s: float) -> Audio:
             return parse_wav(out.read_bytes(), "pyttsx3 output")
         except (OSError, AudioError) as exc:
             raise _NoAudio(str(exc) or type(exc).__name__) from None
-
-
-def ulaw_payload(wav: bytes) -> bytes:
-    """Raw 8 kHz μ-law samples of a WAV (what Media Streams `media` messages carry)."""
-    return pcm16_to_ulaw(parse_wav(wav, "prompt audio").at_rate(SAMPLE_RATE).pcm16)

@@ -1,4 +1,4 @@
-"""pyttsx3 rendering: real 8 kHz μ-law WAV files with speech in them; the μ-law/resampling helpers."""
+"""pyttsx3 (the universal engine) rendering: real 8 kHz μ-law WAV files with speech in them; the μ-law/resampling helpers."""
 from __future__ import annotations
 
 import os
@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from ivr.speech import tts
+from ivr.voices import pyttsx3_engine as tts
+from ivr.voices import ulaw_payload
 from ivr.speech.audio import Audio, parse_wav, pcm16_to_ulaw, wav_bytes
 
 needs_engine = pytest.mark.skipif(tts.engine_problem() is not None and not os.environ.get("CI"),
@@ -83,7 +84,7 @@ def test_timeout_is_a_tts_error():
 
 def test_ulaw_payload_is_the_raw_samples():
     tone = (8000 * np.sin(np.arange(800) / 3)).astype("<i2").tobytes()
-    payload = tts.ulaw_payload(wav_bytes(Audio(tone, 8000), ulaw=True))
+    payload = ulaw_payload(wav_bytes(Audio(tone, 8000), ulaw=True))
     assert payload == pcm16_to_ulaw(tone)
 
 

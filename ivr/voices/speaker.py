@@ -1,0 +1,203 @@
+"""One language's voice on the line: engine, lexicon and style → 8 kHz μ-law WAV, or <Say>.
+
+A `Speaker` is what the line uses to say anything in one language. The text goes through the
+same steps whatever the engine: the admins' pronunciations (IPA for engines that read it,
+respelling otherwise), phone and case numbers digit by digit, cut into pieces with pauses,
+synthesised, levelled and encoded for the phone. `key(text)` hashes the result of those
+steps plus the engine's id, so a changed lexicon entry, style rule, voice or rate gives a new
+cache file and nothing else does. `say_text(text)` is the same text for Twilio's <Say>.
+
+`speakers(config, languages)` picks each language's engine from IVR_TTS_ENGINE_<LANG>,
+falling back in the order callers need: the preferred engine, then pyttsx3, then <Say>.
+An engine whose voice speaks another language is never used: Spanish callers hear Spanish.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from ivr.voices import style, telephone
+from ivr.voices.engine import Engine, TTSError
+from ivr.voices.lexicon import Lexicon
+from ivr.voices.piper_engine import PACKAGED_VOICE, PiperEngine, installed_voices
+from ivr.voices.pyttsx3_engine import DEFAULT_VOICES, Pyttsx3Engine
+
+log = logging.getLogger(__name__)
+
+ENGINES = ("piper", "pyttsx3", "say")
+#: Twilio <Say language> per language; IVR_SAY_LANGUAGE_<LANG> overrides.
+SAY_LANGUAGES = {"en": "en-US", "es": "es-MX"}
+#: Twilio <Say voice> per language (Amazon Polly neural voices through Twilio); IVR_SAY_VOICE_<LANG>
+#: overrides, and an empty value leaves Twilio's default voice.
+SAY_VOICES = {"en": "Polly.Joanna-Neural", "es": "Polly.Mia-Neural"}
+#: <Say voice="Family.Name"> families that read SSML (<sub>, <phoneme>, <say-as>).
+SSML_VOICE_FAMILIES = {"Polly", "Google"}
+
+
+@dataclass
+class Speaker:
+    """How the line speaks one language: a rendering engine (None → <Say> only) and <Say>."""
+    language: str
+    engine: Engine | None
+    say_language: str
+    say_voice: str = ""
+    lexicon: Callable[[], Lexicon] = field(default=Lexicon)
+    #: Why preferred engines were passed over, e.g. "piper: no Spanish voice installed".
+    skipped: tuple[str, ...] = ()
+
+    @property
+    def engine_name(self) -> str:
+        return self.engine.id.split(":", 1)[0] if self.engine is not None else "say"
+
+    def spoken(self, text: str, *, phonemes: bool | None = None) -> str:
+        """The words after the lexicon and the number rules (IPA blocks when the engine reads them)."""
+        use_phonemes = bool(self.engine and self.engine.phonemes) if phonemes is None else phonemes
+        return style.numbers_digit_by_digit(self.lexicon().apply(text, phonemes=use_phonemes))
+
+    def pieces(self, text: str) -> list[style.Piece]:
+        """What the engine is asked to say, piece by piece (the whole text for engines that do not split)."""
+        cut = style.pieces(self.spoken(text))
+        if self.engine is not None and not self.engine.splits and cut:
+            slow = any(piece.slow for piece in cut)
+            return [style.Piece(" ".join(piece.text for piece in cut), slow, 0.0)]
+        return cut
+
+    def key(self, text: str) -> str:
+        """Cache name of `text` as this speaker renders it (32 hex digits)."""
+        engine = self.engine.id if self.engine is not None else "say"
+        plan = "\n".join(f"{p.text}\t{int(p.slow)}\t{p.pause_after_s:g}" for p in self.pieces(text))
+        material = f"{engine}\n{style.VERSION}\n{style.SLOW:g}\n{telephone.TARGET_DBFS:g}\n{plan}"
+        return hashlib.sha256(material.encode("utf-8")).hexdigest()[:32]
+
+    def render(self, text: str) -> bytes:
+        """`text` as an 8 kHz μ-law WAV. Raises TTSError (no engine, engine failure, silence)."""
+        if self.engine is None:
+            raise TTSError(f"no rendering engine for '{self.language}' ({'; '.join(self.skipped) or 'say only'})")
+        cut = self.pieces(text)
+        if not cut:
+            raise TTSError("nothing to say: the text is empty")
+        parts = []
+        for piece in cut:
+            samples, rate = self.engine.synthesize(piece.text, style.SLOW if piece.slow else 1.0)
+            parts.append((samples, rate, piece.pause_after_s))
+        try:
+            return telephone.phone_wav(telephone.assemble(parts, style.LEAD_S, style.TAIL_S))
+        except telephone.SilentAudio as exc:
+            raise TTSError(f"{self.engine.id} {exc}") from None
+
+    def say_text(self, text: str) -> str:
+        """`text` as a <Say> voice without SSML should read it: respelled, numbers digit by digit."""
+        return self.spoken(text, phonemes=False)
+
+    @property
+    def say_ssml(self) -> bool:
+        """True when the <Say> voice reads SSML (Amazon Polly and Google voices through Twilio)."""
+        return self.say_voice.split(".", 1)[0] in SSML_VOICE_FAMILIES
+
+    def say_into(self, verb: Any, text: str) -> None:
+        """Append `text` to a TwiML verb as <Say>, pronounced like the rendered prompts.
+
+        With an SSML voice the words stay as written (what `ivr call` and the logs show) and the
+        lexicon becomes <sub alias>, <phoneme ph> and <say-as digits>; phone and case numbers
+        become <say-as telephone|digits>. Other voices get the respelled text.
+        """
+        attributes = {"language": self.say_language, **({"voice": self.say_voice} if self.say_voice else {})}
+        if not self.say_ssml:
+            verb.say(self.say_text(text), **attributes)
+            return
+        say = verb.say(None, **attributes)
+        for segment in self.lexicon().segments(text):
+            if isinstance(segment, tuple):
+                written, entry = segment
+                if entry.phonemes:
+                    say.phoneme(written, alphabet="ipa", ph=entry.phonemes)
+                elif entry.say.replace(" ", "").isdigit():
+                    say.say_as(written, interpret_as="digits")
+                else:
+                    say.sub(written, alias=entry.say)
+                continue
+            for span in style.number_spans(segment):
+                if isinstance(span, tuple):
+                    say.say_as(span[0], interpret_as=span[1])
+                else:
+                    say.append(span)
+
+
+def _setting(config: Mapping[str, Any], name: str, language: str, default: Any = None) -> Any:
+    value = config.get(f"IVR_{name}_{language.upper()}")
+    if value in (None, ""):
+        value = config.get(f"IVR_{name}")
+    return default if value in (None, "") else value
+
+
+def _piper(config: Mapping[str, Any], language: str) -> tuple[Engine | None, str]:
+    voices_dir = piper_voices_dir(config)
+    name = _setting(config, "PIPER_VOICE", language)
+    if not name:
+        matching = [voice for voice, lang in installed_voices(voices_dir) if lang == language]
+        if not matching:
+            return None, (f"piper: no {language} voice installed (ivr voices download <voice>, e.g. "
+                          f"{'es_MX-claude-high' if language == 'es' else 'en_US-lessac-medium'})")
+        name = PACKAGED_VOICE if PACKAGED_VOICE in matching else matching[0]
+    engine = PiperEngine(str(name), voices_dir, float(_setting(config, "PIPER_LENGTH_SCALE", language, 1.0)))
+    problem = engine.problem()
+    if problem:
+        return None, f"piper: {problem}"
+    if engine.language != language:
+        return None, f"piper: voice {name} speaks '{engine.language}', not '{language}'"
+    return engine, ""
+
+
+def _pyttsx3(config: Mapping[str, Any], language: str) -> tuple[Engine | None, str]:
+    voice = str(config.get(f"IVR_TTS_VOICE_{language.upper()}") or DEFAULT_VOICES.get(language, ""))
+    if not voice:
+        return None, f"pyttsx3: no voice for '{language}' (set IVR_TTS_VOICE_{language.upper()})"
+    engine = Pyttsx3Engine(voice, int(config.get("IVR_TTS_RATE", 150)), language)
+    problem = engine.problem()
+    return (None, f"pyttsx3: {problem}") if problem else (engine, "")
+
+
+def speaker(config: Mapping[str, Any], language: str,
+            lexicon: Callable[[], Lexicon] = Lexicon) -> Speaker:
+    """The speaker of `language`: IVR_TTS_ENGINE_<LANG> (default piper), then pyttsx3, then <Say>."""
+    preferred = str(_setting(config, "TTS_ENGINE", language, "piper")).lower()
+    if str(config.get("IVR_TTS", "")).lower() in {"off", "none", "0", "false", "say"}:
+        preferred = "say"     # rendering switched off (tests of the call flow read the words)
+    if preferred not in ENGINES:
+        raise ValueError(f"IVR_TTS_ENGINE_{language.upper()}={preferred!r}: use one of {', '.join(ENGINES)}")
+    chain = ENGINES[ENGINES.index(preferred):]
+    engine, skipped = None, []
+    for name in chain:
+        if name == "say":
+            break
+        engine, why = (_piper if name == "piper" else _pyttsx3)(config, language)
+        if engine is not None:
+            break
+        skipped.append(why)
+    say_language = str(config.get(f"IVR_SAY_LANGUAGE_{language.upper()}") or SAY_LANGUAGES.get(language, language))
+    say_voice = config.get(f"IVR_SAY_VOICE_{language.upper()}")
+    say_voice = SAY_VOICES.get(language, "") if say_voice is None else str(say_voice)
+    return Speaker(language, engine, say_language, say_voice, lexicon, tuple(skipped))
+
+
+def speakers(config: Mapping[str, Any], languages: list[str],
+             lexicons: Callable[[str], Lexicon] | None = None) -> dict[str, Speaker]:
+    """A speaker per language; `lexicons(language)` gives the current pronunciations."""
+    result = {}
+    for language in languages:
+        current = (lambda lang=language: lexicons(lang)) if lexicons else Lexicon
+        result[language] = speaker(config, language, current)
+        if result[language].skipped:
+            log.info("voice for %s: %s (skipped %s)", language, result[language].engine_name,
+                     "; ".join(result[language].skipped))
+    return result
+
+
+def piper_voices_dir(config: Mapping[str, Any]) -> Path | None:
+    """Where Piper voices live: IVR_PIPER_VOICES_DIR, else <IVR_MODELS_DIR>/piper."""
+    if config.get("IVR_PIPER_VOICES_DIR"):
+        return Path(config["IVR_PIPER_VOICES_DIR"])
+    return Path(config["IVR_MODELS_DIR"]) / "piper" if config.get("IVR_MODELS_DIR") else None
