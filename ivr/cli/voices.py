@@ -7,7 +7,7 @@ import click
 
 from ivr.config import from_environment
 from ivr.prompts.catalogue import load_catalogue
-from ivr.voices import piper_voices_dir, speaker
+from ivr.voices import piper_voices_dir, speaker_for
 from ivr.voices.download import Offline, download
 from ivr.voices.piper_engine import installed_voices
 
@@ -30,7 +30,7 @@ def register(cli: click.Group) -> None:
         catalogue, _ = load_catalogue(config["IVR_PROMPTS_DIR"])
         click.echo("The line speaks:")
         for language in sorted(catalogue):
-            chosen = speaker(config, language)
+            chosen = speaker_for(config, language)
             engine = chosen.engine.id if chosen.engine else f"Twilio <Say> {chosen.say_voice} {chosen.say_language}"
             click.echo(f"  {language}: {engine}")
             for why in chosen.skipped:

@@ -19,7 +19,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from ivr.voices import Lexicon, Speaker, TTSError, speakers, ulaw_payload
+from ivr.voices import Lexicon, Speaker, TTSError, speakers_for, ulaw_payload
 
 log = logging.getLogger(__name__)
 
@@ -150,5 +150,5 @@ def audio_store(config: Mapping[str, Any], languages: list[str],
     IVR_TTS=off disables rendering (every prompt is <Say>), e.g. for tests of the call flow.
     """
     disabled = str(config.get("IVR_TTS", "")).lower() in {"off", "none", "0", "false", "say"}
-    return PromptAudio(config["IVR_PROMPT_CACHE_DIR"], speakers(config, languages, lexicons),
+    return PromptAudio(config["IVR_PROMPT_CACHE_DIR"], speakers_for(config, languages, lexicons),
                        unavailable="rendering is off (IVR_TTS=off)" if disabled else None)

@@ -13,9 +13,9 @@ Others use only the names below.
 """
 from ivr.voices.engine import TTSError
 from ivr.voices.lexicon import Lexicon
-from ivr.voices.speaker import Speaker, piper_voices_dir, speaker, speakers
+from ivr.voices.speaker import Speaker, piper_voices_dir, speaker_for, speakers_for
 from ivr.voices.style import spell_digits
 from ivr.voices.telephone import level_db, ulaw_payload
 
-__all__ = ["Speaker", "speaker", "speakers", "piper_voices_dir", "Lexicon", "TTSError", "spell_digits",
+__all__ = ["Speaker", "speaker_for", "speakers_for", "piper_voices_dir", "Lexicon", "TTSError", "spell_digits",
            "level_db", "ulaw_payload"]

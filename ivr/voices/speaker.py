@@ -7,7 +7,7 @@ synthesised, levelled and encoded for the phone. `key(text)` hashes the result o
 steps plus the engine's id, so a changed lexicon entry, style rule, voice or rate gives a new
 cache file and nothing else does. `say_text(text)` is the same text for Twilio's <Say>.
 
-`speakers(config, languages)` picks each language's engine from IVR_TTS_ENGINE_<LANG>,
+`speakers_for(config, languages)` picks each language's engine from IVR_TTS_ENGINE_<LANG>,
 falling back in the order callers need: the preferred engine, then pyttsx3, then <Say>.
 An engine whose voice speaks another language is never used: Spanish callers hear Spanish.
 """
@@ -160,7 +160,7 @@ def _pyttsx3(config: Mapping[str, Any], language: str) -> tuple[Engine | None, s
     return (None, f"pyttsx3: {problem}") if problem else (engine, "")
 
 
-def speaker(config: Mapping[str, Any], language: str,
+def speaker_for(config: Mapping[str, Any], language: str,
             lexicon: Callable[[], Lexicon] = Lexicon) -> Speaker:
     """The speaker of `language`: IVR_TTS_ENGINE_<LANG> (default piper), then pyttsx3, then <Say>."""
     preferred = str(_setting(config, "TTS_ENGINE", language, "piper")).lower()
@@ -183,13 +183,13 @@ def speaker(config: Mapping[str, Any], language: str,
     return Speaker(language, engine, say_language, say_voice, lexicon, tuple(skipped))
 
 
-def speakers(config: Mapping[str, Any], languages: list[str],
+def speakers_for(config: Mapping[str, Any], languages: list[str],
              lexicons: Callable[[str], Lexicon] | None = None) -> dict[str, Speaker]:
     """A speaker per language; `lexicons(language)` gives the current pronunciations."""
     result = {}
     for language in languages:
         current = (lambda lang=language: lexicons(lang)) if lexicons else Lexicon
-        result[language] = speaker(config, language, current)
+        result[language] = speaker_for(config, language, current)
         if result[language].skipped:
             log.info("voice for %s: %s (skipped %s)", language, result[language].engine_name,
                      "; ".join(result[language].skipped))
