@@ -39,10 +39,14 @@ def app_config(app_config):
 @pytest.fixture
 def server(app) -> Iterator[str]:
     """The app on a real threaded HTTP server on localhost; yields its ws:// URL."""
+    from ivr import prompts
+    from ivr.prompts import serving
     from ivr.speech.service import speech_service
 
     with app.app_context():  # load the model now, not inside the first (timed) turn
         speech_service().engine_for("en").warm()
+        # The prompt these calls stream, rendered ahead as `make run` (ivr prompts build) does.
+        serving.prompt_audio().render(prompts.text("ask", "en"), "en")
     httpd = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()

@@ -127,6 +127,16 @@ class PromptAudio:
             else:
                 self._failed.pop(name, None)
 
+    def warm_up(self) -> None:
+        """Load every language's voice in the background (a Piper model takes a second or two), so
+        the first caller's on-demand prompt does not pay for it inside its budget."""
+        if self.unavailable:
+            return
+        for speaker in self.speakers.values():
+            load = getattr(speaker.engine, "load", None)
+            if load is not None:
+                self._pool.submit(_quietly, load)
+
     def wait_idle(self, timeout_s: float = 30.0) -> None:
         """Block until background renders finish (tests, `ivr prompts build`)."""
         with self._lock:
@@ -140,6 +150,13 @@ class PromptAudio:
     def ulaw(self, name: str) -> bytes:
         """Raw 8 kHz μ-law samples of a cached file (for Media Streams)."""
         return ulaw_payload(self.path(name).read_bytes())
+
+
+def _quietly(load: Callable[[], None]) -> None:
+    try:
+        load()
+    except (TTSError, OSError, RuntimeError, ValueError) as exc:   # the first render will say why
+        log.warning("could not load a voice ahead of time: %s", exc)
 
 
 def audio_store(config: Mapping[str, Any], languages: list[str],
