@@ -1,7 +1,7 @@
 """Child process of ivr.voices.pyttsx3_engine: stdin text → 16-bit PCM WAV with pyttsx3. Run by path.
 
 Imports nothing but pyttsx3 (not numpy, not the `ivr` package) so it starts fast.
-Usage: python tts_child.py --voice gmw/en-us --rate 150 OUT.wav < text
+Usage: python pyttsx3_child.py --voice gmw/en-us --rate 150 OUT.wav < text
 """
 from __future__ import annotations
 
