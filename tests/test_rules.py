@@ -8,6 +8,7 @@ from datetime import date, time
 import pytest
 
 from conftest import DATA_DIR, RULES_PATH
+from ivr.routing.hours import closures_on
 from ivr.routing.problems import ConfigError
 from ivr.routing.rules import Closure, Fallback, TimeRange, load_rules, parse_rules
 
@@ -84,11 +85,12 @@ def test_defaults_are_inherited_and_overridden(rules):
     assert rules.departments["streetlights"].hours[4] == (TimeRange(time(8), time(17)),)  # from defaults
     assert health.hours[2] == (TimeRange(time(8), time(12)), TimeRange(time(13), time(16, 30)))
     christmas = Closure(date(2026, 12, 25), name="Christmas Day", names=(("en", "Christmas Day"), ("es", "Navidad")))
-    assert christmas in roads.closures
-    eve = next(c for c in roads.closures if c.day == date(2026, 12, 24))
+    assert closures_on(roads, date(2026, 12, 25)) == (christmas,)   # the city's holidays, every year
+    (eve,) = closures_on(roads, date(2026, 12, 24))
     assert (eve.start, eve.end, eve.name_in("en")) == (time(12), None, "Christmas Eve afternoon")
     assert Closure(date(2026, 10, 14), time(8), time(10), "Staff training") in health.closures
-    assert police.closures == ()                                    # observes_holidays: false
+    assert police.closures == () and police.holidays is None        # observes_holidays: false
+    assert closures_on(police, date(2026, 12, 25)) == ()
     assert police.hours[6] == (TimeRange(time(0), time.max),)       # 24:00 closes at the end of the day
 
 
@@ -117,11 +119,10 @@ def test_menu_labels_are_localized(rules):
 def test_text_form_closures_and_yaml_typing_pitfalls():
     """'no' stays text (not False) and unquoted 8:00 stays a time (not 480 seconds)."""
     text = RULES_PATH.read_text(encoding="utf-8")
-    text = text.replace('    - {date: 2026-01-01, name: {en: "New Year\'s Day", es: "Año Nuevo"}}\n',
-                        "    - 2026-01-01 from 8:00 until 9:30\n", 1)
+    text = text.replace("    city:\n", "    city:\n      - 2026-01-02 from 8:00 until 9:30\n", 1)
     text = text.replace("es: [pregunta, pregunta general, no sé,", "es: [no, pregunta general, no sé,", 1)
     rules = parse_rules(text, "edited.yaml")
-    assert Closure(date(2026, 1, 1), time(8), time(9, 30)) in rules.departments["roads"].closures
+    assert closures_on(rules.departments["roads"], date(2026, 1, 2)) == (Closure(date(2026, 1, 2), time(8), time(9, 30)),)
     assert rules.intent("general_question").keywords["es"][0] == "no"
 
 

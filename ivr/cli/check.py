@@ -5,12 +5,14 @@ Exit 0 with a one-line summary on stdout when everything is valid; exit 1 with o
 """
 from __future__ import annotations
 
+from datetime import date, timedelta
 from typing import Any
 
 import click
 
 from ivr import prompts
 from ivr.config import from_environment
+from ivr.routing.hours import without_holidays
 from ivr.routing.problems import ConfigError, Problem
 from ivr.routing.rules import Rules, load_rules
 
@@ -26,6 +28,15 @@ def run_check(rules_path: str, prompts_dir: str | None) -> tuple[Rules | None, l
     if prompts_dir:
         problems.extend(prompts.check_prompts(prompts_dir, rules))
     return rules, problems
+
+
+def warnings(rules: Rules, today: date) -> list[str]:
+    """Valid but probably not meant: the line still works, so these do not fail the check."""
+    last = today + timedelta(days=365)
+    return [f"department '{dept}' has no holiday between {today} and {last}: callers will be sent to a "
+            "closed desk on public holidays — add a country and public holidays under defaults.holidays "
+            "(or set observes_holidays: false if it really never closes)"
+            for dept in without_holidays(rules.departments.values(), today)]
 
 
 def _summary(path: str, rules: Rules, prompts_checked: bool) -> str:
@@ -62,3 +73,5 @@ def register(cli: click.Group) -> None:
             raise click.ClickException(f"{rules_path}: the rules did not load and no problem was reported")
         checked_prompts = directory is not None
         click.echo(_summary(rules_path, rules, checked_prompts))
+        for warning in warnings(rules, date.today()):
+            click.echo(f"{rules_path}: warning: {warning}", err=True)

@@ -9,7 +9,8 @@ from yaml.nodes import Node
 from ivr.routing.fields import (BUSY_ACTIONS, CLOSED_ACTIONS, Context, check_id, parse_fallback,
                                 parse_line, parse_whisper)
 from ivr.routing.rules import Department, Fallback
-from ivr.routing.schedule import parse_closures, parse_hours, parse_timezone
+from ivr.routing.holiday_calendar import HolidayCalendar
+from ivr.routing.schedule import parse_closures, parse_holidays, parse_hours, parse_timezone
 
 DEFAULT_KEYS = ("timezone", "hours", "holidays", "answer", "when_closed", "when_busy", "whisper")
 DEPARTMENT_KEYS = ("name", "line", "queue", "answer", "timezone", "hours", "closures", "observes_holidays",
@@ -24,7 +25,7 @@ def _settings(ctx: Context, entries: dict[str, tuple[Node, Node]], what: str) ->
     parsers = {
         "timezone": lambda n: parse_timezone(reader, n, f"the time zone of {what}"),
         "hours": lambda n: parse_hours(reader, n, f"the hours of {what}"),
-        "holidays": lambda n: parse_closures(reader, n, f"the holidays of {what}"),
+        "holidays": lambda n: parse_holidays(reader, n, f"the holidays of {what}", ctx.languages),
         "closures": lambda n: parse_closures(reader, n, f"the closures of {what}"),
         "whisper": lambda n: parse_whisper(reader, n, f"the whisper of {what}"),
         "when_closed": lambda n: parse_fallback(reader, n, f"when_closed of {what}", CLOSED_ACTIONS),
@@ -69,14 +70,20 @@ def _department(ctx: Context, dept_id: str, key_node: Node, node: Node,
         if key not in merged and key not in entries and key not in defaults_given:
             reader.report(key_node, f"{what} has no {key} — set '{key}:' here or under 'defaults:'")
     closures = own.get("closures", ())
+    calendar = None
     if merged.get("observes_holidays", True):
-        closures = defaults.get("holidays", ()) + closures
+        city = defaults.get("holidays", ())
+        if isinstance(city, HolidayCalendar):    # recurring: asked day by day (hours.closures_on)
+            calendar = city
+        else:                                    # the older form: a list of dated closures
+            closures = city + closures
     if None in (name, line, queue) or "timezone" not in merged or "hours" not in merged:
         return None
     return Department(
         id=dept_id, name=name, line=line, queue=queue,  # type: ignore[arg-type]  # None ruled out above
         answer=merged.get("answer", "transfer"), timezone=merged["timezone"], hours=merged["hours"],
         closures=tuple(sorted(closures, key=lambda c: (c.day, c.start or time.min))),
+        holidays=calendar, observes_holidays=merged.get("observes_holidays", True),
         when_closed=merged.get("when_closed", Fallback("voicemail")),
         when_busy=merged.get("when_busy", Fallback("queue")),
         whisper=merged.get("whisper", ""),

@@ -7,6 +7,7 @@ instant (normally UTC). Converting through `zoneinfo` makes DST transitions righ
 from __future__ import annotations
 
 from datetime import date, datetime, time, timedelta
+from typing import Iterable
 from zoneinfo import ZoneInfo
 
 from ivr.routing.rules import Closure, Department, TimeRange
@@ -39,12 +40,34 @@ def _overnight(window: TimeRange) -> bool:
     return window.closes <= window.opens and window.closes != time.max
 
 
+def closures_on(department: Department, day: date) -> tuple[Closure, ...]:
+    """Every closure of `day`: the department's dated ones and the city's holidays that year."""
+    dated = tuple(c for c in department.closures if c.day == day)
+    return dated + (department.holidays.closures_on(day) if department.holidays else ())
+
+
+def closures_between(department: Department, first: date, last: date) -> list[Closure]:
+    """Every closure from `first` to `last` inclusive, in date order (for `ivr check` and listings)."""
+    found = [c for c in department.closures if first <= c.day <= last]
+    if department.holidays:
+        found += department.holidays.closures_between(first, last)
+    return sorted(found, key=lambda c: (c.day, c.start or time.min))
+
+
+def without_holidays(departments: Iterable[Department], today: date, days: int = 365) -> list[str]:
+    """Ids of the departments that observe holidays but have none from `today` for `days` days.
+
+    A list of dates that has run out looks exactly like this; `ivr check` warns about it.
+    """
+    last = today + timedelta(days=days)
+    return [d.id for d in departments
+            if d.observes_holidays and not closures_between(d, today, last)]
+
+
 def closure_on(department: Department, local: datetime) -> Closure | None:
     """The holiday or partial closure in force at `local` (department time), if any."""
     moment = local.time().replace(tzinfo=None)
-    for closure in department.closures:
-        if closure.day != local.date():
-            continue
+    for closure in closures_on(department, local.date()):
         start = closure.start or time.min
         end = closure.end or time.max
         if start <= moment < end or (end == time.max and moment >= start):

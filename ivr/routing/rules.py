@@ -9,9 +9,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date, time
 from pathlib import Path
-from typing import Mapping
+from typing import TYPE_CHECKING, Mapping
 
 from ivr.routing.problems import ConfigError, Problem
+
+if TYPE_CHECKING:
+    from ivr.routing.holiday_calendar import HolidayCalendar
 
 #: Text per language code, e.g. {"en": "Streets and Roads", "es": "Calles y Carreteras"}.
 Localized = Mapping[str, str]
@@ -60,7 +63,9 @@ class Department:
     answer: str                # "transfer" or "queue": how an open department takes calls
     timezone: str              # IANA zone, e.g. "America/Chicago"
     hours: Mapping[int, tuple[TimeRange, ...]]  # 0 = Monday … 6 = Sunday; missing day = closed
-    closures: tuple[Closure, ...] = ()
+    closures: tuple[Closure, ...] = ()        # dated closures (its own and the city's one-off days)
+    holidays: "HolidayCalendar | None" = None  # the city's recurring holidays, every year (None: not observed)
+    observes_holidays: bool = True             # False: open on the city's holidays (set in the rules)
     when_closed: Fallback = Fallback("voicemail")
     when_busy: Fallback = Fallback("queue")     # busy, no-answer and failed dials
     whisper: str = ""          # template for the agent: {department} {heard} {confidence} {language} {caller}

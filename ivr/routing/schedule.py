@@ -227,3 +227,196 @@ def parse_date(reader: Reader, node: Node, what: str) -> date | None:
         reader.report(node, f"invalid date '{text}' in {what} — write a real date as YYYY-MM-DD, "
                             "e.g. 2026-12-25")
         return None
+
+
+# --- recurring holidays ----------------------------------------------------------------------
+# holidays: {country: US, subdivision: IL, observed: {...}, public: {NAME: {en: …, es: …}}, city: [...]}
+# (the older form, a list of dated closures, is still accepted: see parse_holidays).
+_HOLIDAY_KEYS = ("country", "subdivision", "observed", "observed_days", "public", "city")
+_CITY_DAY_KEYS = ("every", "date", "from", "until", "name")
+_MONTHS = ("january", "february", "march", "april", "may", "june", "july", "august", "september",
+           "october", "november", "december")
+_NTH = {"1st": 1, "first": 1, "2nd": 2, "second": 2, "3rd": 3, "third": 3, "4th": 4, "fourth": 4,
+        "5th": 5, "fifth": 5, "last": -1}
+_EVERY = re.compile(r"^\s*(?:(?P<nth>\S+)\s+(?P<weekday>[a-z]+)\s+of\s+(?P<month>[a-z]+)"
+                    r"|(?P<fixed_month>[a-z]+)\s+(?P<fixed_day>\d{1,2})|(?P<mm>\d{2})-(?P<dd>\d{2}))"
+                    r"\s*(?:(?P<sign>[+-])\s*(?P<days>\d+)\s+days?)?\s*$", re.IGNORECASE)
+_EVERY_HELP = ("write 'december 24', '12-24', '4th thursday of november', 'last monday of may' or "
+               "'4th thursday of november + 1 day'")
+
+
+def _month(name: str) -> int | None:
+    name = name.lower()
+    found = [i for i, month in enumerate(_MONTHS, 1) if month == name or (len(name) >= 3 and month.startswith(name))]
+    return found[0] if len(found) == 1 else None
+
+
+def _weekday(name: str) -> int | None:
+    name = name.lower()
+    found = [i for i, day in enumerate(_LONG_DAYS) if day == name or day.startswith(name) and len(name) >= 3]
+    return found[0] if len(found) == 1 else None
+
+
+def parse_every(reader: Reader, node: Node, what: str):
+    """The `every:` rule of a city day → YearlyDay fields (month, day, weekday, nth, offset), or None."""
+    text = reader.text(node, what)
+    if text is None:
+        return None
+    match = _EVERY.match(text)
+    if not match:
+        reader.report(node, f"'{text}' in {what} is not a yearly day — {_EVERY_HELP}")
+        return None
+    offset = int(match["days"] or 0) * (-1 if match["sign"] == "-" else 1)
+    if match["nth"]:
+        nth, weekday, month = _NTH.get(match["nth"].lower()), _weekday(match["weekday"]), _month(match["month"])
+        if nth is None or weekday is None or month is None:
+            bad = [w for w, v in ((match["nth"], nth), (match["weekday"], weekday), (match["month"], month)) if v is None]
+            reader.report(node, f"'{bad[0]}' in '{text}' ({what}) is not understood — {_EVERY_HELP}")
+            return None
+        return {"month": month, "weekday": weekday, "nth": nth, "offset": offset}
+    month = _month(match["fixed_month"]) if match["fixed_month"] else int(match["mm"])
+    day = int(match["fixed_day"] or match["dd"])
+    try:
+        date(2024, month or 0, day)     # a leap year, so February 29 is allowed
+    except ValueError:
+        reader.report(node, f"'{text}' in {what} is not a day of the year — {_EVERY_HELP}")
+        return None
+    return {"month": month, "day": day, "offset": offset}
+
+
+def _names(reader: Reader, node: Node, what: str, languages: tuple[str, ...]) -> tuple[tuple[str, str], ...] | None:
+    if not isinstance(node, MappingNode):
+        text = reader.text(node, what)
+        return None if text is None else (("", text),)
+    localized = reader.localized(node, what, languages)
+    return None if localized is None else tuple(localized.items())
+
+
+def _city_day(reader: Reader, node: Node, what: str, languages: tuple[str, ...]):
+    """One `city:` entry: a recurring day (`every:`) → YearlyDay, or a dated closure → Closure."""
+    from ivr.routing.holiday_calendar import YearlyDay
+
+    if isinstance(node, ScalarNode) or (isinstance(node, MappingNode) and
+                                        not any(k.value == "every" for k, _ in node.value)):
+        closures = _parse_closure_list_item(reader, node, what)
+        return closures
+    entries = reader.mapping(node, f"a city day in {what}", _CITY_DAY_KEYS, required=("every", "name"))
+    if entries is None:
+        return None
+    if "date" in entries:
+        reader.report(entries["date"][0], f"a city day in {what} has both 'every' and 'date' — 'every' repeats "
+                                          "each year, 'date' is one day: keep one")
+        return None
+    rule = parse_every(reader, entries["every"][1], f"'every' of a city day in {what}")
+    names = _names(reader, entries["name"][1], f"the name of a city day in {what}", languages)
+    start = parse_time(reader, entries["from"][1], f"'from' of a city day in {what}") if "from" in entries else None
+    end = (parse_time(reader, entries["until"][1], f"'until' of a city day in {what}", closing=True)
+           if "until" in entries else None)
+    if rule is None or names is None or ("from" in entries and start is None) or ("until" in entries and end is None):
+        return None
+    if start is not None and end is not None and end <= start:
+        reader.report(node, f"a city day in {what} ends at {end:%H:%M}, not after it starts at {start:%H:%M}")
+        return None
+    return YearlyDay(start=start, end=end, names=names, **rule)
+
+
+def _parse_closure_list_item(reader: Reader, node: Node, what: str):
+    from yaml.nodes import SequenceNode as _Seq
+
+    closures = parse_closures(reader, _Seq("tag:yaml.org,2002:seq", [node], node.start_mark, node.end_mark), what)
+    return closures[0] if closures else None
+
+
+def parse_holidays(reader: Reader, node: Node, what: str, languages: tuple[str, ...]):
+    """`holidays:` → a HolidayCalendar (mapping form) or a tuple of dated closures (list form)."""
+    from ivr.routing import holiday_calendar as hc
+
+    if isinstance(node, SequenceNode):      # the older form: dated closures only
+        return parse_closures(reader, node, what)
+    entries = reader.mapping(node, what, _HOLIDAY_KEYS)
+    if entries is None:
+        return None
+    ok = True
+    country = reader.text(entries["country"][1], f"the country of {what}") if "country" in entries else None
+    subdivision = (reader.text(entries["subdivision"][1], f"the subdivision of {what}")
+                   if "subdivision" in entries else None)
+    known: frozenset[str] = frozenset()
+    if country is not None:
+        try:
+            known = hc.public_holiday_names(country.upper(), subdivision and subdivision.upper())
+            country, subdivision = country.upper(), subdivision and subdivision.upper()
+        except NotImplementedError:
+            if subdivision and _country_known(country):
+                reader.report(entries["subdivision"][1], f"the holidays library has no subdivision '{subdivision}' "
+                                                        f"of '{country.upper()}' ({what}) — use its ISO 3166-2 code, "
+                                                        "e.g. 'IL' for Illinois")
+            else:
+                reader.report(entries["country"][1], f"the holidays library has no country '{country}' ({what}) — "
+                                                    "use an ISO 3166 code such as 'US'")
+            ok = False
+    elif "subdivision" in entries or "public" in entries:
+        reader.report(node, f"{what} chooses public holidays but names no country — add e.g. 'country: US'")
+        ok = False
+    public: list[tuple[str, tuple[tuple[str, str], ...]]] = []
+    if "public" in entries:
+        items = reader.items(entries["public"][1], f"the public holidays of {what}")
+        for name, (key_node, value_node) in (items or {}).items():
+            if known and name not in known:
+                reader.report(key_node, f"'{name}' is not a public holiday of {country}"
+                                        f"{'-' + subdivision if subdivision else ''}{suggest(name, known)} — "
+                                        f"known: {', '.join(sorted(known))}")
+                ok = False
+                continue
+            if is_null(value_node):
+                public.append((name, (("", name),)))
+                continue
+            names = _names(reader, value_node, f"the name of '{name}' in {what}", languages)
+            if names is None:
+                ok = False
+            else:
+                public.append((name, names))
+        ok = ok and items is not None
+    # Weekend observance is on unless turned off: the weekday the country observes it on is named
+    # like the holiday itself unless templates say otherwise ({en: "{name} (observed)"}).
+    observed: tuple[tuple[str, str], ...] | None = (("", "{name}"),)
+    both = False
+    if "observed" in entries:
+        value = entries["observed"][1]
+        if isinstance(value, ScalarNode) and value.value.lower() in ("false", "no", "off"):
+            observed = None
+        elif isinstance(value, ScalarNode) and value.value.lower() in ("true", "yes", "on"):
+            observed = (("", "{name}"),)
+        else:
+            observed = _names(reader, value, f"'observed' of {what} (name templates with {{name}})", languages)
+            ok = ok and observed is not None
+    if "observed_days" in entries:
+        mode = reader.text(entries["observed_days"][1], f"observed_days of {what}")
+        if mode not in ("instead", "both"):
+            reader.report(entries["observed_days"][1], f"observed_days of {what} must be 'instead' (close on the "
+                                                      "observed weekday, not the weekend day) or 'both'")
+            ok = False
+        both = mode == "both"
+    yearly, once = [], []
+    if "city" in entries:
+        for item in reader.sequence(entries["city"][1], f"the city days of {what}") or ():
+            day = _city_day(reader, item, f"the city days of {what}", languages)
+            if day is None:
+                ok = False
+            elif isinstance(day, hc.YearlyDay):
+                yearly.append(day)
+            else:
+                once.append(day)
+    if not ok:
+        return None
+    return hc.HolidayCalendar(country=country, subdivision=subdivision, public=tuple(public), observed=observed,
+                              observed_both=both, yearly=tuple(yearly), once=tuple(once))
+
+
+def _country_known(country: str) -> bool:
+    from ivr.routing import holiday_calendar as hc
+
+    try:
+        hc.public_holiday_names(country.upper(), None)
+        return True
+    except NotImplementedError:
+        return False
