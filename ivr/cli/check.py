@@ -32,11 +32,14 @@ def run_check(rules_path: str, prompts_dir: str | None) -> tuple[Rules | None, l
 
 def warnings(rules: Rules, today: date) -> list[str]:
     """Valid but probably not meant: the line still works, so these do not fail the check."""
-    last = today + timedelta(days=365)
-    return [f"department '{dept}' has no holiday between {today} and {last}: callers will be sent to a "
-            "closed desk on public holidays — add a country and public holidays under defaults.holidays "
-            "(or set observes_holidays: false if it really never closes)"
-            for dept in without_holidays(rules.departments.values(), today)]
+    missing = without_holidays(rules.departments.values(), today)
+    if not missing:
+        return []
+    which = f"department '{missing[0]}' has" if len(missing) == 1 else \
+        f"departments {', '.join(repr(d) for d in missing)} have"
+    return [f"{which} no holiday between {today} and {today + timedelta(days=365)}: callers will be sent "
+            "to a closed desk on public holidays — give defaults.holidays a country and its public "
+            "holidays (docs/rules.md), or set observes_holidays: false for a desk that never closes"]
 
 
 def _summary(path: str, rules: Rules, prompts_checked: bool) -> str:
