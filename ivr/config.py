@@ -2,17 +2,37 @@
 from __future__ import annotations
 
 import os
+import site
+import sys
+import sysconfig
 from pathlib import Path
 from typing import Any, Mapping
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+#: Where an installed wheel puts the shipped rules, prompts and grammars (pyproject's data-files).
+SHARE = Path("share") / "city-ivr"
+
+
+def shipped(name: str) -> Path:
+    """A file or folder the project ships: the checkout's (source or editable install), else the
+    copy a wheel installed under <prefix>/share/city-ivr (plain `pip install city-ivr`)."""
+    here = PROJECT_ROOT / name
+    if here.exists():
+        return here
+    for base in (sysconfig.get_path("data"), sys.prefix, site.getuserbase()):
+        candidate = Path(base) / SHARE / name
+        if candidate.exists():
+            return candidate
+    return here
+
+
 
 # name → (default, parser). Defaults are the embedded set-up: SQLite, shipped rules, auto engine.
 _SETTINGS: dict[str, tuple[Any, type]] = {
     "DATABASE_URL": ("", str),                 # "" → sqlite:///<instance>/ivr.sqlite3
-    "RULES_PATH": (str(PROJECT_ROOT / "routing_rules.yaml"), str),
-    "PROMPTS_DIR": (str(PROJECT_ROOT / "prompts"), str),
-    "GRAMMARS_DIR": (str(PROJECT_ROOT / "grammars"), str),
+    "RULES_PATH": (str(shipped("routing_rules.yaml")), str),
+    "PROMPTS_DIR": (str(shipped("prompts")), str),
+    "GRAMMARS_DIR": (str(shipped("grammars")), str),
     "MODELS_DIR": (str(PROJECT_ROOT / "models"), str),
     "PROMPT_CACHE_DIR": ("", str),             # "" → <instance>/prompt-cache
     "PUBLIC_URL": ("", str),                   # https://ivr.example.gov — what Twilio calls

@@ -186,9 +186,9 @@ def register(cli: click.Group) -> None:
         """What the line would do if a caller said TEXT first (no server, no network)."""
         if sum(x is not None for x in (text, batch, audio)) != 1:
             raise click.UsageError("give exactly one of TEXT, --batch FILE or --audio FILE")
-        from ivr.config import PROJECT_ROOT
+        from ivr.config import shipped
 
-        path = rules_path or os.environ.get("IVR_RULES_PATH") or str(PROJECT_ROOT / "routing_rules.yaml")
+        path = rules_path or os.environ.get("IVR_RULES_PATH") or str(shipped("routing_rules.yaml"))
         try:
             router = Router.load(path)
         except ConfigError as exc:

@@ -152,11 +152,11 @@ class SpeechService:
             raise EngineUnavailable(f"{key}={raw!r} is not a whole number") from None
 
     def _extra_sentences(self, language: str) -> list[str]:
-        from ivr.config import PROJECT_ROOT
+        from ivr.config import shipped
 
         # The shipped folder, not one relative to the working directory: a service started
         # elsewhere would otherwise build a different model from the app's, silently.
-        grammars = self.config.get("IVR_GRAMMARS_DIR") or PROJECT_ROOT / "grammars"
+        grammars = self.config.get("IVR_GRAMMARS_DIR") or shipped("grammars")
         path = Path(grammars) / language / "lm_extra.txt"
         if not path.exists():
             return []
