@@ -163,6 +163,7 @@ def _year(calendar: HolidayCalendar, year: int) -> dict[date, tuple[Closure, ...
             for day, closures in by_day.items() if day.year == year}
 
 
+@lru_cache(maxsize=32)    # every rules (re)load validates against it; the answer never changes
 def public_holiday_names(country: str, subdivision: str | None) -> frozenset[str]:
     """Every holiday name the library knows for this country/subdivision (for validating choices)."""
     library = library_calendar(country, subdivision, list(NAME_CHECK_YEARS), observed=False)
