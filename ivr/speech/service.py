@@ -45,6 +45,7 @@ class SpeechService:
         self._choice: dict[str, str] = {}
         self._engines: dict[str, tuple[int, Engine]] = {}
         self._lock = threading.Lock()
+        self._loading: dict[str, threading.Lock] = {}
 
     def setting(self, language: str) -> str:
         """The configured engine for `language` (per-language key first), validated."""
@@ -109,12 +110,17 @@ class SpeechService:
         rules = self._rules() if name in RULES_ENGINES else None
         key = id(rules)
         with self._lock:
-            loaded = self._engines.get(language)
-            if loaded is not None and (name not in RULES_ENGINES or loaded[0] == key):
-                return loaded[1]
-        engine = self._load(name, language, rules)
-        with self._lock:
-            self._engines[language] = (key, engine)
+            loading = self._loading.setdefault(language, threading.Lock())
+        # One load per language at a time: the first calls after start-up (and the warm-up)
+        # would otherwise each load the model, seconds of CPU and a model's memory apiece.
+        with loading:
+            with self._lock:
+                loaded = self._engines.get(language)
+                if loaded is not None and (name not in RULES_ENGINES or loaded[0] == key):
+                    return loaded[1]
+            engine = self._load(name, language, rules)
+            with self._lock:
+                self._engines[language] = (key, engine)
         log.info("speech: %s engine ready for %s", name, language)
         return engine
 
