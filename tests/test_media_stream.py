@@ -319,7 +319,7 @@ def test_a_saturated_decode_pool_asks_the_caller_again_instead_of_silence(app, c
     release = th.Event()
     pool.submit(release.wait)                     # the one thread is busy until the test ends
     monkeypatch.setattr(session, "decode_pool", lambda: pool)
-    monkeypatch.setattr(session, "FINISH_TIMEOUT_S", 0.5)
+    app.config["IVR_DECODE_WAIT_MS"] = "500"
     form = {"CallSid": "CAsaturated", "From": "+15551234567", "To": "+15557654321"}
     try:
         assert signed_post(client, "/voice/incoming", form).status_code == 200

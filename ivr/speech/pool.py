@@ -85,7 +85,7 @@ class DecodePool:
         with self._lock:
             if idle_only and self._running + self._waiting >= self.threads:
                 raise PoolBusy("no decoding thread is idle")
-            if self._waiting >= self.queue_limit and not must_run:
+            if self._running + self._waiting >= self.threads + self.queue_limit and not must_run:
                 self._rejected += 1
                 rejected = True
             else:

@@ -62,7 +62,8 @@ def _refuse_unsigned_upgrade() -> Any:
 def voice_stream(ws: Any) -> None:
     """The websocket Twilio opens for `<Connect><Stream>`; runs one caller turn."""
     try:
-        StreamTurn(ws, endpoint_config(current_app.config), confident_check()).run()
+        StreamTurn(ws, endpoint_config(current_app.config), confident_check(),
+                   decode_wait(current_app.config)).run()
     except ConnectionClosed:
         raise             # flask-sock's own ending: Twilio hung up, the session stored the turn
     except Exception as exc:  # noqa: BLE001 - any fault must still close the stream so the call moves on
@@ -86,6 +87,16 @@ def endpoint_config(config: Any) -> EndpointConfig:
         if raw not in (None, ""):
             overrides[name] = type(getattr(EndpointConfig, name))(raw)
     return EndpointConfig(**overrides)
+
+
+def decode_wait(config: Any) -> float | None:
+    """IVR_DECODE_WAIT_MS: how long a finished turn waits for its transcript (None: the default)."""
+    raw = config.get("IVR_DECODE_WAIT_MS")
+    try:
+        return int(raw) / 1000 if raw not in (None, "") and int(raw) > 0 else None
+    except (TypeError, ValueError):
+        log.error("IVR_DECODE_WAIT_MS=%r is not a whole number of milliseconds; using the default", raw)
+        return None
 
 
 def confident_check() -> Callable[[str, str], str | None]:

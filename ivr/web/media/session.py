@@ -39,15 +39,18 @@ IDLE_TIMEOUT_S = 3.0
 START_TIMEOUT_S = 5.0
 #: The longest the caller waits, after the turn ended, for the recogniser's final result. Past
 #: it they hear "please say that again" (or the last partial is used): never a long silence.
-FINISH_TIMEOUT_S = 2.0
+#: IVR_DECODE_WAIT_MS overrides. 3 s: a Whisper decode on a busy 2-core machine took 2 s
+#: (bench/stream_calls.py), and repeating the sentence costs the caller far more than a second.
+FINISH_TIMEOUT_S = 3.0
 
 
 class StreamTurn:
     """One `<Connect><Stream>` session: prompt out, audio and digits in, one turn stored."""
 
     def __init__(self, ws: Any, config: EndpointConfig,
-                 destination: Callable[[str, str], str | None]) -> None:
+                 destination: Callable[[str, str], str | None], decode_wait_s: float | None = None) -> None:
         self.ws = ws
+        self.decode_wait_s = decode_wait_s or FINISH_TIMEOUT_S
         self.endpointer = Endpointer(config)
         self.destination = destination
         self.start: wire.Start | None = None
@@ -113,7 +116,7 @@ class StreamTurn:
                 grammar = step_grammar(params.get("step", ""), self.language)
                 self.listener = make_listener(
                     engine, lambda: open_recognizer(engine, wire.SAMPLE_RATE, grammar),
-                    decode_pool(), FINISH_TIMEOUT_S)
+                    decode_pool(), self.decode_wait_s)
         except EngineUnavailable as exc:
             # Keypad and silence still work; the caller is never stuck on a broken recogniser.
             log.error("stream %s: no recogniser for %s: %s", self.start.stream_sid, self.language, exc)
@@ -206,9 +209,9 @@ class StreamTurn:
     def _heard(self, spoke: bool) -> Heard:
         assert self.listener is not None
         if isinstance(self.listener, UtteranceListener):
-            return self.listener.finish(spoke, FINISH_TIMEOUT_S, self.endpointer.now_ms,
+            return self.listener.finish(spoke, self.decode_wait_s, self.endpointer.now_ms,
                                         self.endpointer.speech_started_ms)
-        return self.listener.finish(spoke, FINISH_TIMEOUT_S)
+        return self.listener.finish(spoke, self.decode_wait_s)
 
     def _store(self, turn: Turn) -> None:
         assert self.start is not None

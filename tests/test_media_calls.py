@@ -1,0 +1,192 @@
+"""Whole calls over Media Streams with the production default engine (`auto`; Whisper when installed).
+
+The webhooks are signed and followed as Twilio follows them (`twilio_sim.TwilioSim`); every
+listening step is a real websocket (`fake_twilio_stream`) on a real threaded server, carrying
+piper speech in real-time 20 ms μ-law frames, into the real recogniser. Nothing is mocked: the turn
+ends on the server's endpointer and is decoded in the shared decode pool. No wall-clock asserts.
+"""
+from __future__ import annotations
+
+import threading
+import xml.etree.ElementTree as ET
+from typing import Iterator
+
+import numpy as np
+import pytest
+from werkzeug.serving import make_server
+
+from tests.conftest import PUBLIC_URL, TEST_AUTH_TOKEN
+from tests.fake_twilio_stream import FakeTwilioStream, last_voice_ms
+from tests.twilio_sim import TwilioSim
+
+pytestmark = pytest.mark.speech
+
+SIGNED_URL = PUBLIC_URL.replace("https", "wss") + "/voice/stream"
+
+
+@pytest.fixture
+def app_config(app_config):
+    app_config.update({
+        "IVR_CAPTURE": "stream",
+        "IVR_SPEECH_ENGINE": "auto",          # what production runs
+        "IVR_SPEECH_ENGINE_ES": "twilio",     # only English is spoken here
+        # Not about speed: a loaded CI machine must not turn a slow decode into "say that again".
+        "IVR_DECODE_WAIT_MS": "30000",
+    })
+    return app_config
+
+
+@pytest.fixture
+def server(app) -> Iterator[tuple[str, str]]:
+    """(ws:// URL of the app on a real threaded server, the engine `auto` chose for English)."""
+    from ivr.speech.service import speech_service
+
+    with app.app_context():
+        engine = speech_service().engine_for("en")
+        if hasattr(engine, "warm"):
+            engine.warm()
+    httpd = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"ws://127.0.0.1:{httpd.server_port}/voice/stream", engine.name
+    httpd.shutdown()
+    thread.join(timeout=5)
+
+
+def speech(text: str) -> bytes:
+    from tests.speechgen import phone_pcm, synthesize_phone_audio
+
+    return phone_pcm(synthesize_phone_audio(text)).pcm16
+
+
+def first_voice_ms(pcm16: bytes, threshold: float = 400.0) -> int:
+    """Start of the first 20 ms frame louder than `threshold` RMS."""
+    samples = np.frombuffer(pcm16, dtype="<i2").astype(np.float64)
+    frames = samples[: samples.size // 160 * 160].reshape(-1, 160)
+    loud = np.flatnonzero(np.sqrt((frames ** 2).mean(axis=1)) >= threshold)
+    return int(loud[0] * 20) if loud.size else 0
+
+
+def answer_on_stream(sim: TwilioSim, ws_url: str, pcm: bytes, *, barge_in: bool = False) -> FakeTwilioStream:
+    """Do what Twilio does with the current `<Connect><Stream>`: open the stream with its
+    parameters, carry the caller's audio, and post the action once the server closes it."""
+    connect = sim.find("Connect")
+    stream = connect.find("Stream")
+    assert stream is not None and stream.get("url") == SIGNED_URL
+    params = {p.get("name"): p.get("value") for p in stream.findall("Parameter")}
+    with FakeTwilioStream(ws_url, call_sid=sim.sid, parameters=params, auth_token=TEST_AUTH_TOKEN,
+                          signed_url=SIGNED_URL) as twilio:
+        twilio.send_silence(200 if not barge_in else 600)
+        twilio.send_audio(pcm)
+        twilio.send_silence(1500)
+        while not twilio.wait_closed(0.1):       # the server decides; then Twilio moves on
+            if twilio.send_silence(100) is None:
+                break
+        assert twilio.wait_closed(30), "the server never ended the turn"
+    sim.post(connect.get("action"), sim.params())
+    return twilio
+
+
+def stream_turns(app, sid: str) -> list[dict]:
+    from ivr.store import db, history
+
+    with app.app_context():
+        record = history.call_record(db.session(), sid)
+    return [e["detail"] for e in record["events"] if e["kind"] == "stream_turn"]
+
+
+def outcome(app, sid: str) -> tuple[str | None, str | None]:
+    from ivr.store import db, history
+
+    with app.app_context():
+        record = history.call_record(db.session(), sid)
+    return record["outcome"], (record["outcome_detail"] or {}).get("department")
+
+
+def test_a_spoken_request_is_routed_over_two_stream_turns_at_most(app, client, server):
+    """Welcome → the caller says what they need → (a yes/no confirmation, said) → routed to roads."""
+    ws_url, engine = server
+    sim = TwilioSim(client)
+    sim.call()
+    assert sim.has("Connect"), f"the line should listen on a Media Stream: {sim.verbs()}"
+    answer_on_stream(sim, ws_url, speech("there is a huge pothole on Main Street"))
+    if sim.has("Connect") and "confirm" in ET.tostring(sim.find("Connect"), encoding="unicode"):
+        answer_on_stream(sim, ws_url, speech("yes"))
+    assert outcome(app, sim.sid) in (("transferred", "roads"), ("queued", "roads"), ("after_hours", "roads"))
+    turns = stream_turns(app, sim.sid)
+    assert turns and all(t["speech"] for t in turns)
+    assert all(t["reason"] in ("early", "silence") for t in turns), turns
+    if engine == "whisper":
+        # One decode per utterance: the pause's decode is the final one unless the caller went on.
+        assert all(1 <= t["decodes"] <= 3 for t in turns), turns
+
+
+def test_a_caller_who_pauses_mid_sentence_is_heard_whole(app, client, server):
+    """The decode started at the first pause is thrown away when the caller goes on: the turn
+    holds both halves, and the call is not cut off after "I'm calling about"."""
+    ws_url, engine = server
+    first, second = speech("I'm calling about"), speech("the broken street light outside my house")
+    first = first[: last_voice_ms(first) * 16]                   # 16 bytes per ms
+    second = second[first_voice_ms(second) * 16:]
+    gap = np.zeros(8 * 350, dtype="<i2").tobytes()     # 350 ms: a pause, not the end of the turn
+    pcm = first + gap + second
+    sim = TwilioSim(client)
+    sim.call()
+    answer_on_stream(sim, ws_url, pcm)
+    turns = stream_turns(app, sim.sid)
+    assert len(turns) == 1 and turns[0]["speech"]
+    from ivr.store import db, history
+
+    with app.app_context():
+        heard = history.call_record(db.session(), sim.sid)["turns"][0]["heard"].lower()
+    assert "light" in heard and "calling" in heard, heard
+    if engine == "whisper":
+        assert turns[0]["decodes"] >= 2, "the first pause should have started a decode"
+
+
+def test_an_emergency_ends_the_turn_and_reaches_the_advisory(app, client, server):
+    ws_url, _engine = server
+    sim = TwilioSim(client)
+    sim.call()
+    answer_on_stream(sim, ws_url, speech("my kitchen is on fire"))
+    assert outcome(app, sim.sid)[0] == "emergency"
+    assert stream_turns(app, sim.sid)[0]["reason"] in ("emergency", "early", "silence")
+
+
+def test_talking_over_the_prompt_clears_it_and_is_still_heard(app, client, server):
+    """Barge-in: the stream plays the question itself; the caller talks over it."""
+    ws_url, _engine = server
+    sim = TwilioSim(client)
+    sim.call()
+    params = {p.get("name"): p.get("value") for p in sim.find("Connect").find("Stream").findall("Parameter")}
+    if not params.get("prompts"):
+        pytest.skip("prompt audio could not be rendered here (no espeak-ng): nothing plays on the stream")
+    twilio = answer_on_stream(sim, ws_url, speech("the trash was not picked up on my street"), barge_in=True)
+    assert twilio.heard.clears, "no clear sent when the caller talked over the prompt"
+    assert outcome(app, sim.sid)[1] == "sanitation" or sim.has("Connect")
+
+
+def test_a_saturated_decode_pool_asks_again_instead_of_silence(app, client, server, monkeypatch):
+    """No decoding thread free and no room to queue: the caller hears "please say that again"."""
+    from ivr.speech.pool import DecodePool
+    from ivr.web.media import session
+
+    ws_url, _engine = server
+    pool = DecodePool(threads=1, queue_limit=0)
+    release = threading.Event()
+    pool.submit(release.wait)
+    monkeypatch.setattr(session, "decode_pool", lambda: pool)
+    app.config["IVR_DECODE_WAIT_MS"] = "500"
+    try:
+        sim = TwilioSim(client)
+        sim.call()
+        answer_on_stream(sim, ws_url, speech("there is a huge pothole on Main Street"))
+    finally:
+        release.set()
+        pool.shutdown()
+    turn = stream_turns(app, sim.sid)[0]
+    assert turn["unheard"] in ("busy", "late") and not turn["speech"]
+    assert sim.has("Connect"), "the caller must be asked again on the stream"
+    params = {p.get("name"): p.get("value") for p in sim.find("Connect").find("Stream").findall("Parameter")}
+    said = " ".join(sim.texts()) + " " + (params.get("prompts") or "")
+    assert "ask_again" in said or "did not catch that" in said, said
