@@ -45,14 +45,13 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import requests
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from twilio.request_validator import RequestValidator  # noqa: E402
-
-from tests.fake_twilio_stream import FakeTwilioStream, last_voice_ms  # noqa: E402
+from ivr.telephony.simulator import HttpTransport, MediaStream, SimulatedCall, SimulatorError  # noqa: E402
 from tests.speechgen import phone_pcm, synthesize_phone_audio  # noqa: E402
 
 TOKEN = "bench-auth-token"
@@ -62,6 +61,14 @@ UTTERANCES = ROOT / "bench" / "data" / "heldout_en.jsonl"
 DECIDED_WITHIN_S = 5.0
 MAX_STEPS = 8
 BIN = Path(sys.executable).parent
+
+
+def last_voice_ms(pcm16: bytes, threshold: float = 400.0) -> int:
+    """End of the last 20 ms frame louder than `threshold` RMS: where the caller's last word ends."""
+    samples = np.frombuffer(pcm16, dtype="<i2").astype(np.float64)
+    frames = samples[: samples.size // 160 * 160].reshape(-1, 160)
+    loud = np.flatnonzero(np.sqrt((frames ** 2).mean(axis=1)) >= threshold)
+    return int((loud[-1] + 1) * 20) if loud.size else 0
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -95,43 +102,34 @@ class Phone:
 
     def __init__(self, base: str, run: Run, row: dict, index: int, audio: dict[str, bytes]) -> None:
         self.base, self.run, self.row, self.index, self.audio = base, run, row, index, audio
-        self.validator = RequestValidator(TOKEN)
-        self.sid = f"CA{random.getrandbits(128):032x}"
-        self.session = requests.Session()
-        self.common = {"CallSid": self.sid, "AccountSid": "AC" + "0" * 32, "From": f"+1555{index:07d}",
-                       "To": "+15550003110", "Direction": "inbound"}
+        self.sim = SimulatedCall(HttpTransport(base, timeout=20), token=TOKEN, public_url=base,
+                                 from_=f"+1555{index:07d}", to="+15550003110")
+        self.sid = self.sim.sid
         self.turn_no = 0
 
     def post(self, url: str, params: dict[str, str]) -> ET.Element | None:
-        url = urllib.parse.urljoin(self.base + "/", url)
-        form = {**self.common, **params}
-        headers = {"X-Twilio-Signature": self.validator.compute_signature(url, form)}
+        """POST a signed webhook through the simulator; its TwiML, or None after counting a failure."""
+        path = urllib.parse.urlparse(url).path
         try:
-            reply = self.session.post(url, data=form, headers=headers, timeout=20)
-        except requests.ConnectionError as exc:
-            self.run.add(resets=f"POST {urllib.parse.urlparse(url).path}: {type(exc).__name__}")
-            return None
-        except requests.RequestException as exc:
-            self.run.add(errors=f"POST {urllib.parse.urlparse(url).path}: {type(exc).__name__}")
+            reply = self.sim.post(url, self.sim.params(**params))
+        except (ConnectionError, SimulatorError, OSError) as exc:
+            kind = "resets" if isinstance(exc, ConnectionError) or "reset" in str(exc).lower() else "errors"
+            self.run.add(**{kind: f"POST {path}: {type(exc).__name__}"})
             return None
         if reply.status_code != 200:
-            self.run.add(errors=f"POST {urllib.parse.urlparse(url).path}: HTTP {reply.status_code}")
+            self.run.add(errors=f"POST {path}: HTTP {reply.status_code}")
             return None
-        try:
-            return ET.fromstring(reply.content)
-        except ET.ParseError:
-            self.run.add(errors=f"POST {urllib.parse.urlparse(url).path}: invalid TwiML")
-            return None
+        return self.sim.doc
 
     def call(self) -> None:
         with self.run.lock:
             self.run.calls[self.sid] = self.row
-        twiml = self.post("/voice/incoming", {"CallStatus": "ringing"})
+        twiml = self.post(self.base + "/voice/incoming", {"CallStatus": "ringing"})
         for _ in range(MAX_STEPS):
             if twiml is None:
                 break
             twiml = self.follow(twiml)
-        self.post("/voice/status", {"CallStatus": "completed", "CallDuration": "60"})
+        self.post(self.base + "/voice/status", {"CallStatus": "completed", "CallDuration": "60"})
 
     def follow(self, twiml: ET.Element) -> ET.Element | None:
         """Do what one TwiML document says; the next document, or None when the call is over."""
@@ -157,8 +155,7 @@ class Phone:
         self.turn_no += 1
         barge_in = self.turn_no % 3 == 0 and bool(params.get("prompts"))
         try:
-            with FakeTwilioStream(url, call_sid=self.sid, parameters=params, auth_token=TOKEN,
-                                  signed_url=url, stream_sid=f"MZ{random.getrandbits(128):032x}") as twilio:
+            with MediaStream(url, call_sid=self.sid, parameters=params, auth_token=TOKEN, signed_url=url) as twilio:
                 self.listen_to_prompt(twilio, barge_in)
                 first_frame = len(twilio.frame_times)
                 twilio.send_audio(pcm)
@@ -186,7 +183,7 @@ class Phone:
                          decided_ms=(answered_at - spoken_at) * 1000)
         return answer
 
-    def listen_to_prompt(self, twilio: FakeTwilioStream, barge_in: bool) -> None:
+    def listen_to_prompt(self, twilio: MediaStream, barge_in: bool) -> None:
         """Send line silence while the prompt plays (or 1 s of it, to talk over it), then a short pause."""
         started = time.monotonic()
         while time.monotonic() - started < 20:

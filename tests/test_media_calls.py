@@ -1,7 +1,7 @@
 """Whole calls over Media Streams with the production default engine (`auto`; Whisper when installed).
 
-The webhooks are signed and followed as Twilio follows them (`twilio_sim.TwilioSim`); every
-listening step is a real websocket (`fake_twilio_stream`) on a real threaded server, carrying
+The webhooks are signed and followed as Twilio follows them (`ivr.telephony.simulator`); every
+listening step is a real websocket on a real threaded server, carrying
 piper speech in real-time 20 ms μ-law frames, into the real recogniser. Nothing is mocked: the turn
 ends on the server's endpointer and is decoded in the shared decode pool. No wall-clock asserts.
 """
@@ -15,13 +15,11 @@ import numpy as np
 import pytest
 from werkzeug.serving import make_server
 
+from ivr.telephony.simulator import FlaskTransport, MediaStream, SimulatedCall
 from tests.conftest import PUBLIC_URL, TEST_AUTH_TOKEN
-from tests.fake_twilio_stream import FakeTwilioStream, last_voice_ms
-from tests.twilio_sim import TwilioSim
 
 pytestmark = pytest.mark.speech
 
-SIGNED_URL = PUBLIC_URL.replace("https", "wss") + "/voice/stream"
 
 
 @pytest.fixture
@@ -38,7 +36,7 @@ def app_config(app_config):
 
 @pytest.fixture
 def server(app) -> Iterator[tuple[str, str]]:
-    """(ws:// URL of the app on a real threaded server, the engine `auto` chose for English)."""
+    """(ws:// base URL of the app on a real threaded server, the engine `auto` chose for English)."""
     from ivr.speech.service import speech_service
 
     with app.app_context():
@@ -48,7 +46,7 @@ def server(app) -> Iterator[tuple[str, str]]:
     httpd = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
-    yield f"ws://127.0.0.1:{httpd.server_port}/voice/stream", engine.name
+    yield f"ws://127.0.0.1:{httpd.server_port}", engine.name
     httpd.shutdown()
     thread.join(timeout=5)
 
@@ -67,24 +65,26 @@ def first_voice_ms(pcm16: bytes, threshold: float = 400.0) -> int:
     return int(loud[0] * 20) if loud.size else 0
 
 
-def answer_on_stream(sim: TwilioSim, ws_url: str, pcm: bytes, *, barge_in: bool = False) -> FakeTwilioStream:
-    """Do what Twilio does with the current `<Connect><Stream>`: open the stream with its
-    parameters, carry the caller's audio, and post the action once the server closes it."""
-    connect = sim.find("Connect")
-    stream = connect.find("Stream")
-    assert stream is not None and stream.get("url") == SIGNED_URL
-    params = {p.get("name"): p.get("value") for p in stream.findall("Parameter")}
-    with FakeTwilioStream(ws_url, call_sid=sim.sid, parameters=params, auth_token=TEST_AUTH_TOKEN,
-                          signed_url=SIGNED_URL) as twilio:
-        twilio.send_silence(200 if not barge_in else 600)
-        twilio.send_audio(pcm)
-        twilio.send_silence(1500)
-        while not twilio.wait_closed(0.1):       # the server decides; then Twilio moves on
-            if twilio.send_silence(100) is None:
-                break
-        assert twilio.wait_closed(30), "the server never ended the turn"
-    sim.post(connect.get("action"), sim.params())
-    return twilio
+def last_voice_ms(pcm16: bytes, threshold: float = 400.0) -> int:
+    """End of the last 20 ms frame louder than `threshold` RMS."""
+    samples = np.frombuffer(pcm16, dtype="<i2").astype(np.float64)
+    frames = samples[: samples.size // 160 * 160].reshape(-1, 160)
+    loud = np.flatnonzero(np.sqrt((frames ** 2).mean(axis=1)) >= threshold)
+    return int((loud[-1] + 1) * 20) if loud.size else 0
+
+
+def phone(client) -> SimulatedCall:
+    return SimulatedCall(FlaskTransport(client), token=TEST_AUTH_TOKEN, public_url=PUBLIC_URL)
+
+
+def answer_on_stream(call: SimulatedCall, ws_base: str, pcm: bytes) -> MediaStream:
+    """Do what Twilio does with the current `<Connect><Stream>`: open the stream (the prompt, if
+    the stream plays it, is talked over), carry the caller's audio and then line silence until
+    the line closes it, and post the action."""
+    assert call.has("Connect"), f"the line should listen on a Media Stream: {call.verbs()}"
+    call.connect_stream(audio=pcm, ws_base=ws_base, timeout_s=60)
+    assert call.stream is not None and call.stream.closed, "the server never ended the turn"
+    return call.stream
 
 
 def stream_turns(app, sid: str) -> list[dict]:
@@ -106,9 +106,8 @@ def outcome(app, sid: str) -> tuple[str | None, str | None]:
 def test_a_spoken_request_is_routed_over_two_stream_turns_at_most(app, client, server):
     """Welcome → the caller says what they need → (a yes/no confirmation, said) → routed to roads."""
     ws_url, engine = server
-    sim = TwilioSim(client)
+    sim = phone(client)
     sim.call()
-    assert sim.has("Connect"), f"the line should listen on a Media Stream: {sim.verbs()}"
     answer_on_stream(sim, ws_url, speech("there is a huge pothole on Main Street"))
     if sim.has("Connect") and "confirm" in ET.tostring(sim.find("Connect"), encoding="unicode"):
         answer_on_stream(sim, ws_url, speech("yes"))
@@ -130,7 +129,7 @@ def test_a_caller_who_pauses_mid_sentence_is_heard_whole(app, client, server):
     second = second[first_voice_ms(second) * 16:]
     gap = np.zeros(8 * 350, dtype="<i2").tobytes()     # 350 ms: a pause, not the end of the turn
     pcm = first + gap + second
-    sim = TwilioSim(client)
+    sim = phone(client)
     sim.call()
     answer_on_stream(sim, ws_url, pcm)
     turns = stream_turns(app, sim.sid)
@@ -146,7 +145,7 @@ def test_a_caller_who_pauses_mid_sentence_is_heard_whole(app, client, server):
 
 def test_an_emergency_ends_the_turn_and_reaches_the_advisory(app, client, server):
     ws_url, _engine = server
-    sim = TwilioSim(client)
+    sim = phone(client)
     sim.call()
     answer_on_stream(sim, ws_url, speech("my kitchen is on fire"))
     assert outcome(app, sim.sid)[0] == "emergency"
@@ -156,12 +155,12 @@ def test_an_emergency_ends_the_turn_and_reaches_the_advisory(app, client, server
 def test_talking_over_the_prompt_clears_it_and_is_still_heard(app, client, server):
     """Barge-in: the stream plays the question itself; the caller talks over it."""
     ws_url, _engine = server
-    sim = TwilioSim(client)
+    sim = phone(client)
     sim.call()
     params = {p.get("name"): p.get("value") for p in sim.find("Connect").find("Stream").findall("Parameter")}
     if not params.get("prompts"):
         pytest.skip("prompt audio could not be rendered here (no espeak-ng): nothing plays on the stream")
-    twilio = answer_on_stream(sim, ws_url, speech("the trash was not picked up on my street"), barge_in=True)
+    twilio = answer_on_stream(sim, ws_url, speech("the trash was not picked up on my street"))
     assert twilio.heard.clears, "no clear sent when the caller talked over the prompt"
     assert outcome(app, sim.sid)[1] == "sanitation" or sim.has("Connect")
 
@@ -178,7 +177,7 @@ def test_a_saturated_decode_pool_asks_again_instead_of_silence(app, client, serv
     monkeypatch.setattr(session, "decode_pool", lambda: pool)
     app.config["IVR_DECODE_WAIT_MS"] = "500"
     try:
-        sim = TwilioSim(client)
+        sim = phone(client)
         sim.call()
         answer_on_stream(sim, ws_url, speech("there is a huge pothole on Main Street"))
     finally:
