@@ -4,13 +4,13 @@ from __future__ import annotations
 import pytest
 
 from ivr.routing import source
+from conftest import simulated_call
 from test_call_failures import OPERATOR_LINE, app_config  # noqa: F401 - same rules copy and fallback
-from twilio_sim import TwilioSim
 
 
 @pytest.fixture
-def sim(client) -> TwilioSim:
-    return TwilioSim(client)
+def sim(client):
+    return simulated_call(client)
 
 
 def _break_the_classifier(monkeypatch) -> None:
