@@ -1,16 +1,16 @@
-"""Keeping SQLite's slow moments off the webhook's response time (the embedded default store).
+"""SQLite as a store for several worker processes (the embedded default).
 
-- `WriterQueue`: writers of one process take turns on a lock that wakes the next at once,
-  instead of colliding in SQLite, whose busy handler sleeps 1, 2, 5, 10 … ms between tries.
+- `begin_immediate_before_write`: a transaction takes the write lock at its first write and
+  waits for it (busy timeout), so concurrent writers in several processes queue instead of
+  failing with "database is locked".
 - `Checkpointer`: the WAL checkpoint (copying the log into the database, with an fsync) runs
   after a response has been sent, at most once a second per process, instead of inside the
   commit of whichever webhook crossed SQLite's 1,000-page threshold.
-Both are optimisations only: if they do not run, SQLite's own locking and checkpoints still do.
+The checkpointer is an optimisation only: if it does not run, SQLite's own checkpoints still do.
 """
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from typing import Any
 
@@ -26,38 +26,24 @@ AUTOCHECKPOINT_PAGES = 10_000
 CHECKPOINT_EVERY_S = 1.0
 
 
-class WriterQueue:
-    """Engine events making this process's writers wait for their turn (see module docstring).
+#: Statements that write (a transaction that runs one needs SQLite's write lock).
+_WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE", "CREATE", "DROP", "ALTER")
 
-    The turn is taken at a connection's first INSERT/UPDATE/DELETE and given back when the
-    connection returns to the pool (its transaction is over: committed, rolled back or
-    invalidated). A writer that waits longer than `timeout_s` goes ahead and leaves it to SQLite.
+
+def begin_immediate_before_write(conn: Any, cursor: Any, statement: str, _params: Any, _context: Any,
+                                 _many: bool) -> None:
+    """`before_cursor_execute` listener: open the transaction with ``BEGIN IMMEDIATE`` at its first write.
+
+    Reads before the first write run outside a transaction (each sees the latest commit), so a
+    webhook's write transaction holds the lock only for its writes and commit. ``IMMEDIATE``
+    takes the write lock at BEGIN, waiting up to the busy timeout for another process's writer;
+    a DEFERRED transaction that had read would instead fail at once with "database is locked"
+    when another process committed first (SQLite cannot upgrade its stale snapshot).
     """
-
-    KEY = "ivr.sqlite_writer_turn"
-
-    def __init__(self, timeout_s: float) -> None:
-        self.lock = threading.Lock()
-        self.timeout_s = timeout_s
-
-    def before_execute(self, conn: Any, _cursor: Any, _statement: str, _params: Any, context: Any,
-                       _many: bool) -> None:
-        """`before_cursor_execute` listener: take the turn before the transaction's first write."""
-        if context is None or not (context.isinsert or context.isupdate or context.isdelete):
-            return
-        info = conn.connection.record_info   # survives invalidation, unlike .info
-        if info.get(self.KEY):
-            return   # this connection's transaction already has the turn
-        if self.lock.acquire(timeout=self.timeout_s):
-            info[self.KEY] = True
-        else:
-            log.warning("an SQLite writer waited %.1f s for its turn; going ahead (is a request stuck?)",
-                        self.timeout_s)
-
-    def checkin(self, _dbapi_conn: Any, record: Any) -> None:
-        """Pool `checkin` listener: the connection's transaction is over, give the turn back."""
-        if record.record_info.pop(self.KEY, False):
-            self.lock.release()
+    dbapi_conn = cursor.connection
+    if dbapi_conn.in_transaction or not statement.lstrip()[:7].upper().startswith(_WRITES):
+        return
+    dbapi_conn.execute("BEGIN IMMEDIATE")
 
 
 class Checkpointer:

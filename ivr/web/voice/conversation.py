@@ -176,10 +176,11 @@ def describe(decision: Decision) -> dict[str, Any]:
 
 def apply(sid: str, previous: CallState, decision: Decision, *, turn: Turn | None = None,
           classification: Classification | None = None, event: str | None = None,
-          first: Sequence[tuple[str, Mapping[str, Any]]] = ()) -> Response:
+          first: Sequence[tuple[str, Mapping[str, Any]]] = (), new_call: tuple[str, str] | None = None) -> Response:
     """Store the decision's effects, render its TwiML and commit both (see `finish`).
 
     `first`: events (kind, detail) to record before the decision's, e.g. the dial's status.
+    `new_call`: (From, To) of a call that starts with this decision (its row is created first).
     """
     s = db.session()
     if isinstance(decision.action, Ask) and capture_mode(decision.state.language) == "keypad":
@@ -194,6 +195,8 @@ def apply(sid: str, previous: CallState, decision: Decision, *, turn: Turn | Non
     # lock (and PostgreSQL's row lock) until the commit, so nothing slow happens inside it.
     body = str(render(decision, context(sid, state, rules())))
     described = describe(decision)
+    if new_call is not None:
+        calls.ensure_call(s, sid, *new_call)
     for kind, detail in first:
         calls.add_event(s, sid, kind, detail)
     calls.save_state(s, sid, state)

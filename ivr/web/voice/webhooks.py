@@ -55,12 +55,12 @@ def incoming() -> Response:
     if replay:
         return replay
     current = rules()
-    calls.ensure_call(db.session(), sid, request.values.get("From", ""), request.values.get("To", ""))
     log.info("call %s from %s", sid, mask_number(request.values.get("From")))
     language = current.default_language
     state = CallState(language=language)
     advisory = current.emergency.advisory.get(language, "")
-    return apply(sid, state, Decision(Welcome(advisory), state, "call started"), event="incoming")
+    return apply(sid, state, Decision(Welcome(advisory), state, "call started"), event="incoming",
+                 new_call=(request.values.get("From", ""), request.values.get("To", "")))
 
 
 @bp.route("/turn", methods=METHODS)
