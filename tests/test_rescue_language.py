@@ -46,8 +46,11 @@ def test_an_english_caller_is_rescued_with_the_english_voice(app, sim, monkeypat
         assert sim.find("Say").text == prompts.text("operator", "en")
 
 
-def test_the_say_voice_override_applies_to_the_rescue(app, sim, monkeypatch):
-    app.config["IVR_SAY_LANGUAGE_ES"] = "es-US"
+def test_the_say_voice_override_applies_to_the_rescue(app_config, monkeypatch):
+    from ivr import create_app
+
+    app = create_app({**app_config, "IVR_SAY_LANGUAGE_ES": "es-US"})   # voices read it at start
+    sim = simulated_call(app.test_client())
     sim.call()
     sim.press("2")
     _break_the_classifier(monkeypatch)
