@@ -32,12 +32,13 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from ivr.speech import service as speech
     from ivr.web import api, health, media, voice
     from ivr import jobs
+    from ivr.web import console
 
     db.init_app(app)
     jobs.init_app(app)
     source.init_app(app)
     prompts.init_app(app)
     speech.init_app(app)
-    for module in (health, voice, api, media):
+    for module in (health, voice, api, media, console):
         module.init_app(app)
     return app

@@ -24,7 +24,7 @@ def test_migrated_schema_matches_the_models(engine):
     with engine.connect() as conn:
         context = MigrationContext.configure(conn, opts={"compare_type": True})
         diff = compare_metadata(context, Base.metadata)
-        assert context.get_current_revision() == "0002"
+        assert context.get_current_revision() == "0003"
     assert diff == []
 
 
@@ -61,7 +61,7 @@ def test_cli_upgrade_then_current(db_url):
     upgraded = runner.invoke(cli, ["db", "upgrade", "--url", db_url])
     assert upgraded.exit_code == 0, upgraded.output
     after = runner.invoke(cli, ["db", "current", "--url", db_url])
-    assert after.output.strip() == "0002: up to date"
+    assert after.output.strip() == "0003: up to date"
 
 
 def test_cli_prune_forgets_only_old_answers(db_url):

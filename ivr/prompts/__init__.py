@@ -9,7 +9,9 @@ Others use only the names below; the modules behind them may change.
 """
 from ivr.prompts.catalogue import KNOWN_PLACEHOLDERS, REQUIRED_KEYS, PromptError, check_prompts
 from ivr.voices import spell_digits  # the agent whisper reads caller numbers the way prompts do
-from ivr.prompts.serving import audio_ulaw, audio_url, has_audio, init_app, say_language, speak, text
+from ivr.prompts.serving import (audio_ulaw, audio_url, catalogue_now, has_audio, init_app, prompt, say_language,
+                                 speak, text)
 
 __all__ = ["init_app", "speak", "text", "audio_url", "audio_ulaw", "has_audio", "say_language",
-           "check_prompts", "spell_digits", "PromptError", "REQUIRED_KEYS", "KNOWN_PLACEHOLDERS"]
+           "check_prompts", "spell_digits", "PromptError", "REQUIRED_KEYS", "KNOWN_PLACEHOLDERS",
+           "catalogue_now", "prompt"]   # the console's prompt editor lists and plays the catalogue

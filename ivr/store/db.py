@@ -28,7 +28,7 @@ from sqlalchemy.pool import StaticPool
 
 from ivr.store import batch, driver, sqlite
 # Tables kept in their own modules join Base.metadata when imported (create_all, migrations).
-from ivr.store import audit, retention, tokens  # noqa: F401
+from ivr.store import audit, console, retention, tokens  # noqa: F401
 from ivr.store.models import Base
 
 log = logging.getLogger(__name__)

@@ -12,7 +12,7 @@ from logging.config import fileConfig
 from alembic import context
 from sqlalchemy import Connection
 
-from ivr.store import audit, retention, tokens  # noqa: F401 - their tables are in Base.metadata
+from ivr.store import audit, console, retention, tokens  # noqa: F401 - their tables are in Base.metadata
 from ivr.store.models import Base
 
 config = context.config

@@ -180,6 +180,9 @@ def whisper() -> Response:
     parent = request.args.get("call", "")
     if not re.match(r"^[A-Za-z0-9_-]{1,64}$", parent):
         return xml(str(render_empty()))
+    from ivr.web.console.views import note_bridged   # the agent answered: screen pop on their console
+
+    note_bridged(parent, request.values.get("To", ""))
     s = db.session()
     state = calls.load_state(s, parent) or CallState()
     record = history.call_record(s, parent) or {}

@@ -1,0 +1,62 @@
+"""The web console under /console: agents (queue, calls, callbacks), supervisors (+ reports),
+admins (+ rules, prompts and users). Server-rendered Jinja with small progressive scripts.
+
+`init_app(app)`: sessions (Flask-Login), CSRF (Flask-WTF) checked on every console POST, secure
+cookies outside tests, the blueprint, and the hook that keeps this instance's rules and prompts
+at the newest version saved by any instance (see `live`).
+"""
+from __future__ import annotations
+
+import logging
+import secrets
+from pathlib import Path
+
+from flask import Flask
+
+from ivr.web.console import auth, live
+from ivr.web.console import editor, reports, views, work  # noqa: F401 — each registers its pages on bp
+from ivr.web.console.blueprint import bp, csrf
+
+__all__ = ["init_app", "bp"]
+
+log = logging.getLogger(__name__)
+
+
+def _secret_key(app: Flask) -> str:
+    """IVR_SECRET_KEY, else one generated once and kept in the instance folder (one machine)."""
+    configured = app.config.get("IVR_SECRET_KEY") or app.config.get("SECRET_KEY")
+    if configured:
+        return str(configured)
+    if app.testing:
+        return secrets.token_hex(32)
+    path = Path(app.instance_path) / "console-secret-key"
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        key = secrets.token_hex(32)
+        path.write_text(key)
+        path.chmod(0o600)
+        log.warning("no IVR_SECRET_KEY: made one in %s; set IVR_SECRET_KEY when several machines "
+                    "serve the console, or sessions will not be shared", path)
+        return key
+
+
+def init_app(app: Flask) -> None:
+    """Register the console with `app`."""
+    app.config["SECRET_KEY"] = _secret_key(app)
+    # Production cookies travel only over HTTPS and never reach page scripts; tests and
+    # `make run` on http://127.0.0.1 would otherwise never get a session.
+    insecure = bool(app.config.get("TESTING")) or str(app.config.get("IVR_CONSOLE_INSECURE_COOKIES", "")).lower() in {"1", "true", "yes"}
+    app.config["SESSION_COOKIE_SECURE"] = not insecure
+    app.config["REMEMBER_COOKIE_SECURE"] = not insecure
+    app.config["SESSION_COOKIE_HTTPONLY"] = True
+    app.config["REMEMBER_COOKIE_HTTPONLY"] = True
+    app.config.setdefault("SESSION_COOKIE_SAMESITE", "Lax")
+    # CSRF is checked by the console blueprint itself (views.before_request), not app-wide:
+    # Twilio's signed webhooks cannot carry a CSRF token.
+    app.config["WTF_CSRF_CHECK_DEFAULT"] = False
+    app.config.setdefault("WTF_CSRF_TIME_LIMIT", 8 * 3600)   # an agent's shift
+    csrf.init_app(app)
+    auth.init_app(app)
+    app.register_blueprint(bp)
+    live.init_app(app)

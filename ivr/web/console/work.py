@@ -1,0 +1,196 @@
+"""Callbacks and voicemails: a work list ordered by due time; claim, call back, record the outcome.
+
+Every stored callback request or voicemail (`messages`) gets a work item the first time the list
+is shown. Calling back uses Twilio's REST API: `calls.create` rings the agent's own line and,
+when the agent answers, dials the citizen with the city line as caller ID. Retry rules: no answer
+or busy puts the item back on the list after RETRY_DELAYS[attempt]; after MAX_ATTEMPTS it is given up.
+"""
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from typing import Any
+
+from flask import abort, current_app, flash, redirect, render_template, url_for
+from flask_login import current_user
+from sqlalchemy import select
+from twilio.base.exceptions import TwilioException, TwilioRestException
+from twilio.twiml.voice_response import VoiceResponse
+
+from ivr.store import db, models
+from ivr.store.console import WorkItem
+from ivr.store.models import utcnow
+from ivr.store.privacy import mask_number
+from ivr.telephony.rest import NotConfigured, rest_client
+from ivr.web.console import auth
+from ivr.web.console.blueprint import bp
+from ivr.web.console.forms import ActionForm, OutcomeForm
+from ivr.web.console.views import department_names
+
+log = logging.getLogger(__name__)
+MAX_ATTEMPTS = 3
+RETRY_DELAYS = (timedelta(minutes=15), timedelta(hours=1), timedelta(hours=4))
+FINAL = {"reached", "left_message", "wrong_number"}
+RETRY = {"no_answer", "busy"}
+LIST_LIMIT = 200
+
+
+def ensure_items(s: Any) -> None:
+    """A work item for every message that has none yet (due when the message was left)."""
+    missing = s.execute(select(models.Message.id, models.Message.created_at)
+                        .outerjoin(WorkItem, WorkItem.message_id == models.Message.id)
+                        .where(WorkItem.id.is_(None)).limit(1000)).all()
+    for message_id, created in missing:
+        s.add(WorkItem(message_id=message_id, status="open", due_at=created, attempts=0, history=[]))
+    if missing:
+        s.commit()
+
+
+def _item(item_id: int) -> tuple[WorkItem, models.Message, models.Call]:
+    s = db.session()
+    item = s.get(WorkItem, item_id)
+    if item is None:
+        abort(404)
+    message = s.get(models.Message, item.message_id)
+    call = s.get(models.Call, message.call_sid) if message else None
+    if message is None or call is None:
+        abort(404)
+    return item, message, call
+
+
+@bp.get("/work")
+@auth.requires("agent")
+def work_list() -> Any:
+    s = db.session()
+    ensure_items(s)
+    rows = s.execute(select(WorkItem, models.Message, models.Call)
+                     .join(models.Message, models.Message.id == WorkItem.message_id)
+                     .join(models.Call, models.Call.sid == models.Message.call_sid)
+                     .where(WorkItem.status.in_(("open", "claimed")))
+                     .order_by(WorkItem.due_at, WorkItem.id).limit(LIST_LIMIT)).all()
+    closed = s.execute(select(WorkItem, models.Message, models.Call)
+                       .join(models.Message, models.Message.id == WorkItem.message_id)
+                       .join(models.Call, models.Call.sid == models.Message.call_sid)
+                       .where(WorkItem.status.in_(("done", "gave_up")))
+                       .order_by(WorkItem.last_attempt_at.desc()).limit(20)).all()
+    return render_template("console/work.html", rows=rows, closed=closed, now=utcnow(), action=ActionForm())
+
+
+@bp.get("/work/<int:item_id>")
+@auth.requires("agent")
+def work_item(item_id: int) -> Any:
+    item, message, call = _item(item_id)
+    mine = item.status == "claimed" and item.claimed_by == current_user.username
+    number = call.from_number if mine else mask_number(call.from_number)
+    state = call.state or {}
+    return render_template("console/work_item.html", item=item, message=message, call=call, number=number,
+                           mine=mine, heard=state.get("heard") or "", action=ActionForm(), outcome=OutcomeForm(),
+                           max_attempts=MAX_ATTEMPTS, department=department_names().get(message.department, message.department))
+
+
+@bp.post("/work/<int:item_id>/claim")
+@auth.requires("agent")
+def work_claim(item_id: int) -> Any:
+    ActionForm()   # CSRF is checked for every console POST (blueprint)
+    s = db.session()
+    # A conditional UPDATE: two agents pressing "claim" at once cannot both get the item.
+    claimed = s.execute(WorkItem.__table__.update().where(WorkItem.id == item_id, WorkItem.status == "open")
+                        .values(status="claimed", claimed_by=current_user.username, claimed_at=utcnow())).rowcount
+    if claimed:
+        auth.audited(s, "work.claim", f"work:{item_id}")
+        s.commit()
+        flash("Claimed: the number is shown while you work on it.", "info")
+    else:
+        s.rollback()
+        flash("Someone else has already claimed this item, or it is closed.", "error")
+    return redirect(url_for("console.work_item", item_id=item_id))
+
+
+@bp.post("/work/<int:item_id>/release")
+@auth.requires("agent")
+def work_release(item_id: int) -> Any:
+    s = db.session()
+    item, _message, _call = _item(item_id)
+    if item.status == "claimed" and (item.claimed_by == current_user.username or current_user.can("supervisor")):
+        item.status, item.claimed_by, item.claimed_at = "open", None, None
+        auth.audited(s, "work.release", f"work:{item_id}")
+        s.commit()
+        flash("Released back to the list.", "info")
+    return redirect(url_for("console.work_list"))
+
+
+def _callback_twiml(citizen: str, caller_id: str, department: str) -> str:
+    """What the agent's phone plays when they pick up: a cue, then the citizen is dialled."""
+    response = VoiceResponse()
+    response.say(f"City line call back for {department}. Connecting you to the citizen now.")
+    dial = response.dial(caller_id=caller_id or None, timeout=30)
+    dial.number(citizen)
+    return str(response)
+
+
+@bp.post("/work/<int:item_id>/call")
+@auth.requires("agent")
+def work_call(item_id: int) -> Any:
+    s = db.session()
+    item, message, call = _item(item_id)
+    if item.status != "claimed" or item.claimed_by != current_user.username:
+        flash("Claim the item before calling back.", "error")
+        return redirect(url_for("console.work_item", item_id=item_id))
+    if not current_user.line:
+        flash("Your account has no phone line to ring first; an admin can set one (ivr users add --line).", "error")
+        return redirect(url_for("console.work_item", item_id=item_id))
+    caller_id = current_app.config.get("IVR_CALLER_ID") or call.to_number
+    department = department_names().get(message.department, message.department)
+    try:
+        outbound = rest_client(current_app.config).calls.create(
+            to=current_user.line, from_=caller_id, twiml=_callback_twiml(call.from_number, caller_id, department))
+    except NotConfigured as exc:
+        flash(f"Calls cannot be placed: {exc}.", "error")
+        return redirect(url_for("console.work_item", item_id=item_id))
+    except TwilioRestException as exc:
+        log.warning("call back for work item %d refused by Twilio: %s %s", item_id, exc.status, exc.code)
+        flash(f"Twilio refused the call ({exc.code}: {exc.msg}). Nothing was recorded; check the numbers.", "error")
+        return redirect(url_for("console.work_item", item_id=item_id))
+    except (TwilioException, OSError) as exc:
+        log.warning("call back for work item %d failed: %s", item_id, type(exc).__name__)
+        flash("Twilio could not be reached; try again in a moment.", "error")
+        return redirect(url_for("console.work_item", item_id=item_id))
+    item.attempts += 1
+    item.last_attempt_at = utcnow()
+    item.outbound_sid = outbound.sid
+    item.history = [*item.history, {"at": utcnow().isoformat(), "by": current_user.username, "event": "called",
+                                    "call": outbound.sid}]
+    auth.audited(s, "work.call", f"work:{item_id}", call=outbound.sid, attempt=item.attempts)
+    s.commit()
+    flash("Calling: your phone rings first, then the citizen. Record the outcome when you are done.", "info")
+    return redirect(url_for("console.work_item", item_id=item_id))
+
+
+@bp.post("/work/<int:item_id>/outcome")
+@auth.requires("agent")
+def work_outcome(item_id: int) -> Any:
+    s = db.session()
+    item, _message, _call = _item(item_id)
+    form = OutcomeForm()
+    if item.status != "claimed" or item.claimed_by != current_user.username or not form.validate_on_submit():
+        flash("Claim the item (and choose an outcome) before recording one.", "error")
+        return redirect(url_for("console.work_item", item_id=item_id))
+    outcome, now = form.outcome.data, utcnow()
+    item.attempts = max(item.attempts, 1)   # dialled by hand rather than from the console: still an attempt
+    item.last_outcome = outcome
+    item.last_attempt_at = now
+    if outcome in FINAL:
+        item.status = "done"
+    elif item.attempts >= MAX_ATTEMPTS:
+        item.status = "gave_up"
+    else:
+        item.status, item.claimed_by, item.claimed_at = "open", None, None
+        item.due_at = now + RETRY_DELAYS[min(max(item.attempts - 1, 0), len(RETRY_DELAYS) - 1)]
+    item.history = [*item.history, {"at": now.isoformat(), "by": current_user.username, "event": outcome,
+                                    "note": form.note.data or ""}]
+    auth.audited(s, "work.outcome", f"work:{item_id}", outcome=outcome,
+                 status=item.status, attempts=item.attempts)
+    s.commit()
+    flash({"done": "Done: removed from the list.", "gave_up": f"Given up after {item.attempts} attempts.",
+           "open": f"Back on the list, due again at {item.due_at:%H:%M} UTC."}[item.status], "info")
+    return redirect(url_for("console.work_list"))
