@@ -18,7 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
 from ivr.routing import source
-from ivr.store import calls, db
+from ivr.store import calls, db, history, models
 from ivr.store.console import Feedback, User
 from ivr.store.models import utcnow
 from ivr.store.privacy import mask_number
@@ -157,7 +157,7 @@ def pop() -> Any:
     cards = []
     for item in found:
         state = calls.load_state(s, item["sid"])
-        record = s.get(calls.models.Call, item["sid"])
+        record = s.get(models.Call, item["sid"])
         cards.append({"event": item["event"], "sid": item["sid"],
                       "url": url_for("console.call", sid=item["sid"]),
                       "department": department_names().get(state.department or "", state.department or "") if state else "",
@@ -241,7 +241,7 @@ def calls_list() -> Any:
 @auth.requires("agent")
 def call(sid: str) -> Any:
     s = db.session()
-    record = calls.call_record(s, sid[:64])
+    record = history.call_record(s, sid[:64])
     if record is None:
         abort(404)
     names = department_names()
@@ -269,7 +269,7 @@ def _timeline(record: dict[str, Any]) -> list[dict[str, Any]]:
 @auth.requires("agent")
 def feedback(sid: str) -> Any:
     s = db.session()
-    record = calls.call_record(s, sid[:64])
+    record = history.call_record(s, sid[:64])
     if record is None:
         abort(404)
     names = department_names()

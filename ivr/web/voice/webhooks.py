@@ -22,6 +22,7 @@ from ivr.store.privacy import mask_number
 from ivr.telephony.security import twilio_signed
 from ivr.telephony.twiml import (RenderContext, estimated_minutes, render_empty, render_leave_queue,
                                  render_queue_wait, render_whisper)
+from ivr.web.console.views import note_bridged
 from ivr.web.voice.conversation import (apply, call_sid, finish, has_gather_input, now, parse_turn, recall,
                                         respond_to_turn, rules, stored_state, xml)
 from ivr.web.voice.rescue import safe_webhook, to_human_body
@@ -180,9 +181,7 @@ def whisper() -> Response:
     parent = request.args.get("call", "")
     if not re.match(r"^[A-Za-z0-9_-]{1,64}$", parent):
         return xml(str(render_empty()))
-    from ivr.web.console.views import note_bridged   # the agent answered: screen pop on their console
-
-    note_bridged(parent, request.values.get("To", ""))
+    note_bridged(parent, request.values.get("To", ""))   # the agent answered: screen pop on their console
     s = db.session()
     state = calls.load_state(s, parent) or CallState()
     record = history.call_record(s, parent) or {}
