@@ -358,3 +358,29 @@ def test_broken_prompts_edit_is_refused(app):
     response = admin.post("/console/prompts/en", {"prompts": broken}, page="/console/prompts/en")
     assert response.status_code == 422 and "prompts/en.yaml:" in response.get_data(as_text=True)
     assert path.read_text() == before
+
+
+# --- several instances ------------------------------------------------------------------------------
+@pytest.mark.db
+def test_a_rules_edit_reaches_every_instance_through_the_database(db_url, app_config, tmp_path):
+    """Two app instances with their own rules files on one database: an edit saved on one is
+    served by the other at its next request (IVR_CONTENT_SYNC_S=0 here; 1 s by default)."""
+    from ivr import create_app
+
+    first_dir, second_dir = tmp_path / "one", tmp_path / "two"
+    first_dir.mkdir()
+    second_dir.mkdir()
+    first = create_app({**console_config(app_config, first_dir), "IVR_DATABASE_URL": db_url})
+    second = create_app({**console_config(app_config, second_dir), "IVR_DATABASE_URL": db_url})
+    add_users(first, {"ada": ("admin", "")})
+    original = Path(first.config["IVR_RULES_PATH"]).read_text()
+    edited = original.replace('line: "+1 312 555 0101"', 'line: "+1 312 555 0188"', 1)
+    admin = Console(first, "ada")
+    assert admin.post("/console/rules", {"rules": edited}, page="/console/rules").status_code == 302
+    assert transferred_call(second.test_client()).find("Dial/Number").text == "+13125550188"
+    assert Path(second.config["IVR_RULES_PATH"]).read_text() == edited
+    # A third instance started later catches up too.
+    third_dir = tmp_path / "three"
+    third_dir.mkdir()
+    third = create_app({**console_config(app_config, third_dir), "IVR_DATABASE_URL": db_url})
+    assert transferred_call(third.test_client()).find("Dial/Number").text == "+13125550188"
