@@ -7,8 +7,9 @@ request, whether a newer version was saved by anyone; if so it writes that text 
 atomically (temporary file + rename) and the file watchers swap it in (the rules at once).
 So an edit reaches every instance within about a second, and a restarted instance catches up.
 
-A file changed by hand after the newest saved version (newer mtime) is left alone at start:
-the admin who edited it in a terminal meant it; the next console save supersedes it.
+Once the console has saved a version of a kind, the database is its source of truth: a file that
+differs (a hand edit, a fresh deploy of the shipped file) is replaced by the newest saved version,
+with a warning in the log, when the instance starts.
 """
 from __future__ import annotations
 
@@ -167,12 +168,9 @@ def sync(app: Flask, *, force: bool = False) -> None:
 
 def _catch_up(app: Flask, state: _SyncState, kind: str, head: int, text: str, saved_at: Any) -> None:
     path = path_of(app, kind)
-    if kind not in state.applied and path.exists():
-        # First look in this process: a hand edit made after the saved version wins (see docstring).
-        if path.stat().st_mtime > saved_at.timestamp() and path.read_text(encoding="utf-8") != text:
-            log.warning("%s was edited by hand after console version %d; serving the file", path, head)
-            state.applied[kind] = head
-            return
+    if kind not in state.applied and path.exists() and path.read_text(encoding="utf-8") != text:
+        log.warning("%s differs from console version %d saved %s; serving the saved version (the database "
+                    "is the source of truth once the console has saved one)", path, head, saved_at)
     apply_here(app, kind, head, text)
 
 

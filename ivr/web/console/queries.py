@@ -56,9 +56,12 @@ def waiting_now(s: Session, now: datetime) -> list[Waiting]:
     sids = [row.sid for row in rows]
     enqueued: dict[str, datetime] = {}
     left: dict[str, datetime] = {}
+    # By call only (a call has a handful of events): with a kind filter too, SQLite's planner
+    # walks the (kind, created_at) index over the whole history instead (measured 0.6 s at 100k calls).
     for sid, kind, detail, at in s.execute(
-            select(Event.call_sid, Event.kind, Event.detail, Event.created_at)
-            .where(Event.call_sid.in_(sids), Event.kind.in_(("outcome", "queue", "bridged")))):
+            select(Event.call_sid, Event.kind, Event.detail, Event.created_at).where(Event.call_sid.in_(sids))):
+        if kind not in ("outcome", "queue", "bridged"):
+            continue
         if kind == "outcome":
             if (detail or {}).get("outcome") == "queued":
                 enqueued[sid] = max(enqueued.get(sid, at), at)
