@@ -56,12 +56,15 @@ def fill(url: str, count: int, seed: int = 311) -> None:
                 conn.execute(insert(table), rows)
                 rows.clear()
 
+    # Calls are stored as they happen: oldest first (the table's physical order follows time,
+    # as it does on a real line), the last few still waiting in a queue now.
+    ages = sorted((rng.uniform(600, 60 * 86400) for _ in range(count - 15)), reverse=True)
+    ages += sorted((rng.uniform(5, 300) for _ in range(15)), reverse=True)
     with engine.begin() as conn:
         for number in range(count):
             sid = f"CA{number:032x}"
             waiting = number >= count - 15       # the last few are in a queue right now
-            started = now - (timedelta(seconds=rng.uniform(5, 300)) if waiting
-                             else timedelta(seconds=rng.uniform(600, 60 * 86400)))
+            started = now - timedelta(seconds=ages[number])
             outcome = "queued" if waiting else rng.choices(names, weights)[0]
             department = rng.choice(DEPARTMENTS)
             said = rng.choice(SAID)
@@ -73,7 +76,9 @@ def fill(url: str, count: int, seed: int = 311) -> None:
                           "language": "en", "state": state, "status": "in-progress" if waiting else "completed",
                           "outcome": outcome, "outcome_detail": {"department": department, "reason": "bench"},
                           "started_at": started, "updated_at": started, "ended_at": ended})
-            turns.append({"call_sid": sid, "step": "welcome", "prompt": "City 311 …", "created_at": started,
+            # Every row of one executemany needs the same keys (the first row's are used for all).
+            turns.append({"call_sid": sid, "step": "welcome", "prompt": "City 311 …", "heard": None,
+                          "confidence": None, "classification": None, "created_at": started,
                           "decision": {"kind": "ask", "reason": "no language chosen"}})
             turns.append({"call_sid": sid, "step": "ask", "prompt": "Briefly, what are you calling about?",
                           "heard": said, "confidence": confidence, "created_at": started + timedelta(seconds=8),

@@ -384,3 +384,13 @@ def test_a_rules_edit_reaches_every_instance_through_the_database(db_url, app_co
     third_dir.mkdir()
     third = create_app({**console_config(app_config, third_dir), "IVR_DATABASE_URL": db_url})
     assert transferred_call(third.test_client()).find("Dial/Number").text == "+13125550188"
+
+
+def test_prompts_page_lists_play_buttons_that_render_the_words(app):
+    admin = Console(app, "ada")
+    page = admin.get("/console/prompts/en").get_data(as_text=True)
+    assert 'name="prompts"' in page and "/console/prompts/en/play/goodbye" in page
+    played = admin.get("/console/prompts/en/play/goodbye?format=json").get_json()
+    assert played["key"] == "goodbye" and played["words"]
+    assert played["audio"] is None        # IVR_TTS=off here: the page says what Twilio's voice would read
+    assert admin.get("/console/prompts/en/play/no_such_prompt").status_code == 404

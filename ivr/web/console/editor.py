@@ -109,12 +109,12 @@ def _editor(kind: str, form: Any, problems: list[Problem], try_form: TryForm, re
     return render_template(template, form=form, problems=problems, text=text, try_form=try_form, result=result,
                            versions=live.versions(s, kind), kind=kind, name=live.display_name(kind),
                            action=ActionForm(), languages=languages, catalogue=catalogue,
+                           try_languages=source.current_rules().languages,
                            status=422 if problems else 200), (422 if problems else 200)
 
 
 def _try_form() -> TryForm:
     form = TryForm(prefix="try")
-    form.language.choices = [(code, code) for code in source.current_rules().languages]
     return form
 
 

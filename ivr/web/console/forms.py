@@ -3,8 +3,18 @@ from __future__ import annotations
 
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField
-from wtforms import PasswordField, SelectField, StringField, SubmitField, TextAreaField
-from wtforms.validators import DataRequired, Length, Optional
+from wtforms import PasswordField, StringField, SubmitField, TextAreaField
+from wtforms.validators import AnyOf, DataRequired, Length, Optional
+
+# Choices are plain strings checked with AnyOf (or in the view, against the live rules); the pages
+# render their own <select>s, so WTForms' SelectField (and its changing choices API) is not needed.
+OUTCOMES = (
+    ("reached", "Reached the citizen: resolved"),
+    ("left_message", "Left a message"),
+    ("no_answer", "No answer (retry later)"),
+    ("busy", "Busy (retry later)"),
+    ("wrong_number", "Wrong number"),
+)
 
 
 class LoginForm(FlaskForm):
@@ -14,7 +24,7 @@ class LoginForm(FlaskForm):
 
 
 class FeedbackForm(FlaskForm):
-    correct_department = SelectField("Correct department", validators=[DataRequired()])
+    correct_department = StringField("Correct department", validators=[DataRequired(), Length(max=64)])
     note = StringField("Note (optional)", validators=[Optional(), Length(max=500)])
     submit = SubmitField("Save: wrong department")
 
@@ -37,7 +47,7 @@ class PromptsForm(FlaskForm):
 
 class TryForm(FlaskForm):
     sentence = StringField("Sentence", validators=[Optional(), Length(max=500)])
-    language = SelectField("Language")
+    language = StringField("Language", validators=[Optional(), Length(max=16)])
     audio = FileField("or a WAV recording")
     submit = SubmitField("Try it")
 
@@ -48,12 +58,6 @@ class ActionForm(FlaskForm):
 
 
 class OutcomeForm(FlaskForm):
-    outcome = SelectField("Outcome", choices=[
-        ("reached", "Reached the citizen: resolved"),
-        ("left_message", "Left a message"),
-        ("no_answer", "No answer (retry later)"),
-        ("busy", "Busy (retry later)"),
-        ("wrong_number", "Wrong number"),
-    ])
+    outcome = StringField("Outcome", validators=[DataRequired(), AnyOf([value for value, _ in OUTCOMES])])
     note = StringField("Note", validators=[Optional(), Length(max=500)])
     submit = SubmitField("Record outcome")

@@ -84,8 +84,12 @@ class Report:
 def build(s: Session, start: datetime, end: datetime, service_level_s: int, zone: ZoneInfo) -> Report:
     report = Report(start, end, service_level_s)
     in_range = (Call.started_at >= start, Call.started_at < end)
-    for started, outcome, department in s.execute(select(Call.started_at, Call.outcome, DEPARTMENT).where(*in_range)):
+    routed: list[str] = []
+    for sid, started, outcome, department in s.execute(select(Call.sid, Call.started_at, Call.outcome, DEPARTMENT)
+                                                       .where(*in_range)):
         report.total += 1
+        if outcome in ("transferred", "queued"):
+            routed.append(sid)
         hour = started.astimezone(zone).hour
         report.per_hour[hour] += 1
         key = department or "(none)"
@@ -103,9 +107,7 @@ def build(s: Session, start: datetime, end: datetime, service_level_s: int, zone
     report.menu = sum(1 for found in steps.values() if "menu" in found)
     report.confirmed = sum(1 for found in steps.values() if "confirm" in found)
     # Contained: routed (transferred or queued) by speech alone — no keypad menu, no operator.
-    for sid, outcome in s.execute(select(Call.sid, Call.outcome).where(*in_range, Call.outcome.in_(("transferred", "queued")))):
-        if "menu" not in steps.get(sid, ()):
-            report.contained += 1
+    report.contained = sum(1 for sid in routed if "menu" not in steps.get(sid, ()))
     for (detail,) in s.execute(select(Event.detail).where(Event.kind == "queue", Event.created_at >= start,
                                                           Event.created_at < end)):
         result = (detail or {}).get("result")

@@ -246,9 +246,9 @@ def call(sid: str) -> Any:
         abort(404)
     names = department_names()
     form = FeedbackForm()
-    form.correct_department.choices = [("", "choose…")] + sorted(names.items(), key=lambda kv: kv[1])
     routed = (record.get("outcome_detail") or {}).get("department") or (record.get("state") or {}).get("department")
-    return render_template("console/call.html", call=record, timeline=_timeline(record), form=form,
+    choices = [("", "choose…")] + sorted(names.items(), key=lambda kv: kv[1])
+    return render_template("console/call.html", call=record, timeline=_timeline(record), form=form, choices=choices,
                            right=RightForm(), routed=routed, feedback=queries.feedback_for(s, sid))
 
 
@@ -280,8 +280,7 @@ def feedback(sid: str) -> Any:
         verdict, correct = "right", routed
     else:
         form = FeedbackForm()
-        form.correct_department.choices = [(k, v) for k, v in names.items()]
-        if not form.validate_on_submit():
+        if not form.validate_on_submit() or form.correct_department.data not in names:
             flash("Choose the department the call should have gone to.", "error")
             return redirect(url_for("console.call", sid=sid))
         verdict, correct = "wrong", form.correct_department.data

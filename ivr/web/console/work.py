@@ -24,7 +24,7 @@ from ivr.store.privacy import mask_number
 from ivr.telephony.rest import NotConfigured, rest_client
 from ivr.web.console import auth
 from ivr.web.console.blueprint import bp
-from ivr.web.console.forms import ActionForm, OutcomeForm
+from ivr.web.console.forms import OUTCOMES, ActionForm, OutcomeForm
 from ivr.web.console.views import department_names
 
 log = logging.getLogger(__name__)
@@ -84,7 +84,7 @@ def work_item(item_id: int) -> Any:
     number = call.from_number if mine else mask_number(call.from_number)
     state = call.state or {}
     return render_template("console/work_item.html", item=item, message=message, call=call, number=number,
-                           mine=mine, heard=state.get("heard") or "", action=ActionForm(), outcome=OutcomeForm(),
+                           mine=mine, heard=state.get("heard") or "", action=ActionForm(), outcome=OutcomeForm(), outcomes=OUTCOMES,
                            max_attempts=MAX_ATTEMPTS, department=department_names().get(message.department, message.department))
 
 
