@@ -1,5 +1,5 @@
 """Helpers shared by the console tests: an app with its own copy of the rules and prompts,
-users made the way an admin makes them, a signed-in test client, and calls driven by twilio_sim.
+users made the way an admin makes them, a signed-in test client, and calls driven by ivr.telephony.simulator.
 """
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from typing import Any
 
 from ivr.store import db
 from ivr.web.console import auth
-from twilio_sim import TwilioSim
+from conftest import simulated_call
+from ivr.telephony.simulator import SimulatedCall
 
 ROOT = Path(__file__).resolve().parent.parent
 # Tuesday 10 March 2026, 10:00 in Chicago: every department is open.
@@ -69,9 +70,9 @@ class Console:
 
 
 def queued_call(client: Any, sentence: str = "I got a parking ticket and I want to contest it",
-                from_: str = "+13125550123") -> TwilioSim:
+                from_: str = "+13125550123") -> SimulatedCall:
     """A caller who says `sentence` and ends up in a queue (parking answers by queue)."""
-    sim = TwilioSim(client, from_=from_)
+    sim = simulated_call(client, from_=from_)
     sim.call()
     sim.silence()
     sim.say(sentence)
@@ -79,8 +80,8 @@ def queued_call(client: Any, sentence: str = "I got a parking ticket and I want 
     return sim
 
 
-def transferred_call(client: Any, sentence: str = "I want to report a pothole on Main Street") -> TwilioSim:
-    sim = TwilioSim(client)
+def transferred_call(client: Any, sentence: str = "I want to report a pothole on Main Street") -> SimulatedCall:
+    sim = simulated_call(client)
     sim.call()
     sim.silence()
     sim.say(sentence)

@@ -1,7 +1,7 @@
 """The console in a real headless browser (Debian's chromium + chromium-driver, via Selenium).
 
 The app is served on 127.0.0.1 by a werkzeug server thread; calls are driven through the same
-app by twilio_sim, exactly as Twilio would. Screenshots of each page go to
+app by ivr.telephony.simulator, exactly as Twilio would. Screenshots of each page go to
 build/console-screenshots/ (emptied when this module starts): look at them after a run.
 Off CI a machine without chromium skips these tests; on CI (CI=true) it fails them.
 """
