@@ -35,6 +35,7 @@ from ivr.store.console import ContentVersion
 log = logging.getLogger(__name__)
 EXTENSION = "ivr.console.live"
 RULES = "rules"
+FAILURE_BACKOFF_S = 30
 
 
 def prompts_kind(language: str) -> str:
@@ -158,8 +159,11 @@ def sync(app: Flask, *, force: bool = False) -> None:
                 row = conn.execute(select(ContentVersion.text, ContentVersion.created_at)
                                    .where(ContentVersion.id == head)).one()
                 _catch_up(app, state, kind, head, row.text, row.created_at)
-    except SQLAlchemyError as exc:   # the database is down: keep serving what we have
-        log.debug("content sync skipped: %s", type(exc).__name__)
+    except SQLAlchemyError as exc:
+        # The database is down: keep serving what we have, and do not make every webhook of the
+        # next half minute wait for another connect timeout on its way to the rescue answer.
+        state.next_check = time.monotonic() + FAILURE_BACKOFF_S
+        log.warning("content sync skipped for %d s: %s", FAILURE_BACKOFF_S, type(exc).__name__)
     except OSError as exc:
         log.error("cannot write the newest saved rules/prompts to disk: %s", exc)
     finally:
