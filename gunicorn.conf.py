@@ -21,6 +21,11 @@ worker_class = "gthread"
 workers = int(os.environ.get("IVR_WORKERS", "2"))
 threads = int(os.environ.get("IVR_THREADS", "32"))
 
+# Decoding is CPU-bound: each worker has its own decode pool (ivr/speech/pool.py), and together
+# they should not run more decodes at once than there are cores, or every caller's decode slows
+# down together. So each worker gets its share of the cores (at least one thread).
+os.environ.setdefault("IVR_DECODE_THREADS", str(max(1, (os.cpu_count() or 2) // max(1, workers))))
+
 # Each worker loads the app itself: the recognisers' decoder pools and threads do not survive a
 # fork, so the app is not preloaded in the master.
 preload_app = False

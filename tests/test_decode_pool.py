@@ -108,3 +108,20 @@ def test_a_failing_job_hands_its_error_to_the_waiter_and_the_pool_goes_on(pool):
         pool.submit(boom).result(10)
     assert pool.submit(lambda: "still decoding").result(10) == "still decoding"
     assert pool.stats().running == 0
+
+
+def test_a_job_that_would_start_after_its_deadline_is_refused_at_once():
+    """Judging by how long jobs run, a queue this long means waiting past the deadline: better to
+    tell the caller now ("please say that again") than after the wait."""
+    pool = DecodePool(threads=1, queue_limit=10)
+    try:
+        slow = threading.Event()
+        pool.submit(slow.wait, 0.05).result(10)        # one job ran: the pool knows jobs take time
+        release = block(pool)
+        pool.submit(lambda: None)
+        with pytest.raises(PoolBusy):
+            pool.submit(lambda: None, deadline=time.monotonic())   # two ahead, no time left
+        assert pool.submit(lambda: "no deadline") is not None       # without one it just queues
+        release.set()
+    finally:
+        pool.shutdown()

@@ -9,8 +9,9 @@ thread per call would only make every caller wait longer together. So calls queu
   menu) now rather than silence later.
 * **fair** — first come, first served across calls, and a call has at most one decode queued at a
   time (its stream feeds one job, `ivr.web.media`), so a chatty caller cannot starve the others.
-* **time-limited** — each job carries a deadline; a job still waiting when it passes is not run
-  (`PoolLate`), because its caller has already been given the next step.
+* **time-limited** — each job carries a deadline. A job that would start after it, judging by how
+  long recent jobs ran and how many wait, is refused at once (`PoolBusy`): its caller is asked
+  again now instead of after a silence. One still waiting when it passes is not run (`PoolLate`).
 * **speculative work only when idle** — a decode started at the first pause, which may be thrown
   away when the caller goes on, is admitted only while a thread is free (`idle_only=True`).
 
@@ -67,6 +68,7 @@ class DecodePool:
         self._rejected = 0
         self._late = 0
         self._wait_total = 0.0
+        self._run_s = 0.0          # recent job run time (moving average), for the deadline check
         self._observers: list[Callable[[str, float], None]] = []
 
     def observe(self, callback: Callable[[str, float], None]) -> None:
@@ -85,7 +87,8 @@ class DecodePool:
         with self._lock:
             if idle_only and self._running + self._waiting >= self.threads:
                 raise PoolBusy("no decoding thread is idle")
-            if self._running + self._waiting >= self.threads + self.queue_limit and not must_run:
+            full = self._running + self._waiting >= self.threads + self.queue_limit
+            if (full or self._would_be_late(deadline)) and not must_run:
                 self._rejected += 1
                 rejected = True
             else:
@@ -98,6 +101,14 @@ class DecodePool:
         future: Future = Future()
         self._executor.submit(self._run, future, fn, args, time.monotonic(), deadline)
         return future
+
+    def _would_be_late(self, deadline: float | None) -> bool:
+        """Whether a job queued now would start after `deadline`, judging by recent jobs (under
+        the lock). Jobs ahead of it share the threads; the estimate errs towards admitting."""
+        if deadline is None or not self._run_s:
+            return False
+        ahead = self._running + self._waiting - self.threads + 1
+        return ahead > 0 and time.monotonic() + ahead * self._run_s / self.threads > deadline
 
     def _run(self, future: Future, fn: Callable[..., Any], args: tuple, queued_at: float,
              deadline: float | None) -> None:
@@ -124,8 +135,10 @@ class DecodePool:
         else:
             future.set_result(result)
         finally:
+            ran = time.monotonic() - started
             with self._lock:
                 self._running -= 1
+                self._run_s = ran if not self._run_s else 0.8 * self._run_s + 0.2 * ran
 
     def _notify(self, event: str, seconds: float) -> None:
         for callback in self._observers:
