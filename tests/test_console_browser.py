@@ -32,6 +32,7 @@ if not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)):
 
 from selenium import webdriver  # noqa: E402
 from selenium.webdriver.chrome.service import Service  # noqa: E402
+from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.common.keys import Keys  # noqa: E402
 from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
@@ -100,8 +101,11 @@ class Page:
     def text(self) -> str:
         return self.driver.find_element(By.TAG_NAME, "body").text
 
-    def wait_for(self, condition, timeout: float = 10):
-        return WebDriverWait(self.driver, timeout, poll_frequency=0.05).until(condition)
+    def wait_for(self, condition, timeout: float = 30):
+        # A generous limit: a shared CI machine can be slow. Elements of the page being replaced
+        # (a form was posted) go stale while we look: look again.
+        return WebDriverWait(self.driver, timeout, poll_frequency=0.05,
+                             ignored_exceptions=(NoSuchElementException, StaleElementReferenceException)).until(condition)
 
     def shot(self, name: str) -> Path:
         path = SHOTS / f"{name}.png"
@@ -121,7 +125,12 @@ class Page:
         return True
 
 
-def test_login_by_keyboard_and_roles(page):
+def test_login_by_keyboard_and_roles(page, client):
+    for sentence in ("I want to report a pothole on Main Street", "there is a broken water main flooding my street",
+                     "the streetlight on my corner is out"):
+        transferred_call(client, sentence).dial_ends("completed", duration=60)
+    waited = queued_call(client)
+    waited.queue_ends("bridged", queue_time=45)
     page.go("/console/login")
     page.shot("login")
     focused = page.driver.switch_to.active_element      # the form starts in the username box
@@ -142,7 +151,8 @@ def test_login_by_keyboard_and_roles(page):
     page.wait_for(lambda d: "/console/login" in d.current_url)
     page.login("sam")
     page.go("/console/reports")
-    assert "Containment" in page.text() and page.driver.find_elements(By.CSS_SELECTOR, "svg.chart")
+    assert "Containment" in page.text() and "4 calls" in page.text()
+    assert page.driver.find_elements(By.CSS_SELECTOR, "svg.chart rect.bar")
     page.shot("reports")
     page.go("/console/rules")
     assert "Not allowed" in page.text()
