@@ -25,6 +25,7 @@ import argparse
 import hashlib
 import os
 import re
+import resource
 import statistics
 import subprocess
 import sys
@@ -67,13 +68,17 @@ def bench_build(cache: Path, jobs: int) -> None:
     """`ivr prompts build` in a new process, as `make run` runs it: cold, then warm."""
     env = {**os.environ, "IVR_PROMPT_CACHE_DIR": str(cache)}
     for label in ("cold", "warm"):
+        cpu_before = resource.getrusage(resource.RUSAGE_CHILDREN)
         started = time.perf_counter()
         done = subprocess.run([sys.executable, "-c", "from ivr.cli import main; main()", "prompts", "build",
                                "--jobs", str(jobs)], env=env, capture_output=True, text=True, cwd=ROOT)
         seconds = time.perf_counter() - started
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = usage.ru_utime + usage.ru_stime - cpu_before.ru_utime - cpu_before.ru_stime
         lines = [line for line in done.stdout.splitlines() if line.strip()]
         engines = "; ".join(line for line in lines if re.match(r"^[a-z]{2}: ", line))
-        print(f"build {label}: {seconds:6.1f} s  exit {done.returncode}  {len(list(cache.glob('*.wav')))} files  "
+        print(f"build {label}: {seconds:6.1f} s wall, {cpu:6.1f} s CPU (≈ {cpu / (os.cpu_count() or 1):.0f} s "
+              f"on {os.cpu_count()} idle cores)  exit {done.returncode}  {len(list(cache.glob('*.wav')))} files  "
               f"({lines[-1] if lines else done.stderr.strip()[-200:]})")
         if label == "cold":
             print(f"  voices: {engines}")

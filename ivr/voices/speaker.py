@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -28,6 +30,8 @@ from ivr.voices.pyttsx3_engine import DEFAULT_VOICES, Pyttsx3Engine
 log = logging.getLogger(__name__)
 
 ENGINES = ("piper", "pyttsx3", "say")
+#: Synthesised pieces kept per speaker (a piece is ~1-3 s of audio, ~50-150 kB as float32).
+PIECES_KEPT = 256
 #: Twilio <Say language> per language; IVR_SAY_LANGUAGE_<LANG> overrides.
 SAY_LANGUAGES = {"en": "en-US", "es": "es-MX"}
 #: Twilio <Say voice> per language (Amazon Polly neural voices through Twilio); IVR_SAY_VOICE_<LANG>
@@ -47,6 +51,10 @@ class Speaker:
     lexicon: Callable[[], Lexicon] = field(default=Lexicon)
     #: Why preferred engines were passed over, e.g. "piper: no Spanish voice installed".
     skipped: tuple[str, ...] = ()
+    #: Recently synthesised pieces: prompts share many ("Please hold.", "Is that right?", "Say yes
+    #: or no."), and synthesis is deterministic, so a piece is never synthesised twice in a build.
+    _pieces: OrderedDict = field(default_factory=OrderedDict, repr=False, compare=False)
+    _pieces_lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     @property
     def engine_name(self) -> str:
@@ -81,12 +89,26 @@ class Speaker:
             raise TTSError("nothing to say: the text is empty")
         parts = []
         for piece in cut:
-            samples, rate = self.engine.synthesize(piece.text, style.SLOW if piece.slow else 1.0)
+            samples, rate = self._synthesized(piece.text, style.SLOW if piece.slow else 1.0)
             parts.append((samples, rate, piece.pause_after_s))
         try:
             return telephone.phone_wav(telephone.assemble(parts, style.LEAD_S, style.TAIL_S))
         except telephone.SilentAudio as exc:
             raise TTSError(f"{self.engine.id} {exc}") from None
+
+    def _synthesized(self, text: str, slowness: float) -> tuple[Any, int]:
+        assert self.engine is not None
+        key = (self.engine.id, text, slowness)
+        with self._pieces_lock:
+            if key in self._pieces:
+                self._pieces.move_to_end(key)
+                return self._pieces[key]
+        result = self.engine.synthesize(text, slowness)
+        with self._pieces_lock:
+            self._pieces[key] = result
+            while len(self._pieces) > PIECES_KEPT:
+                self._pieces.popitem(last=False)
+        return result
 
     def say_text(self, text: str) -> str:
         """`text` as a <Say> voice without SSML should read it: respelled, numbers digit by digit."""
