@@ -85,8 +85,22 @@ def test_every_prompt_comes_out_equally_loud(tmp_path):
 
 
 def test_the_same_words_render_the_same_bytes(tmp_path):
+    first, second = speaker(config(tmp_path), "en"), speaker(config(tmp_path), "en")   # no shared pieces
+    assert first.render("Thank you for calling.") == second.render("Thank you for calling.")
+
+
+def test_shared_pieces_are_synthesised_once(tmp_path, monkeypatch):
     english = speaker(config(tmp_path), "en")
-    assert english.render("Thank you for calling.") == english.render("Thank you for calling.")
+    said = []
+    real = PiperEngine.synthesize
+
+    def counting(self, text, slowness):
+        said.append(text)
+        return real(self, text, slowness)
+    monkeypatch.setattr(PiperEngine, "synthesize", counting)
+    english.render("Connecting you to Sanitation. Please hold.")
+    english.render("Connecting you to Public Health. Please hold.")
+    assert said == ["Connecting you to Sanitation.", "Please hold.", "Connecting you to Public Health."]
 
 
 # --- lexicon --------------------------------------------------------------------------------
@@ -224,6 +238,16 @@ def test_engine_say_is_twilio_say_with_the_configured_voice(tmp_path):
     verb = spoken(app, "goodbye", "es")
     assert (verb.tag, verb.get("voice"), verb.get("language")) == ("Say", "Polly.Lupe-Neural", "es-MX")
     assert spoken(app, "goodbye", "en").tag == "Play"
+
+
+def test_a_language_added_while_running_is_said_in_twilios_voice(tmp_path):
+    app = make_app(tmp_path)
+    del app.extensions[serving.AUDIO_EXTENSION].speakers["es"]     # as if es.yaml appeared after start
+    with app.test_request_context():
+        response = VoiceResponse()
+        serving.say(response, "Gracias por llamar.", "es")
+    (verb,) = ET.fromstring(str(response))
+    assert (verb.tag, verb.get("language"), verb.text) == ("Say", "es", "Gracias por llamar.")
 
 
 def test_an_unknown_engine_name_is_refused(tmp_path):

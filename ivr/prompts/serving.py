@@ -77,12 +77,20 @@ def text(key: str, language: str, **values: Any) -> str:
 
 def say_language(language: str) -> str:
     """The Twilio <Say language> for a catalogue language, e.g. "es" → "es-MX"."""
-    return prompt_audio().speaker(language).say_language
+    try:
+        return prompt_audio().speaker(language).say_language
+    except KeyError:
+        return language
 
 
 def say(verb: Any, words: str, language: str) -> None:
     """Append `words` as <Say> in `language`'s <Say> voice, through its pronunciations."""
-    prompt_audio().speaker(language).say_into(verb, words)
+    try:
+        speaker = prompt_audio().speaker(language)
+    except KeyError:   # a language file added while running: no voice set up yet, Twilio's default
+        verb.say(words, language=language)
+        return
+    speaker.say_into(verb, words)
 
 
 def speak(verb: Any, key: str, language: str, **values: Any) -> None:
