@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+from ivr.speech.audio import resample
 from ivr.voices import style, telephone
 from ivr.voices.engine import Engine, TTSError
 from ivr.voices.lexicon import Lexicon
@@ -30,8 +31,8 @@ from ivr.voices.pyttsx3_engine import DEFAULT_VOICES, Pyttsx3Engine
 log = logging.getLogger(__name__)
 
 ENGINES = ("piper", "pyttsx3", "say")
-#: Synthesised pieces kept per speaker (a piece is ~1-3 s of audio, ~50-150 kB as float32).
-PIECES_KEPT = 256
+#: Synthesised pieces kept per speaker (a piece is ~1-3 s: 30-100 kB as 8 kHz float32; ≤ ~10 MB).
+PIECES_KEPT = 128
 #: Twilio <Say language> per language; IVR_SAY_LANGUAGE_<LANG> overrides.
 SAY_LANGUAGES = {"en": "en-US", "es": "es-MX"}
 #: Twilio <Say voice> per language (Amazon Polly neural voices through Twilio); IVR_SAY_VOICE_<LANG>
@@ -103,7 +104,9 @@ class Speaker:
             if key in self._pieces:
                 self._pieces.move_to_end(key)
                 return self._pieces[key]
-        result = self.engine.synthesize(text, slowness)
+        samples, rate = self.engine.synthesize(text, slowness)
+        # Kept at the phone's rate: a third of Piper's 22 kHz in memory, and resampled only once.
+        result = (resample(samples, rate, telephone.RATE), telephone.RATE)
         with self._pieces_lock:
             self._pieces[key] = result
             while len(self._pieces) > PIECES_KEPT:
