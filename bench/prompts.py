@@ -200,7 +200,10 @@ def texts_for(language: str, catalogue: dict, rules: object) -> list[tuple[str, 
 def bench_listen(languages: list[str], engines: list[str], worst: int, threads: int, limit: int) -> None:
     """WER of every prompt as the listener hears it, and the loudness of every rendered prompt."""
     from faster_whisper import WhisperModel
-    import pyloudnorm
+    try:
+        import pyloudnorm          # optional (it brings scipy): .venv/bin/pip install pyloudnorm
+    except ImportError:
+        pyloudnorm = None
 
     config = from_environment()
     catalogue, _ = load_catalogue(config["IVR_PROMPTS_DIR"])
@@ -208,7 +211,9 @@ def bench_listen(languages: list[str], engines: list[str], worst: int, threads: 
     rules = load_rules(config["IVR_RULES_PATH"])
     model_dir = whisper_base_dir()
     listener = WhisperModel(str(model_dir), device="cpu", compute_type="int8", cpu_threads=threads)
-    meter = pyloudnorm.Meter(8000)
+    meter = pyloudnorm.Meter(8000) if pyloudnorm else None
+    if meter is None:
+        print("pyloudnorm is not installed (pip install pyloudnorm): loudness as active speech level only")
     print(f"listener: Whisper base (faster-whisper int8, greedy) from {model_dir}")
     loudness: list[tuple[float, float, str, str, str]] = []
     summary = []
@@ -237,7 +242,8 @@ def bench_listen(languages: list[str], engines: list[str], worst: int, threads: 
                     continue
                 phone = np.frombuffer(parse_wav(wav).pcm16, dtype="<i2").astype(np.float32)
                 if phone.size >= 8000 * 0.5:
-                    loudness.append((meter.integrated_loudness(phone / 32768.0), level_db(phone), language,
+                    lufs = meter.integrated_loudness(phone / 32768.0) if meter else float("nan")
+                    loudness.append((lufs, level_db(phone), language,
                                      chosen.engine.id, text))
                 segments, _ = listener.transcribe(resample(phone / 32768.0, 8000, 16000), language=language,
                                                   beam_size=1, temperature=0.0, condition_on_previous_text=False,
@@ -269,6 +275,8 @@ def print_loudness(loudness: list[tuple[float, float, str, str, str]]) -> None:
         print(f"  {lufs:6.1f} | {level:6.1f} | {language} {engine} | {text[:70]}")
     for name, index in (("LUFS", 0), ("active level", 1)):
         values = [row[index] for row in loudness if np.isfinite(row[index])]
+        if not values:
+            continue
         middle = statistics.median(values)
         outside = [row for row in loudness if abs(row[index] - middle) > 2.0]
         print(f"{name}: median {middle:.1f}, min {min(values):.1f}, max {max(values):.1f}, "
