@@ -77,6 +77,9 @@ def text(key: str, language: str, **values: Any) -> str:
 
 def say_language(language: str) -> str:
     """The Twilio <Say language> for a catalogue language, e.g. "es" → "es-MX"."""
+    override = current_app.config.get(f"IVR_SAY_LANGUAGE_{language.upper()}")
+    if override:
+        return str(override)
     try:
         return prompt_audio().speaker(language).say_language
     except KeyError:
