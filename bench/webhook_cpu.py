@@ -68,6 +68,7 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=150, help="calls per batch")
     parser.add_argument("--batches", type=int, default=3)
     parser.add_argument("--profile", type=int, default=0, help="print the N costliest functions")
+    parser.add_argument("--sort", default="cumulative", help="profile order: cumulative or tottime")
     parser.add_argument("--database-url", default="", help="default: a fresh SQLite file")
     args = parser.parse_args()
     if not 1 <= args.calls <= 5000 or not 1 <= args.batches <= 20:
@@ -113,7 +114,7 @@ def main() -> None:
     if trips:
         print(f"PostgreSQL round trips per webhook: {(trips.count - trips_before) / max(webhooks, 1):.2f}")
     if profile:
-        pstats.Stats(profile).sort_stats("cumulative").print_stats(args.profile)
+        pstats.Stats(profile).sort_stats(args.sort).print_stats(args.profile)
 
 
 if __name__ == "__main__":

@@ -22,11 +22,11 @@ def api_app(db_url):
     api.init_app(app)
     with app.app_context():
         s = db.session()
-        calls.start_call(s, "CA100", "+15551234567", "+15550001111")
+        calls.ensure_call(s, "CA100", "+15551234567", "+15550001111")
         calls.add_turn(s, "CA100", "ask", "How can we help?", "streetlight out", None, 0.88,
                        {"top": "streetlight"}, {"action": "transfer", "department": "roads"})
         calls.set_outcome(s, "CA100", "transferred", department="roads")
-        calls.start_call(s, "CA101", "+15559876543", "+15550001111")
+        calls.ensure_call(s, "CA101", "+15559876543", "+15550001111")
         s.commit()
     yield app
     db.engine(app).dispose()

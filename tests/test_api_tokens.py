@@ -22,7 +22,7 @@ def api_app(db_url):
     api.init_app(app)
     with app.app_context():
         s = db.session()
-        calls.start_call(s, "CA100", NUMBER, "+15550001111")
+        calls.ensure_call(s, "CA100", NUMBER, "+15550001111")
         s.commit()
     yield app
     db.engine(app).dispose()

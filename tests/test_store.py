@@ -34,19 +34,20 @@ def s(store_app):
         yield db.session()
 
 
-def test_start_call_is_idempotent_and_fills_missing_numbers(s):
+def test_ensure_call_is_idempotent_and_fills_missing_numbers(s):
     calls.add_event(s, "CA1", "status", {"status": "ringing"})  # a callback racing /voice/incoming
-    first = calls.start_call(s, "CA1", "+15551234567", "+15550001111")
-    again = calls.start_call(s, "CA1", "+19999999999", "")
+    calls.ensure_call(s, "CA1", "+15551234567", "+15550001111")
+    calls.ensure_call(s, "CA1", "+19999999999", "")
     s.commit()
-    assert first is again
-    assert (again.from_number, again.to_number) == ("+15551234567", "+15550001111")
+    record = history.call_record(s, "CA1")
+    assert (record["from"], record["to"]) == ("+15551234567", "+15550001111")
+    assert calls.caller_number(s, "CA1") == "+15551234567" and calls.caller_number(s, "CAnone") is None
     assert s.scalar(select(func.count()).select_from(models.Call)) == 1
 
 
 def test_bad_call_sid_is_a_clear_error(s):
     with pytest.raises(ValueError, match="CallSid"):
-        calls.start_call(s, "", "+1", "+2")
+        calls.ensure_call(s, "", "+1", "+2")
     with pytest.raises(ValueError, match="longer than"):
         calls.load_state(s, "C" * 65)
 
@@ -54,7 +55,7 @@ def test_bad_call_sid_is_a_clear_error(s):
 def test_state_round_trips_through_the_database(s):
     state = CallState(step="confirm", language="es", retries=1, department="roads",
                       confidence=0.62, tried=("roads", "operator"))
-    calls.start_call(s, "CA2", "+15551234567", "+15550001111")
+    calls.ensure_call(s, "CA2", "+15551234567", "+15550001111")
     calls.save_state(s, "CA2", state)
     s.commit()
     s.expire_all()
@@ -69,7 +70,7 @@ def test_unknown_call_has_no_state(s):
 
 def test_state_written_by_another_code_version_still_loads(s):
     """A deploy mid-call: stored JSON with a removed field and without a new one."""
-    calls.start_call(s, "CA3", "", "")
+    calls.ensure_call(s, "CA3", "", "")
     call = s.get(models.Call, "CA3")
     call.state = {"step": "ask", "asks": 2, "tried": ["roads"], "field_from_the_future": 1}
     s.commit()
@@ -78,7 +79,7 @@ def test_state_written_by_another_code_version_still_loads(s):
 
 
 def test_turns_events_outcome_recordings_messages_make_the_record(s):
-    calls.start_call(s, "CA4", "+15551234567", "+15550001111")
+    calls.ensure_call(s, "CA4", "+15551234567", "+15550001111")
     calls.add_turn(s, "CA4", "ask", "How can we help?", "pothole on main street", None, 0.91,
                    {"top": "roads.pothole", "explanation": "matched 'pothole'"},
                    {"action": "transfer", "reason": "confidence 0.91"})
@@ -121,14 +122,14 @@ def test_unstorable_detail_is_a_clear_error(s):
 
 
 def test_call_ending_without_outcome_is_abandoned(s):
-    calls.start_call(s, "CA7", "+15551234567", "+15550001111")
+    calls.ensure_call(s, "CA7", "+15551234567", "+15550001111")
     calls.end_call(s, "CA7", "completed", 8)
     s.commit()
     assert history.call_record(s, "CA7")["outcome"] == "abandoned"
 
 
 def test_pending_turn_is_taken_once(s):
-    calls.start_call(s, "CA8", "", "")
+    calls.ensure_call(s, "CA8", "", "")
     calls.put_pending_turn(s, "CA8", Turn(speech="trash pickup", asr_confidence=0.8))
     s.commit()
     assert calls.take_pending_turn(s, "CA8") == Turn(speech="trash pickup", asr_confidence=0.8)
@@ -139,7 +140,7 @@ def test_pending_turn_is_taken_once(s):
 
 def test_remembered_response_is_recalled_and_the_first_answer_wins(s):
     assert replies.recall_response(s, "CA9:ask:1") is None
-    calls.start_call(s, "CA9", "", "")
+    calls.ensure_call(s, "CA9", "", "")
     calls.add_turn(s, "CA9", "ask", "", "water bill", None, 0.8, None, None)
     assert replies.remember_response(s, "CA9:ask:1", "<Response>first</Response>") == "<Response>first</Response>"
     # The retry did the work again; its effects must vanish and it must serve the first answer.
@@ -165,7 +166,7 @@ def test_old_responses_are_forgotten(s):
 
 def test_recent_calls_newest_first_and_limit_checked(s):
     for n in range(3):
-        calls.start_call(s, f"CAr{n}", "", "")
+        calls.ensure_call(s, f"CAr{n}", "", "")
         s.commit()
     assert [c["sid"] for c in history.recent_calls(s, 2)] == ["CAr2", "CAr1"]
     for bad in (0, 501, "5", True):
@@ -174,7 +175,7 @@ def test_recent_calls_newest_first_and_limit_checked(s):
 
 
 def test_naive_datetimes_are_refused(s):
-    calls.start_call(s, "CA11", "", "")
+    calls.ensure_call(s, "CA11", "", "")
     s.get(models.Call, "CA11").ended_at = datetime(2025, 1, 1)
     with pytest.raises(Exception, match="naive datetime"):
         s.commit()
@@ -182,7 +183,7 @@ def test_naive_datetimes_are_refused(s):
 
 def test_uncommitted_writes_are_rolled_back_at_teardown(store_app, caplog):
     with caplog.at_level(logging.WARNING, logger="ivr.store.db"), store_app.app_context():
-        calls.start_call(db.session(), "CA12", "", "")
+        calls.ensure_call(db.session(), "CA12", "", "")
         db.session().flush()
     assert any("uncommitted" in r.message for r in caplog.records)
     with store_app.app_context():

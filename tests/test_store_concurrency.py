@@ -39,7 +39,7 @@ def _webhook(sessions, barrier: threading.Barrier, n: int, results: list, errors
 @pytest.mark.parametrize("round_", range(3))
 def test_concurrent_retries_have_one_effect(sessions, round_):
     with sessions() as s:
-        calls.start_call(s, "CAc", "+15551234567", "+15550001111")
+        calls.ensure_call(s, "CAc", "+15551234567", "+15550001111")
         s.commit()
     barrier = threading.Barrier(WORKERS)
     results: list[str] = []
@@ -59,7 +59,7 @@ def test_concurrent_retries_have_one_effect(sessions, round_):
     assert results[0] == f"<Response>{turns[0].split()[-1]}</Response>"  # the answer of the effect kept
 
 
-def test_concurrent_start_call_creates_one_row(sessions):
+def test_concurrent_ensure_call_creates_one_row(sessions):
     barrier = threading.Barrier(WORKERS)
     errors: list[Exception] = []
 
@@ -67,7 +67,7 @@ def test_concurrent_start_call_creates_one_row(sessions):
         try:
             with sessions() as s:
                 barrier.wait(timeout=10)
-                calls.start_call(s, "CAs", "+15551234567", "+15550001111")
+                calls.ensure_call(s, "CAs", "+15551234567", "+15550001111")
                 s.commit()
         except Exception as exc:  # collected and re-raised by the test thread
             errors.append(exc)

@@ -14,11 +14,10 @@ import dataclasses
 import functools
 from typing import Any, Mapping
 
-from sqlalchemy import Insert, Select, bindparam, select, update
+from sqlalchemy import Select, bindparam, null, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
-from sqlalchemy.orm.attributes import set_committed_value
 
 from ivr.routing.decide import CallState, Turn
 from ivr.store import models
@@ -38,40 +37,11 @@ def _check_sid(sid: str) -> str:
     return sid.strip()
 
 
-def _insert(s: Session, model: type[models.Base]) -> Insert:
-    """INSERT … ON CONFLICT DO NOTHING for this session's backend (both support it)."""
-    dialect = s.get_bind().dialect.name
-    stmt = (postgresql.insert(model) if dialect == "postgresql" else sqlite.insert(model))
-    return stmt.on_conflict_do_nothing()
-
-
-def start_call(s: Session, sid: str, from_: str, to: str) -> models.Call:
-    """The call `sid`, created if new; a repeat (Twilio retry, second worker) is harmless.
-
-    A call first created by another webhook without numbers gets them filled in here.
-    """
-    sid = _check_sid(sid)
-    call = s.get(models.Call, sid)
-    if call is None:
-        s.execute(_insert(s, models.Call).values(sid=sid, from_number=from_ or "", to_number=to or "",
-                                                 state={}, outcome_detail={}))
-        call = s.get(models.Call, sid, populate_existing=True)
-        assert call is not None  # inserted above or by a concurrent request; either way it exists
-    if from_ and not call.from_number:
-        call.from_number = from_
-    if to and not call.to_number:
-        call.to_number = to
-    _known(s).add(sid)
-    return call
-
-
 def ensure_call(s: Session, sid: str, from_: str, to: str) -> None:
-    """`start_call` for the webhooks, without loading the row into the ORM: one INSERT for a
-    new call; an existing call's numbers are filled in only where they are still empty."""
+    """The call `sid` exists after this: one INSERT for a new call (a repeat — a Twilio retry, a
+    status callback racing /voice/incoming, another worker — is harmless); an existing call's
+    numbers are filled in only where they are still empty."""
     sid = _check_sid(sid)
-    if s.identity_map.get(s.identity_key(models.Call, sid)) is not None:
-        start_call(s, sid, from_, to)   # an ORM copy is loaded: let it make the change
-        return
     conn = _writer(s)
     inserted = conn.execute(_INSERT_CALL[conn.dialect.name], {
         "sid": sid, "from_number": from_ or "", "to_number": to or "", "state": {},
@@ -82,15 +52,11 @@ def ensure_call(s: Session, sid: str, from_: str, to: str) -> None:
     _known(s).add(sid)
 
 
-def _call(s: Session, sid: str) -> models.Call:
-    return start_call(s, sid, "", "")
-
-
-# The per-webhook writes (state, turns, events) bypass the ORM's unit of work: Core statements
-# on the session's connection, in its transaction. Measured on SQLite: ~1 ms less CPU per
-# webhook than ORM get + flush. Calls seen in this transaction are remembered in `s.info`, so
-# a writer knows the row exists (the foreign keys need it) without asking the database again.
-# On PostgreSQL the writes are DEFERred: they travel with the webhook's next statement (batch).
+# One write path: every write is a Core statement on the session's connection, in its
+# transaction (measured on SQLite: ~1 ms less CPU per webhook than ORM get + flush). Calls seen in
+# this transaction are remembered in `s.info`, so a writer knows the row exists (the foreign keys
+# need it) without asking the database again. On PostgreSQL the writes are DEFERred: they travel
+# with the webhook's next statement (batch).
 _CALLS = models.Call.__table__
 _INSERT_CALL = {"postgresql": postgresql.insert(_CALLS).on_conflict_do_nothing(),
                 "sqlite": sqlite.insert(_CALLS).on_conflict_do_nothing()}
@@ -102,6 +68,9 @@ _CALL_ROW = (select(_CALLS.c.outcome, _CALLS.c.outcome_detail, _CALLS.c.state)
 # inline(): no RETURNING of the new id (nobody reads it), so the INSERT can be deferred (batch).
 _INSERT_TURN = models.Turn.__table__.insert().inline()
 _INSERT_EVENT = models.Event.__table__.insert().inline()
+_INSERT_RECORDING = models.Recording.__table__.insert().inline()
+_INSERT_MESSAGE = models.Message.__table__.insert().inline()
+_CALLER = select(_CALLS.c.from_number).where(_CALLS.c.sid == bindparam("b_sid"))
 KNOWN_CALLS = "ivr.store.known_calls"   # s.info key; emptied on rollback (see db.init_app)
 
 
@@ -122,7 +91,7 @@ def _existing_sid(s: Session, sid: str) -> str:
     """`sid` checked, its row created if this transaction has not seen it yet."""
     sid = _check_sid(sid)
     if sid not in _known(s):
-        _call(s, sid)
+        ensure_call(s, sid, "", "")
     return sid
 
 
@@ -177,12 +146,8 @@ def save_state(s: Session, sid: str, state: CallState) -> None:
         raise TypeError(f"save_state needs a CallState, got {type(state).__name__}")
     sid = _existing_sid(s, sid)
     data = jsonable(dataclasses.asdict(state))
-    _writer(s).execute(_SAVE_STATE, {"b_sid": sid, "b_state": data, "b_language": state.language}, execution_options=DEFER)
-    call = s.identity_map.get(s.identity_key(models.Call, sid))
-    if call is not None:
-        # Keep an ORM copy loaded in this session truthful without making it dirty.
-        set_committed_value(call, "state", data)
-        set_committed_value(call, "language", state.language)
+    _writer(s).execute(_SAVE_STATE, {"b_sid": sid, "b_state": data, "b_language": state.language},
+                       execution_options=DEFER)
 
 
 def add_turn(s: Session, sid: str, step: str, prompt: str, heard: str | None, digits: str | None,
@@ -219,87 +184,79 @@ def set_outcome(s: Session, sid: str, outcome: str, **detail: Any) -> None:
         raise ValueError(f"outcome must be 1-32 characters, got {outcome!r}")
     clean = jsonable(detail)
     sid = _check_sid(sid)
-    _set_outcome(s, sid, outcome, clean, _core_row(s, sid))
+    _set_outcome(s, sid, outcome, clean, _row(s, sid).outcome_detail)
 
 
-def _set_outcome(s: Session, sid: str, outcome: str, clean: dict[str, Any], row: Any) -> None:
-    """`set_outcome` with the call's row already read by `_core_row` (None: use the ORM)."""
-    if row is None:
-        call = _call(s, sid)
-        call.outcome = outcome
-        call.outcome_detail = {**(call.outcome_detail or {}), **clean}
-    else:
-        _writer(s).execute(update(_CALLS).where(_CALLS.c.sid == sid).values(
-            outcome=outcome, outcome_detail={**(row.outcome_detail or {}), **clean}), execution_options=DEFER)
+def _set_outcome(s: Session, sid: str, outcome: str, clean: dict[str, Any], before: dict[str, Any] | None) -> None:
+    _writer(s).execute(update(_CALLS).where(_CALLS.c.sid == sid).values(
+        outcome=outcome, outcome_detail={**(before or {}), **clean}),
+        execution_options=DEFER)
     add_event(s, sid, "outcome", {"outcome": outcome, **clean})
 
 
 def end_call(s: Session, sid: str, status: str, duration_s: float | None = None) -> None:
     """Record Twilio's final CallStatus. A call that ends with no outcome was abandoned."""
     sid = _check_sid(sid)
-    row = _core_row(s, sid)
+    row = _row(s, sid)
     ended = status in ENDED_STATUSES
-    if row is None:
-        call = _call(s, sid)
-        call.status = status[:32]
-        if ended:
-            call.ended_at = models.utcnow()
-            call.duration_s = duration_s
-        outcome, state = call.outcome, call.state
-    else:
-        values: dict[str, Any] = {"status": status[:32]}
-        if ended:
-            values.update(ended_at=models.utcnow(), duration_s=duration_s)
-        _writer(s).execute(update(_CALLS).where(_CALLS.c.sid == sid).values(values), execution_options=DEFER)
-        outcome, state = row.outcome, row.state
-    if ended and outcome is None:
-        _set_outcome(s, sid, "abandoned", {"at_step": state_from_dict(state).step}, row)
+    values: dict[str, Any] = {"status": status[:32]}
+    if ended:
+        values.update(ended_at=models.utcnow(), duration_s=duration_s)
+    _writer(s).execute(update(_CALLS).where(_CALLS.c.sid == sid).values(values), execution_options=DEFER)
+    if ended and row.outcome is None:
+        _set_outcome(s, sid, "abandoned", {"at_step": state_from_dict(row.state).step}, row.outcome_detail)
     add_event(s, sid, "status", {"status": status, "duration_s": duration_s})
 
 
-def _core_row(s: Session, sid: str) -> Any:
-    """The call's outcome, outcome_detail and state read with Core — None when the call is new or
-    an ORM copy is loaded in this session (then the ORM path keeps that copy consistent)."""
-    if s.identity_map.get(s.identity_key(models.Call, sid)) is not None:
-        return None
+def _row(s: Session, sid: str) -> Any:
+    """The call's outcome, outcome_detail and state (the call is created when new)."""
     row = s.connection().execute(_CALL_ROW, {"b_sid": sid}).first()
-    if row is not None:
-        _known(s).add(sid)
+    if row is None:
+        ensure_call(s, sid, "", "")
+        row = s.connection().execute(_CALL_ROW, {"b_sid": sid}).first()
+    _known(s).add(sid)
     return row
 
 
-def add_recording(s: Session, sid: str, url: str, kind: str, duration: float | None) -> models.Recording:
+def caller_number(s: Session, sid: str) -> str | None:
+    """The number call `sid` came from ("" when Twilio did not say), None for an unknown call."""
+    return s.connection().execute(_CALLER, {"b_sid": _check_sid(sid)}).scalar()
+
+
+def add_recording(s: Session, sid: str, url: str, kind: str, duration: float | None) -> None:
     """Remember a recording's URL (Twilio keeps the audio; we keep where it is)."""
     if not url:
         raise ValueError("recording URL is empty")
-    item = models.Recording(call_sid=_call(s, sid).sid, url=url, kind=kind, duration_s=None if duration is None else float(duration))
-    s.add(item)
-    return item
+    sid = _existing_sid(s, sid)
+    _writer(s).execute(_INSERT_RECORDING, {"call_sid": sid, "url": url, "kind": kind, "created_at": models.utcnow(),
+                                           "duration_s": None if duration is None else float(duration)},
+                       execution_options=DEFER)
 
 
-def add_message(s: Session, sid: str, department: str, kind: str,
-                recording_url: str | None) -> models.Message:
+def add_message(s: Session, sid: str, department: str, kind: str, recording_url: str | None) -> None:
     """A voicemail or callback request for `department`."""
     if not department:
         raise ValueError("message needs a department")
-    item = models.Message(call_sid=_call(s, sid).sid, department=department, kind=kind, recording_url=recording_url)
-    s.add(item)
-    return item
+    sid = _existing_sid(s, sid)
+    _writer(s).execute(_INSERT_MESSAGE, {"call_sid": sid, "department": department, "kind": kind,
+                                         "recording_url": recording_url, "created_at": models.utcnow()},
+                       execution_options=DEFER)
 
 
 def put_pending_turn(s: Session, sid: str, turn: Turn) -> None:
     """Park a turn recognised on the media stream until Twilio fetches the Connect action."""
-    _call(s, sid).pending_turn = jsonable(dataclasses.asdict(turn))
+    sid = _existing_sid(s, sid)
+    _writer(s).execute(update(_CALLS).where(_CALLS.c.sid == sid).values(
+        pending_turn=jsonable(dataclasses.asdict(turn))))
 
 
 def take_pending_turn(s: Session, sid: str) -> Turn | None:
     """The parked turn of call `sid` (removed, so it is used once), or None."""
-    stmt = select(models.Call).where(models.Call.sid == _check_sid(sid)).with_for_update()
-    call = s.scalars(stmt.execution_options(populate_existing=True)).first()
-    if call is None or call.pending_turn is None:
+    sid = _check_sid(sid)
+    # FOR UPDATE (PostgreSQL; SQLite has one writer at a time): a second taker waits, then finds none.
+    parked = s.connection().execute(select(_CALLS.c.pending_turn).where(_CALLS.c.sid == sid)
+                                    .with_for_update()).scalar()
+    if parked is None:
         return None
-    turn = turn_from_dict(call.pending_turn)
-    call.pending_turn = None
-    return turn
-
-
+    _writer(s).execute(update(_CALLS).where(_CALLS.c.sid == sid).values(pending_turn=null()))
+    return turn_from_dict(parked)

@@ -17,7 +17,7 @@ from flask import Blueprint, Response, current_app, g, request
 from ivr import prompts
 from ivr.routing.actions import Goodbye, Welcome
 from ivr.routing.decide import CallState, Decision, after_dial, after_queue
-from ivr.store import calls, db, history
+from ivr.store import calls, db
 from ivr.store.privacy import mask_number
 from ivr.telephony.security import twilio_signed
 from ivr.telephony.twiml import (RenderContext, estimated_minutes, render_empty, render_leave_queue,
@@ -184,7 +184,7 @@ def whisper() -> Response:
     note_bridged(parent, request.values.get("To", ""))   # the agent answered: screen pop on their console
     s = db.session()
     state = calls.load_state(s, parent) or CallState()
-    record = history.call_record(s, parent) or {}
+    caller = calls.caller_number(s, parent) or ""
     current = rules()
     department = current.departments.get(state.department or "")
     template = (department.whisper if department else "") or DEFAULT_WHISPER
@@ -194,7 +194,7 @@ def whisper() -> Response:
         "confidence": "none, chosen on the keypad" if state.confidence is None
                       else f"{round(state.confidence * 100)} percent",
         "language": LANGUAGE_NAMES.get(state.language, state.language),
-        "caller": prompts.spell_digits(record.get("from") or "") or "unknown",
+        "caller": prompts.spell_digits(caller) or "unknown",
     }
     text = template.format_map(_Blank(values))
     if "{caller}" not in template:
