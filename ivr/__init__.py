@@ -33,9 +33,11 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from ivr.web import api, health, media, voice
     from ivr import jobs
     from ivr.web import console
+    from ivr.web import metrics as web_metrics
 
     db.init_app(app)
     jobs.init_app(app)
+    web_metrics.init_app(app)
     source.init_app(app)
     prompts.init_app(app)
     speech.init_app(app)

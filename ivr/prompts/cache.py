@@ -19,6 +19,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+from ivr import metrics
 from ivr.voices import Lexicon, Speaker, TTSError, speakers_for, ulaw_payload
 
 log = logging.getLogger(__name__)
@@ -126,6 +127,7 @@ class PromptAudio:
                 self._failed[name] = time.monotonic()
             else:
                 self._failed.pop(name, None)
+        metrics.TTS_RENDERS.labels(result="failed" if future.exception() is not None else "ok").inc()
 
     def warm_up(self) -> None:
         """Load every language's voice in the background (a Piper model takes a second or two), so

@@ -18,6 +18,7 @@ from typing import Any, Mapping
 from flask import Blueprint, Flask, abort, current_app, has_request_context, send_file, url_for
 from flask.typing import ResponseReturnValue
 
+from ivr import metrics
 from ivr.prompts.cache import NAME_PATTERN, PromptAudio, audio_store
 from ivr.prompts.catalogue import Catalogue, CatalogueSource, Prompt, PromptError, fill
 
@@ -108,6 +109,7 @@ def speak(verb: Any, key: str, language: str, **values: Any) -> None:
     if url:
         verb.play(url)
     else:
+        metrics.SAY_FALLBACKS.inc()
         say(verb, words, entry.voice)
 
 

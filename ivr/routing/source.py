@@ -22,6 +22,7 @@ from typing import Callable
 
 from flask import Flask, current_app
 
+from ivr import metrics
 from ivr.routing.classify import Classifier
 from ivr.routing.problems import ConfigError
 from ivr.routing.rules import Rules, load_rules
@@ -96,16 +97,19 @@ class RulesSource:
         except ConfigError as exc:
             log.error("rules file %s changed but is invalid; still serving the rules loaded from it "
                       "earlier. Fix these and save again:\n%s", self.path, _for_log(exc))
+            metrics.RULES_RELOADS_REFUSED.inc()
             return False
         try:
             classifier = self._new_classifier(rules)
         except Exception:  # noqa: BLE001 — any failure here must not take the phone line down
             log.exception("rules file %s is valid but the classifier cannot be built from it; "
                           "still serving the previous rules", self.path)
+            metrics.RULES_RELOADS_REFUSED.inc()
             return False
         self._current = (rules, classifier)
         log.info("reloaded rules from %s: %d departments, %d intents", self.path,
                  len(rules.departments), len(rules.intents))
+        metrics.RULES_RELOADS.inc()
         return True
 
     @staticmethod

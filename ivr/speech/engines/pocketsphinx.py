@@ -13,6 +13,7 @@ import threading
 import time
 from pathlib import Path
 
+from ivr import metrics
 from ivr.routing.rules import Rules
 from ivr.speech import lm
 from ivr.speech.audio import StreamResampler
@@ -148,12 +149,17 @@ class PocketsphinxEngine:
         """
         deadline = time.monotonic() + wait_s
         with self._lock:
+            waited = not self._idle and self._made >= self.max_decoders
             while not self._idle and self._made >= self.max_decoders:
                 left = deadline - time.monotonic()
                 if left <= 0:
+                    metrics.DECODER_WAITS.labels(outcome="busy").inc()
                     raise EngineBusy(f"all {self.max_decoders} pocketsphinx decoders are busy "
                                      "(raise IVR_DECODE_POOL_MAX or run another worker)")
                 self._lock.wait(left)
+            if waited:
+                metrics.DECODER_WAITS.labels(outcome="got").inc()
+            metrics.DECODERS_IN_USE.inc()
             if self._idle:
                 return self._idle.pop()
             self._made += 1          # reserve the slot; load the model outside the lock
@@ -163,12 +169,14 @@ class PocketsphinxEngine:
             with self._lock:
                 self._made -= 1
                 self._lock.notify()
+            metrics.DECODERS_IN_USE.dec()
             raise
 
     def _give_back(self, decoder) -> None:
         with self._lock:
             self._idle.append(decoder)
             self._lock.notify()
+        metrics.DECODERS_IN_USE.dec()
 
     def _search_for(self, decoder, grammar: Grammar | None) -> str:
         """Name of the decoder search for `grammar`, compiling it into this decoder on first use."""

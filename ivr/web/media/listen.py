@@ -28,6 +28,7 @@ from typing import Any, Callable
 
 from flask import current_app
 
+from ivr import metrics
 from ivr.routing.source import current_classifier
 from ivr.speech.emergency import emergency_in_alternatives
 from ivr.speech.engines.base import EngineBusy, EngineUnavailable, Grammar, Recognizer, Result
@@ -173,7 +174,8 @@ class StreamingListener:
 
     def _finish_when_drained(self) -> Result:
         self._idle.wait()
-        return self.recognizer.finish()
+        with metrics.decode_timer(self.recognizer):
+            return self.recognizer.finish()
 
 
 class UtteranceListener:
@@ -265,8 +267,9 @@ class UtteranceListener:
 
     def _run(self, audio: bytes) -> Result:
         recognizer = self.open_recognizer()
-        recognizer.accept(audio)
-        return recognizer.finish()
+        with metrics.decode_timer(recognizer):
+            recognizer.accept(audio)
+            return recognizer.finish()
 
 
 def make_listener(engine: Any, open_recognizer: Callable[[], Recognizer], pool: DecodePool,

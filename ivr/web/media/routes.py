@@ -29,6 +29,7 @@ from flask_sock import Sock
 from simple_websocket import ConnectionClosed
 from twilio.request_validator import RequestValidator
 
+from ivr import metrics
 from ivr.routing.source import current_classifier, current_rules
 from ivr.speech.endpointing import EndpointConfig
 from ivr.telephony.security import public_url
@@ -62,8 +63,9 @@ def _refuse_unsigned_upgrade() -> Any:
 def voice_stream(ws: Any) -> None:
     """The websocket Twilio opens for `<Connect><Stream>`; runs one caller turn."""
     try:
-        StreamTurn(ws, endpoint_config(current_app.config), confident_check(),
-                   decode_wait(current_app.config)).run()
+        with metrics.ACTIVE_STREAMS.track_inprogress():
+            StreamTurn(ws, endpoint_config(current_app.config), confident_check(),
+                       decode_wait(current_app.config)).run()
     except ConnectionClosed:
         raise             # flask-sock's own ending: Twilio hung up, the session stored the turn
     except Exception as exc:  # noqa: BLE001 - any fault must still close the stream so the call moves on

@@ -13,7 +13,7 @@ from typing import Any, Mapping, Sequence
 
 from flask import Response, abort, current_app, g, request
 
-from ivr import prompts
+from ivr import metrics, prompts
 from ivr.routing import source
 from ivr.routing.actions import Ask, Callback
 from ivr.routing.classify import Classification
@@ -212,7 +212,9 @@ def apply(sid: str, previous: CallState, decision: Decision, *, turn: Turn | Non
     if isinstance(action, Callback) and action.done:
         calls.add_message(s, sid, action.department, "callback", None)
         calls.set_outcome(s, sid, "callback", department=action.department)
-    return finish(sid, body)
+    answer = finish(sid, body)
+    metrics.observe_decision(previous.step, action, decision.reason, answered=turn is not None)
+    return answer
 
 
 def respond_to_turn(call_sid: str, turn: Turn) -> Response:

@@ -20,6 +20,7 @@ import urllib.request
 from flask import Blueprint, Response, current_app, request
 from sqlalchemy.exc import SQLAlchemyError
 
+from ivr import metrics
 from ivr.routing.decide import Turn
 from ivr.routing.source import current_rules
 from ivr.speech.audio import AudioError, parse_wav
@@ -161,9 +162,10 @@ def transcribe(wav: bytes, language: str, step: str = "") -> tuple[str, float | 
             raise RecordingUnavailable(f"no recogniser for {language!r} (keypad only)")
         recognizer = open_recognizer(engine, audio.sample_rate, step_grammar(step, language))
         chunk = audio.sample_rate // 5 * 2      # 200 ms of PCM16 per chunk
-        for i in range(0, len(audio.pcm16), chunk):
-            recognizer.accept(audio.pcm16[i:i + chunk])
-        result = recognizer.finish()
+        with metrics.decode_timer(engine):      # the whole recording: the caller waits for all of it
+            for i in range(0, len(audio.pcm16), chunk):
+                recognizer.accept(audio.pcm16[i:i + chunk])
+            result = recognizer.finish()
     except (EngineUnavailable, RuntimeError) as exc:
         raise RecordingUnavailable(f"recogniser failed: {exc}") from exc
     text = " ".join(result.text.split())

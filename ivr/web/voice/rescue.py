@@ -15,7 +15,7 @@ from typing import Any, Callable, TypeVar, cast
 from flask import current_app, g, request
 from werkzeug.exceptions import HTTPException
 
-from ivr import prompts
+from ivr import metrics, prompts
 from ivr.routing import source
 from ivr.store.privacy import mask_number
 from ivr.telephony.twiml import render_to_human
@@ -77,6 +77,7 @@ def safe_webhook(view: F | None = None, *, rescue: Callable[[], str] | None = No
             except HTTPException:
                 raise
             except Exception as exc:  # noqa: BLE001 - every failure must still answer the caller
+                metrics.RESCUES.labels(endpoint=request.url_rule.rule if request.url_rule else "?").inc()
                 # Only the message's first line and the frames: database errors append the SQL
                 # parameters (phone numbers) on later lines.
                 log.error("webhook %s failed for call %s from %s: %s: %s\n%s", request.path,

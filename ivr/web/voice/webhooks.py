@@ -14,7 +14,7 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, g, request
 
-from ivr import prompts
+from ivr import metrics, prompts
 from ivr.routing.actions import Goodbye, Welcome
 from ivr.routing.decide import CallState, Decision, after_dial, after_queue
 from ivr.store import calls, db
@@ -55,6 +55,7 @@ def incoming() -> Response:
     replay = recall(sid)
     if replay:
         return replay
+    metrics.CALLS.inc()
     current = rules()
     log.info("call %s from %s", sid, mask_number(request.values.get("From")))
     language = current.default_language
