@@ -4,7 +4,6 @@ One call's journey: config → database → routing rules → prompts → recogn
 """
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -24,7 +23,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         app.config["IVR_DATABASE_URL"] = f"sqlite:///{Path(app.instance_path) / 'ivr.sqlite3'}"
     if not app.config["IVR_PROMPT_CACHE_DIR"]:
         app.config["IVR_PROMPT_CACHE_DIR"] = str(Path(app.instance_path) / "prompt-cache")
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from ivr import logs
+
+    logs.init_app(app)      # first: every later line carries the request's CallSid and id
 
     from ivr.store import db
     from ivr.routing import source

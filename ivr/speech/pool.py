@@ -19,6 +19,7 @@ Counters (`stats()`) feed the metrics: jobs running and waiting, rejected, late,
 """
 from __future__ import annotations
 
+import contextvars
 import logging
 import os
 import threading
@@ -99,7 +100,8 @@ class DecodePool:
             self._notify("rejected", 0.0)
             raise PoolBusy(f"{self.queue_limit} decodes already waiting for {self.threads} threads")
         future: Future = Future()
-        self._executor.submit(self._run, future, fn, args, time.monotonic(), deadline)
+        # In the submitter's context: the job's log lines carry its call's CallSid (ivr.logs).
+        self._executor.submit(contextvars.copy_context().run, self._run, future, fn, args, time.monotonic(), deadline)
         return future
 
     def _would_be_late(self, deadline: float | None) -> bool:

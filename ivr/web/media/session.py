@@ -17,7 +17,7 @@ from typing import Any, Callable, Mapping
 from simple_websocket import ConnectionClosed
 from sqlalchemy.exc import SQLAlchemyError
 
-from ivr import prompts
+from ivr import logs, prompts
 from ivr.routing.decide import Turn
 from ivr.routing.source import current_rules
 from ivr.speech.audio import ulaw_to_pcm16
@@ -78,6 +78,7 @@ class StreamTurn:
             self.start = self._await_start()
             if self.start is None:
                 return
+            logs.bind_call(self.start.call_sid)   # the upgrade request carried no CallSid
             self._begin()
             self.reason = self._listen()
         except ConnectionClosed:
