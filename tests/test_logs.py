@@ -9,7 +9,7 @@ import threading
 import pytest
 
 from ivr import logs
-from twilio_sim import TwilioSim
+from conftest import simulated_call
 
 
 @pytest.fixture
@@ -27,7 +27,7 @@ def lines(capsys) -> list[dict]:
 
 
 def test_every_line_of_a_webhook_carries_its_callsid_and_request_id(json_app, capsys):
-    sim = TwilioSim(json_app.test_client(), from_="+13125550123")
+    sim = simulated_call(json_app.test_client(), from_="+13125550123")
     sim.call()
     request_id = sim.last.headers["X-Request-Id"]
     entries = lines(capsys)
@@ -46,7 +46,7 @@ def test_a_given_request_id_is_kept_and_a_strange_one_replaced(json_app):
 
 
 def test_lines_outside_requests_and_after_them_carry_no_stale_ids(json_app, capsys):
-    TwilioSim(json_app.test_client()).call()
+    simulated_call(json_app.test_client()).call()
     capsys.readouterr()
     logging.getLogger("ivr.test").warning("between requests")
     (entry,) = lines(capsys)
@@ -88,7 +88,7 @@ def test_text_format_shows_the_ids_too(app_config, capsys):
 
     app = create_app({**app_config, "IVR_TTS": "off"})
     capsys.readouterr()
-    sim = TwilioSim(app.test_client())
+    sim = simulated_call(app.test_client())
     sim.call()
     err = capsys.readouterr().err
     assert f"[call {sim.sid} req {sim.last.headers['X-Request-Id']}]" in err

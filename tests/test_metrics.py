@@ -16,7 +16,7 @@ from prometheus_client import REGISTRY
 
 from ivr.routing import source
 from test_call_flows import Clock, start_in_english
-from twilio_sim import TwilioSim
+from conftest import simulated_call
 
 TOKEN = "metrics-secret"
 ROOT = Path(__file__).resolve().parent.parent
@@ -28,8 +28,8 @@ def app_config(app_config):
 
 
 @pytest.fixture
-def sim(client) -> TwilioSim:
-    return TwilioSim(client)
+def sim(client):
+    return simulated_call(client)
 
 
 def value(name: str, **labels: str) -> float:
