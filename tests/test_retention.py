@@ -190,3 +190,43 @@ def test_the_hourly_task_is_scheduled_and_runs_once_at_a_time(app_config):
         with jobs.huey.lock_task(retention.LOCK_NAME):
             assert retention.prune_task.call_local() == {}      # another worker holds the lock
         assert set(retention.prune_task.call_local()) == set(retention.KINDS)
+
+
+def test_recordings_are_deleted_at_twilio_and_a_failed_delete_is_retried(app, monkeypatch, tmp_path):
+    from http.server import BaseHTTPRequestHandler
+
+    from tests.https_server import HTTPSServer, trust
+
+    trust(monkeypatch, tmp_path)
+    deletes: list[tuple[str, str | None]] = []
+    failing = {"/2010-04-01/Accounts/AC1/Recordings/RECA_silent.json"}
+
+    class Twilio(BaseHTTPRequestHandler):
+        def do_DELETE(self) -> None:  # noqa: N802
+            deletes.append((self.path, self.headers.get("Authorization")))
+            self.send_response(500 if self.path in failing else 204)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = HTTPSServer(Twilio).start()
+    try:
+        host = f"127.0.0.1:{server.port}"
+        with Session(db.engine(app)) as s:
+            for recording in s.scalars(select(Recording)):
+                recording.url = recording.url.replace("https://api.twilio.com", f"https://{host}")
+            s.commit()
+        app.config.update(IVR_RECORDING_HOST=host, TWILIO_ACCOUNT_SID="AC" + "1" * 32, TWILIO_AUTH_TOKEN="tok")
+        assert retention.run(app).counts["recordings"] == 3        # 2 messages' URLs + CA_old's recording
+        assert sorted(path for path, _ in deletes) == ["/2010-04-01/Accounts/AC1/Recordings/RECA_old.json",
+                                                       "/2010-04-01/Accounts/AC1/Recordings/RECA_silent.json"]
+        assert all(auth and auth.startswith("Basic ") for _, auth in deletes)
+        with Session(db.engine(app)) as s:
+            assert [r.call_sid for r in s.scalars(select(Recording).where(Recording.call_sid.in_(
+                ["CA_old", "CA_silent"])))] == ["CA_silent"]            # kept: Twilio failed, retry later
+        failing.clear()
+        assert retention.run(app).counts["recordings"] == 1
+        assert _counts(app)["recordings"] == 0
+    finally:
+        server.stop()

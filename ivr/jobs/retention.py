@@ -6,7 +6,8 @@ Defaults (days; IVR_RETAIN_<KIND>_DAYS overrides, 0 keeps that kind forever):
 kind                      days   what goes
 ========================  =====  =============================================================
 transcripts               90     what callers said (see ivr.store.retention)
-recordings                90     recording references and voicemail URLs
+recordings                90     the audio at Twilio (DELETE, with the same host rules as
+                                 downloads), then our references and voicemail URLs
 numbers                   30     callers' numbers → salted hash (IVR_NUMBER_HASH_SALT, else a
                                  salt the database makes once and every instance shares)
 replies                   2      stored webhook answers (Twilio retries come within minutes)
@@ -36,6 +37,7 @@ from ivr.jobs.queue import app_periodic_task, app_task, huey
 from ivr.store import db
 from ivr.store import retention as store_retention
 from ivr.store.models import utcnow
+from ivr.web.voice.recording import delete_recording
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +91,8 @@ def run(app: Flask, *, dry_run: bool = False) -> Report:
                     counts = store_retention.count(s, cutoffs)
                 else:
                     salt = app.config.get("IVR_NUMBER_HASH_SALT") or store_retention.number_salt(s)
-                    counts = store_retention.prune(s, cutoffs, salt)
+                    with app.app_context():
+                        counts = store_retention.prune(s, cutoffs, salt, delete_recording)
         finally:
             if not dry_run:
                 store_retention.unlock(conn)

@@ -23,7 +23,7 @@ import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Callable
 
 from sqlalchemy import (Connection, String, Text, and_, cast, delete, exists, func, literal, null, or_, select, text,
                         update)
@@ -128,14 +128,20 @@ def count(s: Session, cutoffs: Cutoffs) -> dict[str, int]:
 
 # --- removing it ----------------------------------------------------------------------------------
 
-def prune(s: Session, cutoffs: Cutoffs, salt: str) -> dict[str, int]:
-    """Remove what `count` counts, committing after each batch; returns what was removed."""
+def prune(s: Session, cutoffs: Cutoffs, salt: str,
+          delete_audio: Callable[[str], bool | None] | None = None) -> dict[str, int]:
+    """Remove what `count` counts, committing after each batch; returns what was removed.
+
+    `delete_audio(url)` deletes a recording's audio where it is kept (Twilio): True gone, None
+    not ours to delete (only the reference goes), False not now — that reference stays for the
+    next run, so audio is never orphaned by forgetting where it is.
+    """
     now, done = cutoffs.now, {kind: 0 for kind in KINDS}
     if cutoffs.transcripts:
         done["transcripts"] = _batched(s, _transcript_calls(cutoffs.transcripts, now), _forget_words)
     if cutoffs.recordings:
         recordings, messages = _recording_rows(cutoffs.recordings, now)
-        done["recordings"] = _batched(s, recordings, lambda s, ids: _delete(s, Recording, Recording.id, ids)) + \
+        done["recordings"] = _prune_recordings(s, recordings, delete_audio) + \
             _batched(s, messages, lambda s, ids: _update(s, Message, Message.id, ids, recording_url=None))
     if cutoffs.numbers:
         done["numbers"] = _batched(s, _number_calls(cutoffs.numbers, now),
@@ -144,6 +150,19 @@ def prune(s: Session, cutoffs: Cutoffs, salt: str) -> dict[str, int]:
         done["replies"] = _batched(s, _reply_keys(cutoffs.replies, now),
                                    lambda s, keys: _delete(s, IdempotentResponse, IdempotentResponse.key, keys))
     return done
+
+
+def _prune_recordings(s: Session, ids_stmt: Any, delete_audio: Callable[[str], bool | None] | None) -> int:
+    removed, after = 0, 0
+    while True:     # by id, so a recording whose audio could not be deleted now is passed over
+        rows = s.execute(select(Recording.id, Recording.url).where(Recording.id.in_(ids_stmt), Recording.id > after)
+                         .order_by(Recording.id).limit(BATCH)).all()
+        if not rows:
+            return removed
+        after = rows[-1].id
+        gone = [row.id for row in rows if delete_audio is None or delete_audio(row.url) is not False]
+        removed += _delete(s, Recording, Recording.id, gone)
+        s.commit()
 
 
 def _batched(s: Session, ids_stmt: Any, step: Any) -> int:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import re
 import ssl
 import time
 import urllib.error
@@ -128,6 +129,32 @@ class _NoRedirects(urllib.request.HTTPRedirectHandler):
 
     def redirect_request(self, *args: object, **kwargs: object) -> None:
         return None
+
+
+def delete_recording(url: str, *, timeout: float = DOWNLOAD_TIMEOUT_S) -> bool | None:
+    """Delete the recording at Twilio (retention). True: gone (deleted, or already gone);
+    False: not now (network, 5xx — try again later); None: cannot be deleted by us (no
+    credentials, or not a recording on the recording host) — forget our reference only.
+
+    The same rules as `fetch_recording`: https, the recording host only, no redirects followed.
+    """
+    sid, token = current_app.config.get("TWILIO_ACCOUNT_SID"), current_app.config.get("TWILIO_AUTH_TOKEN")
+    if not (sid and token) or not _on_host(url, _recording_host()):
+        return None
+    base = re.sub(r"\.(wav|mp3|json)$", "", url.split("?", 1)[0])
+    request = urllib.request.Request(base + ".json", method="DELETE", headers={
+        "User-Agent": "city-ivr",
+        "Authorization": "Basic " + base64.b64encode(f"{sid}:{token}".encode()).decode()})
+    opener = urllib.request.build_opener(urllib.request.HTTPSHandler(context=ssl.create_default_context()),
+                                         _NoRedirects())
+    try:
+        with opener.open(request, timeout=timeout) as reply:
+            return 200 <= reply.status < 300
+    except urllib.error.HTTPError as exc:
+        return True if exc.code == 404 else False
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        log.warning("recording delete failed, will retry: %s", exc)
+        return False
 
 
 def _recording_host() -> str:
