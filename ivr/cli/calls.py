@@ -15,7 +15,9 @@ import click
 def _number(value: str | None, show: bool) -> str:
     from ivr.store.privacy import mask_number
 
-    return (value or "?") if show else mask_number(value)
+    if show or (value or "").startswith("hash:"):    # a hashed number (retention) cannot be dialled
+        return value or "?"
+    return mask_number(value)
 
 
 def _numbers(document: dict[str, Any], show: bool) -> dict[str, Any]:
