@@ -162,25 +162,19 @@ def _free_port() -> int:
 
 @pytest.fixture
 def gunicorn_line(tmp_path):
-    """The app under gunicorn with 2 workers and multiprocess metrics (the production set-up)."""
+    """The app under the repository's gunicorn.conf.py with 2 workers (the production start)."""
     port = _free_port()
-    config = tmp_path / "gunicorn.conf.py"
-    config.write_text(
-        "import os, shutil\n"
-        f"metrics_dir = os.environ['PROMETHEUS_MULTIPROC_DIR'] = {str(tmp_path / 'prom')!r}\n"
-        "shutil.rmtree(metrics_dir, ignore_errors=True); os.makedirs(metrics_dir)\n"
-        f"bind = '127.0.0.1:{port}'\n"
-        "workers = 2\nworker_class = 'gthread'\nthreads = 4\n"
-        "def child_exit(server, worker):\n    from ivr import metrics; metrics.child_exit(server, worker)\n")
     env = {**os.environ, "IVR_DATABASE_URL": f"sqlite:///{tmp_path / 'ivr.sqlite3'}",
            "IVR_JOBS_DB": str(tmp_path / "jobs.sqlite3"), "IVR_PROMPT_CACHE_DIR": str(tmp_path / "cache"),
            "IVR_PUBLIC_URL": "https://ivr.example.test", "TWILIO_AUTH_TOKEN": "test-auth-token",
-           "IVR_METRICS_TOKEN": TOKEN, "IVR_TTS": "off", "IVR_SPEECH_ENGINE": "twilio", "IVR_CAPTURE": "twilio"}
-    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    server = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", str(config), "app:app"], cwd=ROOT, env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+           "IVR_METRICS_TOKEN": TOKEN, "IVR_TTS": "off", "IVR_SPEECH_ENGINE": "twilio", "IVR_CAPTURE": "twilio",
+           "IVR_BIND": f"127.0.0.1:{port}", "IVR_WORKERS": "2", "IVR_THREADS": "4",
+           "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "prom")}
+    log = open(tmp_path / "gunicorn.log", "w")     # a file: a full pipe would stall the server
+    server = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", str(ROOT / "gunicorn.conf.py")], cwd=ROOT,
+                              env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 150
     while True:
         try:
             with urllib.request.urlopen(base + "/healthz", timeout=2) as reply:
@@ -189,13 +183,15 @@ def gunicorn_line(tmp_path):
         except OSError:
             if server.poll() is not None or time.monotonic() > deadline:
                 server.kill()
-                pytest.fail("gunicorn did not start:\n" + server.communicate()[0][-3000:])
+                pytest.fail("gunicorn did not start:\n" + (tmp_path / "gunicorn.log").read_text()[-3000:])
             time.sleep(0.3)
     yield base, tmp_path / "prom"
     server.terminate()
-    server.wait(timeout=20)
+    server.wait(timeout=30)
+    log.close()
 
 
+@pytest.mark.timeout(300)     # two workers start on a busy machine
 def test_metrics_count_every_call_across_two_gunicorn_workers(gunicorn_line):
     from twilio.request_validator import RequestValidator
 

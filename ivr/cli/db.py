@@ -64,7 +64,7 @@ def register(cli: click.Group) -> None:
         from ivr import create_app
         from ivr.jobs import retention
 
-        overrides: dict[str, object] = {"IVR_DATABASE_URL": url} if url else {}
+        overrides: dict[str, object] = {"IVR_WARM": False, **({"IVR_DATABASE_URL": url} if url else {})}
         if hours is not None:
             overrides["IVR_RETAIN_REPLIES_DAYS"] = hours / 24
         app = create_app(overrides)

@@ -20,7 +20,8 @@ def register(cli: click.Group) -> None:
         """Run the job consumer with its scheduled tasks until stopped (Ctrl-C / SIGTERM)."""
         from ivr import create_app, jobs
 
-        app = create_app()
+        # Workers run jobs, not calls: no recogniser or voice is loaded ahead for them.
+        app = create_app({"IVR_WARM": False})
         if app.config.get("IVR_JOBS_IMMEDIATE"):
             raise click.ClickException("IVR_JOBS_IMMEDIATE is set: jobs run inline, there is nothing to consume")
         logging.getLogger("huey").setLevel(logging.INFO)

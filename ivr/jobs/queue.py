@@ -106,7 +106,7 @@ def bound_app() -> Flask:
     if app is None:
         from ivr import create_app
 
-        app = create_app()
+        app = create_app({"IVR_WARM": False})
         bind_app(app)
     return app
 

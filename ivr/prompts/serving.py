@@ -42,7 +42,8 @@ def init_app(app: Flask) -> None:
     store = app.extensions[AUDIO_EXTENSION] = audio_store(app.config, sorted(catalogue), source.lexicon)
     if store.unavailable:
         log.warning("prompts will use <Say>: %s", store.unavailable)
-    store.warm_up()
+    if app.config.get("IVR_WARM", True):      # ivr worker / CLI: no caller waits for a voice here
+        store.warm_up()
     for language, speaker in sorted(store.speakers.items()):
         if speaker.engine is None:
             log.warning("%s prompts will use <Say> (%s): %s", language, speaker.say_voice or "Twilio's voice",

@@ -228,7 +228,7 @@ def init_app(app: Flask) -> None:
                      service.capture_mode(language))
         except EngineUnavailable as exc:
             raise RuntimeError(f"speech recognition for {language!r}: {exc}") from exc
-    if not app.config.get("TESTING"):
+    if not app.config.get("TESTING") and app.config.get("IVR_WARM", True):   # ivr worker: no calls here
         service.warm(languages)
 
 
