@@ -207,3 +207,16 @@ def test_ivr_check_warns_about_a_department_without_holidays_in_the_next_12_mont
     assert "'roads'" in warned[0] and "'police'" not in warned[0]
     shipped = CliRunner().invoke(cli, ["check", str(RULES_PATH), "--no-prompts"])
     assert shipped.exit_code == 0 and "warning:" not in shipped.output
+
+
+def test_ivr_holidays_lists_a_years_closures_in_the_callers_language():
+    result = CliRunner().invoke(cli, ["holidays", "2027", "--lang", "es", "--rules", str(RULES_PATH)])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0] == "roads: 11 closures in 2027"
+    assert "  2027-07-05 Mon  all day      el Día de la Independencia" in lines    # July 4th is a Sunday
+    assert "  2027-12-31 Fri  15:00–24:00  la tarde de fin de año" in lines
+    police = CliRunner().invoke(cli, ["holidays", "2027", "--department", "police", "--rules", str(RULES_PATH)])
+    assert police.output.startswith("police: 0 closures in 2027 (does not observe the city's holidays)")
+    wrong = CliRunner().invoke(cli, ["holidays", "--department", "nope", "--rules", str(RULES_PATH)])
+    assert wrong.exit_code == 2 and "no department 'nope'" in wrong.output
