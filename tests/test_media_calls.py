@@ -152,19 +152,6 @@ def test_an_emergency_ends_the_turn_and_reaches_the_advisory(app, client, server
     assert stream_turns(app, sim.sid)[0]["reason"] in ("emergency", "early", "silence")
 
 
-def test_talking_over_the_prompt_clears_it_and_is_still_heard(app, client, server):
-    """Barge-in: the stream plays the question itself; the caller talks over it."""
-    ws_url, _engine = server
-    sim = phone(client)
-    sim.call()
-    params = {p.get("name"): p.get("value") for p in sim.find("Connect").find("Stream").findall("Parameter")}
-    if not params.get("prompts"):
-        pytest.skip("prompt audio could not be rendered here (no espeak-ng): nothing plays on the stream")
-    twilio = answer_on_stream(sim, ws_url, speech("the trash was not picked up on my street"))
-    assert twilio.heard.clears, "no clear sent when the caller talked over the prompt"
-    assert outcome(app, sim.sid)[1] == "sanitation" or sim.has("Connect")
-
-
 def test_a_saturated_decode_pool_asks_again_instead_of_silence(app, client, server, monkeypatch):
     """No decoding thread free and no room to queue: the caller hears "please say that again"."""
     from ivr.speech.pool import DecodePool
