@@ -21,7 +21,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from ivr.routing.classify import Classifier  # noqa: E402
-from ivr.routing.decide import CallState, Turn, decide  # noqa: E402
+from ivr.routing.decide import decide  # noqa: E402
+from ivr.routing.state import CallState, Turn
 from ivr.routing.rules import load_rules  # noqa: E402
 from ivr.telephony.twiml import RenderContext, render  # noqa: E402
 

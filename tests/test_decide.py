@@ -7,8 +7,8 @@ from datetime import date, datetime, time, timezone
 import pytest
 
 from ivr.routing.classify import Candidate, Classification
-from ivr.routing.decide import (MAX_REPROMPTS, CallState, Turn, after_dial, after_queue, decide,
-                                route_department)
+from ivr.routing.decide import MAX_REPROMPTS, after_dial, after_queue, decide, route_department
+from ivr.routing.state import CallState, Turn
 from ivr.routing.rules import (Closure, Department, Emergency, Fallback, Intent, MenuOption, Rules,
                                Thresholds, TimeRange)
 

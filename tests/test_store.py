@@ -12,7 +12,7 @@ import pytest
 from flask import Flask
 from sqlalchemy import func, select
 
-from ivr.routing.decide import CallState, Turn
+from ivr.routing.state import CallState, Turn
 from ivr.store import calls, db, history, models, replies
 from ivr.store.privacy import mask_number
 

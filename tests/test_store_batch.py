@@ -13,7 +13,7 @@ from sqlalchemy import create_engine, event, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.pool import NullPool
 
-from ivr.routing.decide import CallState
+from ivr.routing.state import CallState
 from ivr.store import batch, calls, db, models, replies
 from conftest import store_only_app
 

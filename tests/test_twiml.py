@@ -9,7 +9,7 @@ import pytest
 
 from ivr.routing.actions import (AfterHours, Ask, Callback, Confirm, Emergency, Goodbye, Menu, Operator,
                                  Queue, Transfer, Voicemail, Welcome)
-from ivr.routing.decide import CallState, Decision
+from ivr.routing.state import CallState, Decision
 from ivr.telephony.twiml import (RenderContext, dial_target, estimated_minutes, render, render_queue_wait,
                                  render_to_human, speech_hints)
 

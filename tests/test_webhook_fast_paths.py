@@ -12,7 +12,7 @@ import pytest
 from flask import Flask
 from twilio.request_validator import RequestValidator
 
-from ivr.routing.decide import CallState
+from ivr.routing.state import CallState
 from ivr.store import calls, db, history, models, replies
 from ivr.telephony.twiml import speech_hints
 from ivr.web.voice import conversation

@@ -54,7 +54,8 @@ class Router:
 
         `emergency_heard`: the recogniser's emergency watch verdict (audio only; ivr.speech.emergency).
         """
-        from ivr.routing.decide import CallState, Turn, decide
+        from ivr.routing.decide import decide
+        from ivr.routing.state import CallState, Turn
 
         classification = self.classifier.classify(text, language)
         turn = Turn(speech=text, asr_confidence=asr_confidence, emergency_heard=emergency_heard)

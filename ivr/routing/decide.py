@@ -5,18 +5,18 @@ worker can serve any step. Nothing here touches Flask, the database or the netwo
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime
 
-from ivr.routing.actions import (Action, AfterHours, Ask, Callback, Confirm, Emergency, Goodbye,
+from ivr.routing.actions import (AfterHours, Ask, Callback, Confirm, Emergency, Goodbye,
                                  Operator, Queue, Transfer, Voicemail)
 from ivr.routing.classify import Classification, interpret_language, interpret_yes_no
 from ivr.routing.hours import closure_note, hours_text, is_open
 from ivr.routing.menu import localized, menu_options, show_menu
 from ivr.routing.rules import Department, Fallback, Rules
+from ivr.routing.state import CallState, Decision, Turn
 
-__all__ = ["CallState", "Turn", "Decision", "Action", "decide", "route_department", "after_dial",
-           "after_queue", "hours_text", "MAX_REPROMPTS", "MAX_ASKS"]
+__all__ = ["decide", "route_department", "after_dial", "after_queue", "MAX_REPROMPTS", "MAX_ASKS"]
 
 #: Reprompts after no input / no match at one step before moving on (menu, then operator).
 MAX_REPROMPTS = 2
@@ -24,43 +24,6 @@ MAX_REPROMPTS = 2
 MAX_ASKS = 2
 #: Steps at which the caller is listened to; "0" reaches the operator at each of them.
 LISTENING_STEPS = ("welcome", "ask", "confirm", "menu", "callback")
-
-
-@dataclass(frozen=True)
-class CallState:
-    """Everything the conversation needs between webhooks; stored in the DB as JSON."""
-    step: str = "welcome"        # welcome | ask | confirm | menu | callback | routed | queued | voicemail | emergency | done
-    language: str = "en"
-    retries: int = 0             # consecutive no-input / no-match at this step
-    asks: int = 0                # times we asked "what are you calling about"
-    menu_path: str = ""          # keypad digits chosen so far in the menu
-    department: str | None = None  # routed or pending-confirmation department
-    intent: str | None = None
-    heard: str = ""              # what the caller said (for the agent's whisper)
-    confidence: float | None = None
-    tried: tuple[str, ...] = ()  # departments/lines already tried (busy policy never loops)
-    seq: int = 0                 # webhook step counter; in every action URL so retries are recognised
-    prompt: str = ""             # the words of the last question asked, stored with the answer's turn
-
-
-@dataclass(frozen=True)
-class Turn:
-    """What the caller did in answer to the last prompt. All None = no input (timeout)."""
-    speech: str | None = None
-    digits: str | None = None
-    asr_confidence: float | None = None
-    emergency_heard: str | None = None   # why the recogniser's other readings say emergency (ivr.speech.emergency)
-    #: The caller spoke but no transcript came in time ("busy", "late", "failed"): a reason to
-    #: ask again ("please say that again"), not the silence of no input.
-    unheard: str | None = None
-
-
-@dataclass(frozen=True)
-class Decision:
-    """The next action, the state to store with it, and the reason an admin can read."""
-    action: Action
-    state: CallState
-    reason: str                  # why, for admins: "confidence 0.91 ≥ route 0.75; roads open"
 
 
 def decide(state: CallState, turn: Turn, classification: Classification | None,

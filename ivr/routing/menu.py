@@ -5,13 +5,9 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import TYPE_CHECKING
-
 from ivr.routing.actions import Menu
 from ivr.routing.rules import MenuOption, Rules
-
-if TYPE_CHECKING:  # CallState/Decision live in decide, which imports this module
-    from ivr.routing.decide import CallState, Decision
+from ivr.routing.state import CallState, Decision
 
 
 def localized(texts: object, language: str, rules: Rules) -> str:
@@ -43,8 +39,6 @@ def _label(option: MenuOption, state: CallState, rules: Rules) -> str:
 def show_menu(state: CallState, path: str, rules: Rules, reason: str,
               reprompt: str | None = None) -> Decision:
     """The keypad menu at `path`; an unknown path falls back to the top level."""
-    from ivr.routing.decide import Decision  # decide imports this module first; no cycle at call time
-
     options = menu_options(rules, path)
     if options is None:
         path, options = "", rules.menu

@@ -19,7 +19,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
-from ivr.routing.decide import CallState, Turn
+from ivr.routing.state import CallState, Turn
 from ivr.store import models
 from ivr.store.batch import DEFER
 from ivr.store.convert import jsonable, state_from_dict, turn_from_dict

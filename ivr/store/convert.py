@@ -6,7 +6,7 @@ import json
 from datetime import datetime
 from typing import Any, Mapping
 
-from ivr.routing.decide import CallState, Turn
+from ivr.routing.state import CallState, Turn
 
 
 def _json_default(value: Any) -> Any:

@@ -18,7 +18,7 @@ from twilio.twiml.voice_response import Dial, VoiceResponse
 
 from ivr.routing.actions import (Action, AfterHours, Ask, Callback, Confirm, Emergency, Goodbye, Menu,
                                  Operator, Queue, Transfer, Voicemail, Welcome)
-from ivr.routing.decide import Decision
+from ivr.routing.state import Decision
 
 #: speak(verb, key, language, **values) — `ivr.prompts.speak` in the app, a fake in unit tests.
 Speaker = Callable[..., None]

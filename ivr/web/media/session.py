@@ -18,7 +18,7 @@ from simple_websocket import ConnectionClosed
 from sqlalchemy.exc import SQLAlchemyError
 
 from ivr import logs, prompts
-from ivr.routing.decide import Turn
+from ivr.routing.state import Turn
 from ivr.routing.source import current_rules
 from ivr.speech.audio import ulaw_to_pcm16
 from ivr.speech.endpointing import EndpointConfig, Endpointer, Signal

@@ -17,7 +17,8 @@ from ivr import metrics, prompts
 from ivr.routing import source
 from ivr.routing.actions import Ask, Callback
 from ivr.routing.classify import Classification
-from ivr.routing.decide import CallState, Decision, Turn, decide
+from ivr.routing.decide import decide
+from ivr.routing.state import CallState, Decision, Turn
 from ivr.routing.menu import show_menu
 from ivr.routing.rules import Rules
 from ivr.speech import service as speech

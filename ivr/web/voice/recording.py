@@ -22,7 +22,7 @@ from flask import Blueprint, Response, current_app, request
 from sqlalchemy.exc import SQLAlchemyError
 
 from ivr import metrics
-from ivr.routing.decide import Turn
+from ivr.routing.state import Turn
 from ivr.routing.source import current_rules
 from ivr.speech.audio import AudioError, parse_wav
 from ivr.speech.engines.base import EngineUnavailable

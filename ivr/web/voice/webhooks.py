@@ -16,7 +16,8 @@ from flask import Blueprint, Response, current_app, g, request
 
 from ivr import metrics, prompts
 from ivr.routing.actions import Goodbye, Welcome
-from ivr.routing.decide import CallState, Decision, after_dial, after_queue
+from ivr.routing.decide import after_dial, after_queue
+from ivr.routing.state import CallState, Decision
 from ivr.store import calls, db
 from ivr.store.privacy import mask_number
 from ivr.telephony.security import twilio_signed
