@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 
 from ivr.routing.classify import Classifier
-from ivr.routing.rules import load_rules
+from ivr.routing.load import load_rules
 
 ROOT = Path(__file__).resolve().parent.parent
 SETS = {

@@ -51,7 +51,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from ivr.config import from_environment  # noqa: E402
 from ivr.routing.classify import Classifier  # noqa: E402
-from ivr.routing.rules import load_rules  # noqa: E402
+from ivr.routing.load import load_rules  # noqa: E402
 from ivr.speech.audio import parse_wav, pcm16_to_ulaw, read_wav, ulaw_to_pcm16, wav_bytes, Audio  # noqa: E402
 from ivr.speech.emergency import emergency_in_alternatives  # noqa: E402
 from ivr.speech.endpointing import EndpointConfig, Endpointer, frame_rms  # noqa: E402

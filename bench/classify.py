@@ -20,7 +20,7 @@ sys.path.insert(0, str(ROOT))
 
 from ivr.cli.route import Router, city_timezone, parse_when, run_batch  # noqa: E402  (path set up above)
 from ivr.routing.classify import Classifier  # noqa: E402
-from ivr.routing.rules import load_rules  # noqa: E402
+from ivr.routing.load import load_rules  # noqa: E402
 
 DATA = [ROOT / "tests" / "data" / "dev_utterances_en.jsonl",
         *sorted((ROOT / "tests" / "data").glob("utterances_*.jsonl"))]

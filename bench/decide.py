@@ -23,7 +23,7 @@ sys.path.insert(0, str(ROOT))
 from ivr.routing.classify import Classifier  # noqa: E402
 from ivr.routing.decide import decide  # noqa: E402
 from ivr.routing.state import CallState, Turn
-from ivr.routing.rules import load_rules  # noqa: E402
+from ivr.routing.load import load_rules  # noqa: E402
 from ivr.telephony.twiml import RenderContext, render  # noqa: E402
 
 DEV = ROOT / "tests" / "data" / "dev_utterances_en.jsonl"

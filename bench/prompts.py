@@ -44,7 +44,7 @@ from ivr.prompts.cache import audio_store  # noqa: E402
 from ivr.prompts.catalogue import fill, load_catalogue, load_lexicons  # noqa: E402
 from ivr.prompts.fixed import fixed_texts  # noqa: E402
 from ivr.routing.hours import hours_text  # noqa: E402
-from ivr.routing.rules import load_rules  # noqa: E402
+from ivr.routing.load import load_rules  # noqa: E402
 from ivr.speech.audio import parse_wav, resample  # noqa: E402
 from ivr.voices import TTSError, level_db, speaker_for  # noqa: E402
 

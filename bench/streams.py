@@ -29,7 +29,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from ivr.config import from_environment  # noqa: E402
 from ivr.routing.classify import Classifier  # noqa: E402
-from ivr.routing.rules import load_rules  # noqa: E402
+from ivr.routing.load import load_rules  # noqa: E402
 from ivr.speech.audio import read_wav  # noqa: E402
 from ivr.speech.endpointing import EndpointConfig, Endpointer, frame_rms  # noqa: E402
 from ivr.speech.engines.base import Grammar  # noqa: E402

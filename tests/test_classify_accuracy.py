@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from ivr.routing.classify import Classifier
-from ivr.routing.rules import load_rules
+from ivr.routing.load import load_rules
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "tests" / "data"

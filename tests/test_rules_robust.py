@@ -6,7 +6,8 @@ import random
 import pytest
 
 from ivr.routing.problems import ConfigError
-from ivr.routing.rules import Rules, parse_rules
+from ivr.routing.rules import Rules
+from ivr.routing.load import parse_rules
 from test_rules_errors import CITY
 
 # Values of the wrong shape or meaning, dropped in place of whatever a line held.
@@ -52,7 +53,7 @@ def test_mangled_files_give_problems_not_tracebacks(seed):
 
 
 def test_binary_garbage_is_a_problem(tmp_path):
-    from ivr.routing.rules import load_rules
+    from ivr.routing.load import load_rules
 
     path = tmp_path / "rules.yaml"
     path.write_bytes(b"\xff\xfe\x00garbage\x00")

@@ -6,7 +6,7 @@ import pytest
 import vosk
 
 from conftest import RULES_PATH
-from ivr.routing.rules import load_rules
+from ivr.routing.load import load_rules
 from ivr.speech.audio import Audio, AudioError, read_wav, resample, to_pcm16, write_wav
 from ivr.speech.engines.base import EngineUnavailable
 from ivr.speech.transcribe import transcribe_file

@@ -14,7 +14,8 @@ from ivr import prompts
 from ivr.config import from_environment
 from ivr.routing.hours import without_holidays
 from ivr.routing.problems import ConfigError, Problem
-from ivr.routing.rules import Rules, load_rules
+from ivr.routing.rules import Rules
+from ivr.routing.load import load_rules
 
 
 def run_check(rules_path: str, prompts_dir: str | None) -> tuple[Rules | None, list[Problem]]:

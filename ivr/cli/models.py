@@ -16,7 +16,7 @@ def register(cli: click.Group) -> None:
     def status(languages: tuple[str, ...]) -> None:
         """Show the engine, its model and the capture mode each language would use on this machine."""
         from ivr.config import from_environment
-        from ivr.routing.rules import load_rules
+        from ivr.routing.load import load_rules
         from ivr.speech.engines import whisper
         from ivr.speech.engines.base import EngineUnavailable
         from ivr.speech.engines.vosk import find_model

@@ -21,7 +21,7 @@ from ivr.prompts.cache import PromptAudio, audio_store
 from ivr.prompts.catalogue import load_catalogue, load_lexicons, validate
 from ivr.prompts.fixed import fixed_texts
 from ivr.routing.hours import hours_text
-from ivr.routing.rules import load_rules
+from ivr.routing.load import load_rules
 from ivr.voices import TTSError
 
 #: Players tried in order by `ivr prompts say` without -o (the first one installed plays).

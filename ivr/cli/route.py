@@ -20,7 +20,8 @@ import click
 
 from ivr.routing.classify import Classifier
 from ivr.routing.problems import ConfigError
-from ivr.routing.rules import Rules, load_rules
+from ivr.routing.rules import Rules
+from ivr.routing.load import load_rules
 
 #: Fields `ivr route` computes; in --batch an input field of the same name is moved to "input".
 RESULT_FIELDS = ("text", "language", "intent", "department", "confidence", "action", "explanation",

@@ -1,17 +1,13 @@
 """The admin's routing_rules.yaml as frozen dataclasses.
 
-Types first; `load_rules(path)` / `parse_rules(text, path)` at the bottom turn the YAML
-into them (the validation itself lives in `validate.py` and its helpers). Everything
-here is pure: no I/O beyond reading the one file handed to `load_rules`.
+Types only: `ivr.routing.load` (`load_rules(path)` / `parse_rules(text, path)`) validates the
+YAML and builds them. Pure data, no I/O.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date, time
-from pathlib import Path
 from typing import TYPE_CHECKING, Mapping
-
-from ivr.routing.problems import ConfigError, Problem
 
 if TYPE_CHECKING:
     from ivr.routing.holiday_calendar import HolidayCalendar
@@ -138,22 +134,3 @@ class Rules:
                 if sub.department == department_id:
                     return f"{option.digit} {sub.digit}"
         return ""
-
-
-def parse_rules(text: str, path: str = "<rules>") -> Rules:
-    """Validate YAML text and build `Rules`; `ConfigError` lists every problem with its line."""
-    # Imported here because the validator builds these very types (a top-level import would cycle).
-    from ivr.routing.validate import build_rules
-
-    return build_rules(text, path)
-
-
-def load_rules(path: str | Path) -> Rules:
-    """Read and validate a routing_rules.yaml file; `ConfigError` lists every problem."""
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        raise ConfigError([Problem(str(path), 0, f"cannot read the rules file: {reason} — check the path "
-                                                 "(IVR_RULES_PATH) and that it is UTF-8 text")]) from exc
-    return parse_rules(text, str(path))

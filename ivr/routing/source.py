@@ -25,7 +25,8 @@ from flask import Flask, current_app
 from ivr import metrics
 from ivr.routing.classify import Classifier
 from ivr.routing.problems import ConfigError
-from ivr.routing.rules import Rules, load_rules
+from ivr.routing.rules import Rules
+from ivr.routing.load import load_rules
 from ivr.store.privacy import mask_number
 
 log = logging.getLogger(__name__)

@@ -1,4 +1,4 @@
-"""routing_rules.yaml text → `Rules`, or `ConfigError` listing every problem found.
+"""Loading the rules: routing_rules.yaml → `Rules`, or `ConfigError` listing every problem found.
 
 Problems are collected, never raised one at a time, so an admin fixes a file in one pass.
 `departments.py` reads defaults and departments; `references.py` reads the menu, intents and
@@ -7,13 +7,14 @@ emergency section and checks that everything refers to something that exists.
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 from yaml.nodes import Node
 
 from ivr.routing import references
 from ivr.routing.departments import parse_departments
 from ivr.routing.fields import Context
-from ivr.routing.problems import ConfigError
+from ivr.routing.problems import ConfigError, Problem
 from ivr.routing.rules import Rules, Thresholds
 from ivr.routing.yamlread import Reader
 
@@ -77,3 +78,18 @@ def build_rules(text: str, path: str) -> Rules:
     return Rules(languages=ctx.languages, operator=operator, departments=dict(ctx.departments),
                  intents=intents, menu=menu, thresholds=thresholds, emergency=emergency, source=path)
 
+
+def parse_rules(text: str, path: str = "<rules>") -> Rules:
+    """Validate YAML text and build `Rules`; `ConfigError` lists every problem with its line."""
+    return build_rules(text, path)
+
+
+def load_rules(path: str | Path) -> Rules:
+    """Read and validate a routing_rules.yaml file; `ConfigError` lists every problem."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ConfigError([Problem(str(path), 0, f"cannot read the rules file: {reason} — check the path "
+                                                 "(IVR_RULES_PATH) and that it is UTF-8 text")]) from exc
+    return parse_rules(text, str(path))
