@@ -46,7 +46,7 @@ def main() -> int:
     args = parser.parse_args()
 
     from ivr import create_app
-    from ivr.routing.source import current_classifier
+    from ivr.rules_source import current_classifier
     from sqlalchemy import select
 
     from ivr.store import calls, db

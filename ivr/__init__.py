@@ -28,7 +28,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     logs.init_app(app)      # first: every later line carries the request's CallSid and id
 
     from ivr.store import db
-    from ivr.routing import source
+    from ivr import rules_source
     from ivr import prompts
     from ivr.speech import service as speech
     from ivr.web import api, health, media, voice
@@ -39,7 +39,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     db.init_app(app)
     jobs.init_app(app)
     web_metrics.init_app(app)
-    source.init_app(app)
+    rules_source.init_app(app)
     prompts.init_app(app)
     speech.init_app(app)
     for module in (health, voice, api, media, console):

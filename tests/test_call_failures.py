@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import create_engine
 from sqlalchemy.orm import sessionmaker
 
-from ivr.routing import source
+from ivr import rules_source
 from ivr.store import calls, db
 from test_call_flows import Clock, record_of, start_in_english
 from conftest import simulated_call
@@ -76,7 +76,7 @@ def test_broken_rules_file_mid_call_keeps_the_last_good_rules(app, sim):
     with open(app.config["IVR_RULES_PATH"], "w", encoding="utf-8") as broken:
         broken.write("departments: [this is: not valid\n")
     with app.app_context():
-        source.check_now()
+        rules_source.check_now()
     sim.say("there is a pothole on my street")
     assert sim.find("Dial/Number").text == "+13125550101"
 
@@ -87,7 +87,7 @@ def test_unusable_rules_use_the_configured_operator_number(app, sim, monkeypatch
     def no_rules():
         raise RuntimeError("rules unavailable")
 
-    monkeypatch.setattr(source, "current_rules", no_rules)
+    monkeypatch.setattr(rules_source, "current_rules", no_rules)
     response = sim.say("there is a pothole on my street")
     assert response.status_code == 200 and sim.find("Dial/Number").text == "+13125550100"
 
@@ -168,7 +168,7 @@ def test_hold_music_and_whisper_failures_stay_valid_for_their_verbs(app, sim, mo
     def no_rules():
         raise RuntimeError("rules unavailable")
 
-    monkeypatch.setattr(source, "current_rules", no_rules)
+    monkeypatch.setattr(rules_source, "current_rules", no_rules)
     hold = sim.hold()
     assert hold.last.status_code == 200 and hold.verbs() == ["Leave"]   # <Dial> is not allowed on hold
     whisper = sim.post("/voice/whisper?call=" + sim.sid, sim.params())

@@ -99,7 +99,7 @@ def stream_turn_event(app, sid: str) -> dict:
 
 
 def department_of(app, text: str) -> str | None:
-    from ivr.routing.source import current_classifier
+    from ivr.rules_source import current_classifier
 
     with app.app_context():
         top = current_classifier().classify(text, "en").top

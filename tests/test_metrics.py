@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from prometheus_client import REGISTRY
 
-from ivr.routing import source
+from ivr import rules_source
 from test_call_flows import Clock, start_in_english
 from conftest import simulated_call
 
@@ -112,7 +112,7 @@ def test_rescues_are_counted_by_endpoint(sim, monkeypatch):
 
     def broken():
         raise RuntimeError("classifier exploded")
-    monkeypatch.setattr(source, "current_classifier", broken)
+    monkeypatch.setattr(rules_source, "current_classifier", broken)
     sim.say("there is a pothole")
     assert sim.has("Dial")
     assert value("ivr_rescues_total", endpoint="/voice/turn") == before + 1
@@ -129,9 +129,9 @@ def test_rules_reloads_and_refusals_are_counted(app_config, tmp_path):
     loaded, refused = value("ivr_rules_reloads_total"), value("ivr_rules_reloads_refused_total")
     with app.app_context():
         rules.write_text(rules.read_text() + "\n# touched\n")
-        assert source.check_now()
+        assert rules_source.check_now()
         rules.write_text("departments: [not valid\n")
-        assert not source.check_now()
+        assert not rules_source.check_now()
     assert value("ivr_rules_reloads_total") == loaded + 1
     assert value("ivr_rules_reloads_refused_total") == refused + 1
 

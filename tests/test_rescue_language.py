@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from ivr.routing import source
+from ivr import rules_source
 from conftest import simulated_call
 from test_call_failures import OPERATOR_LINE, app_config  # noqa: F401 - same rules copy and fallback
 
@@ -16,7 +16,7 @@ def sim(client):
 def _break_the_classifier(monkeypatch) -> None:
     def broken():
         raise RuntimeError("classifier exploded")
-    monkeypatch.setattr(source, "current_classifier", broken)
+    monkeypatch.setattr(rules_source, "current_classifier", broken)
 
 
 def test_a_spanish_caller_is_rescued_in_spanish_with_the_spanish_voice(app, sim, monkeypatch):

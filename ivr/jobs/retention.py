@@ -131,7 +131,7 @@ def _fixed_names(app: Flask) -> set[str] | None:
         from ivr.prompts.fixed import fixed_texts
         from ivr.prompts.serving import catalogue_now, prompt_audio
         from ivr.routing.hours import hours_text
-        from ivr.routing.source import current_rules
+        from ivr.rules_source import current_rules
 
         with app.app_context():
             catalogue = catalogue_now()

@@ -207,7 +207,7 @@ def _pocketsphinx_installed() -> bool:
 
 def _app_rules(app: Flask) -> Callable[[], Rules | None]:
     def current() -> Rules | None:
-        # ivr.routing.source keeps a RulesSource whose rules() also notices a changed file.
+        # ivr.rules_source keeps a RulesSource whose rules() also notices a changed file.
         holder = app.extensions.get("ivr.rules")
         rules = getattr(holder, "rules", None)
         return rules() if callable(rules) else None

@@ -15,7 +15,7 @@ import logging
 
 from flask import Blueprint, Flask, Response, jsonify
 
-from ivr.routing.source import current_rules
+from ivr.rules_source import current_rules
 from ivr.store import db
 
 log = logging.getLogger(__name__)

@@ -21,7 +21,7 @@ from sqlalchemy import select
 from ivr import prompts as prompt_catalogue
 from ivr.cli.check import run_check
 from ivr.cli.route import Router, city_timezone
-from ivr.routing import source
+from ivr import rules_source
 from ivr.routing.problems import Problem
 from ivr.store import audit, db  # noqa: F401 — audit.recent for the users page
 from ivr.store.console import ROLES, ContentVersion, User
@@ -77,8 +77,8 @@ def _try_result(form: TryForm) -> dict[str, Any] | None:
     """What the line would do now with the sentence (or WAV) in the "try it" box."""
     if not form.is_submitted():
         return None
-    rules = source.current_rules()
-    router = Router(rules, source.current_classifier(), city_timezone(rules))
+    rules = rules_source.current_rules()
+    router = Router(rules, rules_source.current_classifier(), city_timezone(rules))
     language = form.language.data if form.language.data in rules.languages else rules.default_language
     clock = current_app.config.get("IVR_CLOCK")   # tests and demos visit other hours, as the line does
     now = clock().astimezone(router.timezone) if callable(clock) else datetime.now(router.timezone)
@@ -109,7 +109,7 @@ def _editor(kind: str, form: Any, problems: list[Problem], try_form: TryForm, re
     return render_template(template, form=form, problems=problems, text=text, try_form=try_form, result=result,
                            versions=live.versions(s, kind), kind=kind, name=live.display_name(kind),
                            action=ActionForm(), languages=languages, catalogue=catalogue,
-                           try_languages=source.current_rules().languages,
+                           try_languages=rules_source.current_rules().languages,
                            status=422 if problems else 200), (422 if problems else 200)
 
 
@@ -202,7 +202,7 @@ def prompts(language: str) -> Any:
 @bp.get("/prompts")
 @auth.requires("admin")
 def prompts_index() -> Any:
-    return redirect(url_for("console.prompts", language=source.current_rules().default_language))
+    return redirect(url_for("console.prompts", language=rules_source.current_rules().default_language))
 
 
 @bp.get("/prompts/<language>/play/<key>")

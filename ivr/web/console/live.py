@@ -28,7 +28,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from ivr.routing import source
+from ivr import rules_source
 from ivr.store import audit, db
 from ivr.store.console import ContentVersion
 
@@ -125,7 +125,7 @@ def apply_here(app: Flask, kind: str, version_id: int, text: str) -> None:
     state.applied[kind] = version_id
     if kind == RULES:
         with app.app_context():
-            source.check_now()
+            rules_source.check_now()
 
 
 class _SyncState:

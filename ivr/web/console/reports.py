@@ -19,7 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ivr.cli.route import city_timezone
-from ivr.routing import source
+from ivr import rules_source
 from ivr.store import db, models
 from ivr.store.console import Feedback
 from ivr.store.models import utcnow
@@ -184,7 +184,7 @@ def _day(raw: str | None, default: datetime, plus_day: bool = False) -> datetime
 
 def _report() -> Report:
     start, end, n = _period()
-    return build(db.session(), start, end, n, city_timezone(source.current_rules()))
+    return build(db.session(), start, end, n, city_timezone(rules_source.current_rules()))
 
 
 @bp.get("/reports")

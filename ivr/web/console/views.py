@@ -17,7 +17,7 @@ from flask_wtf.csrf import CSRFError
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
-from ivr.routing import source
+from ivr import rules_source
 from ivr.store import calls, db, history, models
 from ivr.store.console import Feedback, User
 from ivr.store.models import utcnow
@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 
 # --- page helpers ------------------------------------------------------------------------------
 def department_names() -> dict[str, str]:
-    rules = source.current_rules()
+    rules = rules_source.current_rules()
     return {dep_id: dep.name.get("en", dep_id) for dep_id, dep in rules.departments.items()}
 
 

@@ -29,7 +29,7 @@ from typing import Any, Callable
 from flask import current_app
 
 from ivr import metrics
-from ivr.routing.source import current_classifier
+from ivr.rules_source import current_classifier
 from ivr.speech.emergency import emergency_in_alternatives
 from ivr.speech.engines.base import EngineBusy, EngineUnavailable, Grammar, Recognizer, Result
 from ivr.speech.grammars import GrammarError, grammar_for_step

@@ -30,7 +30,7 @@ from simple_websocket import ConnectionClosed
 from twilio.request_validator import RequestValidator
 
 from ivr import metrics
-from ivr.routing.source import current_classifier, current_rules
+from ivr.rules_source import current_classifier, current_rules
 from ivr.speech.endpointing import EndpointConfig
 from ivr.telephony.security import public_url
 from ivr.web.media.session import StreamTurn

@@ -19,7 +19,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from ivr import logs, prompts
 from ivr.routing.state import Turn
-from ivr.routing.source import current_rules
+from ivr.rules_source import current_rules
 from ivr.speech.audio import ulaw_to_pcm16
 from ivr.speech.endpointing import EndpointConfig, Endpointer, Signal
 from ivr.speech.engines.base import EngineUnavailable

@@ -14,7 +14,7 @@ from typing import Any, Mapping, Sequence
 from flask import Response, abort, current_app, g, request
 
 from ivr import metrics, prompts
-from ivr.routing import source
+from ivr import rules_source
 from ivr.routing.actions import Ask, Callback
 from ivr.routing.classify import Classification
 from ivr.routing.decide import decide
@@ -121,7 +121,7 @@ def finish(sid: str, body: str, extra: str = "") -> Response:
 
 def rules() -> Rules:
     """The last good routing rules."""
-    return source.current_rules()
+    return rules_source.current_rules()
 
 
 def capture_mode(language: str) -> str:
@@ -235,6 +235,6 @@ def respond_to_turn(call_sid: str, turn: Turn) -> Response:
         state = CallState(language=current.default_language)
     classification = None
     if turn.speech and state.step in ("welcome", "ask", "confirm"):
-        classification = source.current_classifier().classify(turn.speech, state.language)
+        classification = rules_source.current_classifier().classify(turn.speech, state.language)
     decision = decide(state, turn, classification, now(), current)
     return apply(call_sid, state, decision, turn=turn, classification=classification)

@@ -23,7 +23,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from ivr import metrics
 from ivr.routing.state import Turn
-from ivr.routing.source import current_rules
+from ivr.rules_source import current_rules
 from ivr.speech.audio import AudioError, parse_wav
 from ivr.speech.engines.base import EngineUnavailable
 from ivr.speech.service import speech_service

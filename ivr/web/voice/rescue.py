@@ -16,7 +16,7 @@ from flask import current_app, g, request
 from werkzeug.exceptions import HTTPException
 
 from ivr import metrics, prompts
-from ivr.routing import source
+from ivr import rules_source
 from ivr.store.privacy import mask_number
 from ivr.telephony.twiml import render_to_human
 from ivr.web.voice.conversation import xml
@@ -31,7 +31,7 @@ _LAST_RESORT = {"line": "Sorry, something went wrong. Connecting you to a person
 def operator_line() -> str | None:
     """The operator desk's line from the last good rules, else the configured fallback number."""
     try:
-        current = source.current_rules()
+        current = rules_source.current_rules()
         return current.departments[current.operator].line
     except Exception:  # noqa: BLE001 - rules unusable: the configured number is the fallback
         log.error("no operator line from the rules; using IVR_OPERATOR_FALLBACK")

@@ -1,6 +1,6 @@
 """Hot reload: the live rules follow the file; a broken file is refused and the last good rules serve.
 
-A bare Flask app with only `source.init_app` keeps these tests independent of the other edges.
+A bare Flask app with only `rules_source.init_app` keeps these tests independent of the other edges.
 """
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ import pytest
 from flask import Flask
 
 from conftest import RULES_PATH
-from ivr.routing import source
+from ivr import rules_source
 from ivr.routing.problems import ConfigError
-from ivr.routing.source import CHECK_INTERVAL, RulesSource
+from ivr.rules_source import CHECK_INTERVAL, RulesSource
 
 
 class FakeClock:
@@ -47,49 +47,49 @@ def rules_file(tmp_path):
 def bare_app(rules_file):
     app = Flask(__name__)
     app.config.update(IVR_RULES_PATH=str(rules_file), IVR_RULES_RELOAD=True)
-    source.init_app(app)
+    rules_source.init_app(app)
     return app
 
 
 def test_init_app_serves_the_rules_and_a_classifier(bare_app, rules_file):
     with bare_app.app_context():
-        rules = source.current_rules()
+        rules = rules_source.current_rules()
         assert rules.source == str(rules_file)
         assert "roads" in rules.departments
-        assert source.current_classifier().rules is rules
+        assert rules_source.current_classifier().rules is rules
 
 
 def test_changed_file_is_reloaded_with_a_new_classifier(bare_app, rules_file):
     with bare_app.app_context():
-        before = source.current_classifier()
+        before = rules_source.current_classifier()
         rewrite(rules_file, "Streets and Roads", "Streets and Bridges")
-        assert source.check_now() is True
-        assert source.current_rules().departments["roads"].name["en"] == "Streets and Bridges"
-        after = source.current_classifier()
-        assert after is not before and after.rules is source.current_rules()
+        assert rules_source.check_now() is True
+        assert rules_source.current_rules().departments["roads"].name["en"] == "Streets and Bridges"
+        after = rules_source.current_classifier()
+        assert after is not before and after.rules is rules_source.current_rules()
 
 
 def test_invalid_file_is_refused_logged_and_last_good_rules_keep_serving(bare_app, rules_file, caplog):
     with bare_app.app_context():
-        good = source.current_rules()
+        good = rules_source.current_rules()
         rewrite(rules_file, "  route: 0.75", "  route: 7.5")
-        with caplog.at_level(logging.ERROR, logger="ivr.routing.source"):
-            assert source.check_now() is False
-        assert source.current_rules() is good
+        with caplog.at_level(logging.ERROR, logger="ivr.rules_source"):
+            assert rules_source.check_now() is False
+        assert rules_source.current_rules() is good
         assert "invalid" in caplog.text and "thresholds.route is 7.5" in caplog.text
         assert f"{rules_file}:" in caplog.text   # FILE:LINE problems in the log
 
         rewrite(rules_file, "  route: 7.5", "  route: 0.8")   # the admin fixes it
-        assert source.check_now() is True
-        assert source.current_rules().thresholds.route == 0.8
+        assert rules_source.check_now() is True
+        assert rules_source.current_rules().thresholds.route == 0.8
 
 
 def test_logged_problems_never_carry_a_full_phone_number(bare_app, rules_file, caplog):
     with bare_app.app_context():
         rewrite(rules_file, '"+1 312 555 0105"', '"312 555 0105"')
         rewrite(rules_file, "{date: 2026-10-14,", "{date: 2026-09-31,")   # health's staff training
-        with caplog.at_level(logging.ERROR, logger="ivr.routing.source"):
-            assert source.check_now() is False
+        with caplog.at_level(logging.ERROR, logger="ivr.rules_source"):
+            assert rules_source.check_now() is False
     assert "is not a valid phone number" in caplog.text
     assert "312 555 0105" not in caplog.text and "3125550105" not in caplog.text
     assert "0105" in caplog.text   # the tail is kept so the admin can tell which one
@@ -98,11 +98,11 @@ def test_logged_problems_never_carry_a_full_phone_number(bare_app, rules_file, c
 
 def test_deleted_file_keeps_the_last_good_rules(bare_app, rules_file, caplog):
     with bare_app.app_context():
-        good = source.current_rules()
+        good = rules_source.current_rules()
         rules_file.unlink()
-        with caplog.at_level(logging.ERROR, logger="ivr.routing.source"):
-            assert source.check_now() is False
-        assert source.current_rules() is good
+        with caplog.at_level(logging.ERROR, logger="ivr.rules_source"):
+            assert rules_source.check_now() is False
+        assert rules_source.current_rules() is good
         assert "cannot read the rules file" in caplog.text
 
 
@@ -120,7 +120,7 @@ def test_an_invalid_version_is_judged_once_not_every_second(rules_file, caplog):
     clock = FakeClock()
     live = RulesSource(rules_file, clock=clock)
     rewrite(rules_file, "operator: operator", "operator: nobody")
-    with caplog.at_level(logging.ERROR, logger="ivr.routing.source"):
+    with caplog.at_level(logging.ERROR, logger="ivr.rules_source"):
         for _ in range(3):
             clock.now += CHECK_INTERVAL
             live.rules()
@@ -141,8 +141,8 @@ def test_invalid_file_at_start_refuses_to_start(rules_file, caplog):
     rewrite(rules_file, "timezone: America/Chicago", "timezone: America/Chicagoo")
     app = Flask(__name__)
     app.config.update(IVR_RULES_PATH=str(rules_file))
-    with caplog.at_level(logging.ERROR, logger="ivr.routing.source"), pytest.raises(ConfigError) as caught:
-        source.init_app(app)
+    with caplog.at_level(logging.ERROR, logger="ivr.rules_source"), pytest.raises(ConfigError) as caught:
+        rules_source.init_app(app)
     assert "unknown time zone 'America/Chicagoo'" in str(caught.value)
     assert "cannot start" in caplog.text
-    assert source.EXTENSION not in app.extensions
+    assert rules_source.EXTENSION not in app.extensions

@@ -1,7 +1,7 @@
 """The live routing rules of a running app: loaded at start, re-read when the file changes.
 
-This is the one I/O edge of the routing package (it stats and reads the rules file and
-talks to Flask); the core it feeds — rules, classify, decide — stays pure.
+This is the app-layer edge of the routing core: it stats and reads the rules file and talks to
+Flask, so it lives outside `ivr.routing`, which stays pure (an import-linter contract checks it).
 
 - `init_app(app)` loads `IVR_RULES_PATH`; an invalid file stops the app from starting.
 - `current_rules()` / `current_classifier()` return the rules and classifier serving now.
