@@ -66,6 +66,7 @@ run: system-deps $(VENV)/.run-set
 	$(BIN)/ivr serve --host $(HOST) --port $(PORT)
 
 test: system-deps $(VENV)/.test-set
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 check: $(VENV)/.run-set

@@ -5,13 +5,18 @@ One call's journey: config → database → routing rules → prompts → recogn
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
-from flask import Flask
+if TYPE_CHECKING:
+    from flask import Flask
 
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """Build the app: defaults from the environment, then `config` overrides (tests)."""
+    # Imported here, not at the top: importing the pure core (`ivr.routing`) loads this package,
+    # and must not load Flask with it (tests/test_core_purity.py).
+    from flask import Flask
+
     app = Flask(__name__, instance_relative_config=True)
     from ivr.config import from_environment
 
