@@ -43,7 +43,7 @@ from ivr.config import from_environment  # noqa: E402  (path set up above)
 from ivr.prompts.cache import audio_store  # noqa: E402
 from ivr.prompts.catalogue import fill, load_catalogue, load_lexicons  # noqa: E402
 from ivr.prompts.fixed import fixed_texts  # noqa: E402
-from ivr.routing.hours import hours_text  # noqa: E402
+from ivr.routing.hours import hours_by_code  # noqa: E402
 from ivr.routing.load import load_rules  # noqa: E402
 from ivr.speech.audio import parse_wav, resample  # noqa: E402
 from ivr.voices import TTSError, level_db, speaker_for  # noqa: E402
@@ -191,7 +191,7 @@ def edit_distance(reference: list[str], hypothesis: list[str]) -> int:
 def texts_for(language: str, catalogue: dict, rules: object) -> list[tuple[str, str]]:
     """(key, words) of every fixed prompt in the language's own voice, plus filled per-call ones."""
     items = [(item.key, item.text) for lang in sorted(catalogue)
-             for item in fixed_texts(catalogue[lang], lang, rules, hours_text) if item.voice == language]
+             for item in fixed_texts(catalogue[lang], lang, rules, rules and hours_by_code(rules)) if item.voice == language]
     items += [(key, fill(catalogue[language][key], values)) for key, values in PER_CALL]
     seen: set[str] = set()
     return [(key, text) for key, text in items if not (text in seen or seen.add(text))]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import pytest
 
+from ivr.lang import builtin
 from ivr.routing.classify import Classifier, interpret_language, interpret_yes_no
 from ivr.routing.rules import Emergency, Intent, Rules, Thresholds
 
@@ -159,7 +160,7 @@ def test_bad_input_gets_a_clear_error(classifier):
     (None, None, None), ("the pothole", None, None),
 ])
 def test_interpret_yes_no(text, digits, expected):
-    assert interpret_yes_no(text, digits, "en") is expected
+    assert interpret_yes_no(text, digits, [builtin("en"), builtin("es")]) is expected
 
 
 @pytest.mark.parametrize("text, digits, expected", [

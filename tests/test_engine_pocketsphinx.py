@@ -76,12 +76,13 @@ def test_words_carry_timings_and_confidences(engine):
 def test_yes_no_grammar(engine, said):
     """The recogniser answers only with the grammar's phrases, and with the caller's meaning
     ("yep" for "yes" is fine; "no" for "yes" is not)."""
+    from ivr.lang import builtin
     from ivr.routing.classify import interpret_yes_no
 
     grammar = load_grammar(GRAMMARS, "en", "yes_no")
     result, _ = decode(engine, said, grammar)
     assert result.text in grammar.phrases
-    assert interpret_yes_no(result.text, None, "en") is said.startswith("yes")
+    assert interpret_yes_no(result.text, None, [builtin("en")]) is said.startswith("yes")
 
 
 def test_digit_grammar_allows_a_sequence(engine):

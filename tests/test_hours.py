@@ -5,6 +5,7 @@ from datetime import date, datetime, time, timezone
 
 import pytest
 
+from ivr.lang import builtin
 from ivr.routing.hours import closures_between, hours_text, is_open, next_opening
 from ivr.routing.rules import Closure, TimeRange
 from test_decide import dept
@@ -53,7 +54,7 @@ def test_overnight_window_covers_the_small_hours_of_the_next_day():
 def test_twenty_four_hours():
     always = dept("police", hours={d: (TimeRange(time(0), time.max),) for d in range(7)})
     assert is_open(always, datetime(2026, 3, 8, 8, 0, tzinfo=UTC))       # the DST-change night
-    assert hours_text(always, "en") == "Monday to Sunday, all day"
+    assert hours_text(always, builtin("en")) == "Monday to Sunday, all day"
 
 
 def test_next_opening_skips_the_weekend_and_holidays():
@@ -66,10 +67,10 @@ def test_next_opening_skips_the_weekend_and_holidays():
 def test_hours_text_in_english_and_spanish():
     health = dept("health", hours={**{d: (TimeRange(time(8), time(12)), TimeRange(time(13), time(16, 30)))
                                       for d in range(5)}, 5: (TimeRange(time(9), time(13)),)})
-    assert hours_text(health, "en") == "Monday to Friday, 8 AM to 12 PM and 1 PM to 4:30 PM; Saturday, 9 AM to 1 PM"
-    assert hours_text(health, "es") == ("de lunes a viernes, de 8:00 a 12:00 y de 13:00 a 16:30; "
+    assert hours_text(health, builtin("en")) == "Monday to Friday, 8 AM to 12 PM and 1 PM to 4:30 PM; Saturday, 9 AM to 1 PM"
+    assert hours_text(health, builtin("es")) == ("de lunes a viernes, de 8:00 a 12:00 y de 13:00 a 16:30; "
                                         "sábado, de 9:00 a 13:00")
-    assert hours_text(dept("none", hours={}), "es") == "cerrado en todo momento"
+    assert hours_text(dept("none", hours={}), builtin("es")) == "cerrado en todo momento"
 
 
 def test_a_closure_is_named_in_the_callers_language():
@@ -79,8 +80,8 @@ def test_a_closure_is_named_in_the_callers_language():
                            names=(("en", "Thanksgiving Day"), ("es", "el Día de Acción de Gracias")))
     roads = dept("roads", closures=(thanksgiving,))
     noon = datetime(2026, 11, 26, 18, 0, tzinfo=timezone.utc)
-    assert closure_note(roads, noon, "es") == "; hoy cerrado por el Día de Acción de Gracias"
-    assert closure_note(roads, noon, "en") == "; closed today for Thanksgiving Day"
+    assert closure_note(roads, noon, builtin("es")) == "; hoy cerrado por el Día de Acción de Gracias"
+    assert closure_note(roads, noon, builtin("en")) == "; closed today for Thanksgiving Day"
 
 
 def test_the_shipped_holidays_have_spanish_names():

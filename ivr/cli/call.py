@@ -18,7 +18,7 @@ from ivr.cli.prompts import _config, _rules
 from ivr.prompts.cache import audio_store
 from ivr.prompts.catalogue import PromptError, fill, load_catalogue, load_lexicons
 from ivr.prompts.fixed import fixed_texts
-from ivr.routing.hours import hours_text
+from ivr.routing.hours import hours_by_code
 from ivr.telephony.simulator import HttpTransport, SimulatedCall, SimulatorError, Unreachable
 
 DEV_TOKEN = "dev-auth-token-not-secret"   # the token `make run` serves with (see Makefile)
@@ -43,7 +43,7 @@ class PromptWords:
             lexicons = load_lexicons(config["IVR_PROMPTS_DIR"], self.catalogue)   # file names hash the spoken words
             store = audio_store(config, sorted(self.catalogue), lexicons.__getitem__)
             for language, prompts in self.catalogue.items():
-                for item in fixed_texts(prompts, language, rules, hours_text):
+                for item in fixed_texts(prompts, language, rules, rules and hours_by_code(rules)):
                     self.by_audio[store.name(item.text, item.voice)] = item.text
         except (KeyError, ValueError, PromptError):   # no voice configured, a broken prompt: keys then
             pass

@@ -20,7 +20,7 @@ from ivr.config import from_environment
 from ivr.prompts.cache import PromptAudio, audio_store
 from ivr.prompts.catalogue import load_catalogue, load_lexicons, validate
 from ivr.prompts.fixed import fixed_texts
-from ivr.routing.hours import hours_text
+from ivr.routing.hours import hours_by_code
 from ivr.routing.load import load_rules
 from ivr.voices import TTSError
 
@@ -81,7 +81,7 @@ def register(cli: click.Group) -> None:
         if rules is None:
             click.echo(f"warning: rules not loaded ({why}); building only prompts without placeholders", err=True)
         texts = [item for lang in (languages or sorted(catalogue))
-                 for item in fixed_texts(catalogue[lang], lang, rules, hours_text)]
+                 for item in fixed_texts(catalogue[lang], lang, rules, rules and hours_by_code(rules))]
         for language in sorted({item.voice for item in texts}):
             speaker = store.speaker(language)
             skipped = f" (not {'; '.join(speaker.skipped)})" if speaker.skipped else ""

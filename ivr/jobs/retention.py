@@ -130,7 +130,7 @@ def _fixed_names(app: Flask) -> set[str] | None:
     try:
         from ivr.prompts.fixed import fixed_texts
         from ivr.prompts.serving import catalogue_now, prompt_audio
-        from ivr.routing.hours import hours_text
+        from ivr.routing.hours import hours_by_code
         from ivr.rules_source import current_rules
 
         with app.app_context():
@@ -138,7 +138,7 @@ def _fixed_names(app: Flask) -> set[str] | None:
             store = prompt_audio()
             rules = current_rules()
             return {store.name(item.text, item.voice) for language in catalogue
-                    for item in fixed_texts(catalogue[language], language, rules, hours_text)}
+                    for item in fixed_texts(catalogue[language], language, rules, hours_by_code(rules))}
     except Exception as exc:  # noqa: BLE001 - without the fixed set nothing is deleted
         log.warning("retention: cannot list fixed prompts: %s", exc)
         return None

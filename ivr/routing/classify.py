@@ -11,10 +11,13 @@ import math
 import re
 from dataclasses import dataclass
 
+from typing import Iterable
+
+from ivr.lang import Language
 from ivr.routing.cues import EmergencyCues
 from ivr.routing.index import Hit, LanguageIndex, build_index, match
 from ivr.routing.rules import Rules
-from ivr.routing.text import STOP_WORDS, fold, stem, surface_key, surface_tokens
+from ivr.routing.text import fold, stem, surface_key, surface_tokens
 
 EVIDENCE_SCALE = 2.5        # score at which evidence strength reaches 1 - 1/e (one clear keyword ≈ 0.9)
 MAX_CANDIDATES = 5
@@ -51,6 +54,7 @@ class Classification:
 
 @dataclass(frozen=True)
 class _Model:
+    language: Language
     index: LanguageIndex
     cues: EmergencyCues
 
@@ -65,11 +69,12 @@ class Classifier:
         self._departments = [i.department for i in rules.intents] + [None]
         self._models: dict[str, _Model] = {}
         for language in rules.languages:
+            lang = rules.language(language)
             classes = [(i.department, list(i.keywords.get(language, ())), list(i.examples.get(language, ())))
                        for i in rules.intents]
             classes.append(("(emergency)", [], list(rules.emergency.examples.get(language, ()))))
-            cues = EmergencyCues(language, tuple(rules.emergency.phrases.get(language, ())))
-            self._models[language] = _Model(build_index(language, classes), cues)
+            cues = EmergencyCues(lang, tuple(rules.emergency.phrases.get(language, ())))
+            self._models[language] = _Model(lang, build_index(lang, classes), cues)
 
     def classify(self, text: str, language: str) -> Classification:
         """Rank the intents for what a caller said; `emergency` is set when any emergency cue is heard."""
@@ -90,13 +95,13 @@ class Classifier:
 
     def _read(self, text: str, language: str) -> _Reading:
         model = self._models[language]
-        words = surface_tokens(text, language)
-        stop = STOP_WORDS.get(language, STOP_WORDS["en"])
-        positions = [i for i, w in enumerate(words) if w not in stop]
+        lang = model.language
+        words = surface_tokens(text, lang)
+        positions = [i for i, w in enumerate(words) if w not in lang.stop_words]
         scores, hits, spans = match(model.index, [surface_key(w) for w in words],
-                                    [stem(words[i], language) for i in positions], positions)
+                                    [stem(words[i], lang) for i in positions], positions)
         unigrams = model.index.unigrams
-        cues = model.cues.find(words, spans, known=lambda word: stem(word, language) in unigrams)
+        cues = model.cues.find(words, spans, known=lambda word: stem(word, lang) in unigrams)
         cue_texts = list(dict.fromkeys(c.text for c in cues))
         over = model.cues.is_over(words) if cue_texts else None
         note = f"'{cue_texts[0]}' heard, but it is over ('{over}')" if over else ""
@@ -174,48 +179,40 @@ def _describe(hits: list[Hit], department: str | None) -> str:
     return "matched " + ", ".join(f"'{h.text}' ({department} {label[h.kind]})" for h in best)
 
 
-# Answers to "Did I get that right?". Both languages are always accepted: callers mix them.
-_YES = {"yes", "yeah", "yea", "yep", "yup", "sure", "correct", "right", "exactly", "affirmative", "ok",
-        "okay", "true", "absolutely", "definitely", "si", "claro", "correcto", "exacto", "cierto", "vale",
-        "afirmativo", "sip", "uh-huh", "uhhuh", "mhm"}
-_YES_PHRASES = ("that's it", "that is it", "you got it", "uh huh", "asi es", "eso es", "de acuerdo",
-                "por supuesto", "esta bien", "that's the one")
-_NO = {"no", "nope", "nah", "wrong", "incorrect", "negative", "nop", "incorrecto", "equivocado",
-       "negativo", "nada"}
-_NO_PHRASES = ("not right", "not correct", "not it", "para nada", "not that", "no es")
 _WORD = re.compile(r"[a-z0-9'-]+")
 
 
-def interpret_yes_no(text: str | None, digits: str | None, language: str) -> bool | None:
-    """"yes"/"sí"/1 → True, "no"/2 → False, anything else (or both at once) → None."""
+def interpret_yes_no(text: str | None, digits: str | None, languages: Iterable[Language]) -> bool | None:
+    """"yes"/"sí"/1 → True, "no"/2 → False, anything else (or both at once) → None.
+
+    Every language in `languages` (the rules' languages) is understood: callers mix them.
+    """
     if digits:
         return {"1": True, "2": False}.get(digits.strip()[:1])
     if not text:
         return None
+    languages = tuple(languages)
     folded = fold(text)
     spaced = " " + " ".join(_WORD.findall(folded)) + " "
-    said_no = any(f" {p} " in spaced or f" {p}" in spaced for p in _NO_PHRASES)
-    said_yes = any(f" {p} " in spaced for p in _YES_PHRASES)
+    # A no phrase is matched as a prefix ("not right" in "not right at all"), a yes phrase whole.
+    said_no = any(f" {p}" in spaced for lang in languages for p in lang.no.phrases)
+    said_yes = any(f" {p} " in spaced for lang in languages for p in lang.yes.phrases)
     for word in _WORD.findall(folded):
         word = word.strip("'-")
-        said_yes |= word in _YES
-        said_no |= word in _NO
+        said_yes |= any(word in lang.yes.words for lang in languages)
+        said_no |= any(word in lang.no.words for lang in languages)
     if said_no and said_yes:
         # "no that's right" is ambiguous, but "that's not right" / "no es correcto" is a no.
-        return False if any(p in spaced for p in (" not right", " not correct", " no es ")) else None
+        despite = any(f" {p} " in spaced for lang in languages for p in lang.no.despite_yes)
+        return False if despite else None
     return True if said_yes else False if said_no else None
 
 
-# Names callers use for each language, in any offered language.
-_LANGUAGE_NAMES = {
-    "en": {"english", "ingles"}, "es": {"spanish", "espanol", "castellano"},
-    "fr": {"french", "francais", "frances"}, "zh": {"chinese", "mandarin", "chino"},
-    "vi": {"vietnamese", "vietnamita"}, "ko": {"korean", "coreano"}, "pl": {"polish", "polaco", "polski"},
-}
-
-
 def interpret_language(text: str | None, digits: str | None, rules: Rules) -> str | None:
-    """"español"/"Spanish"/2 → "es", "English"/1 → "en", else None (digit n = the rules' n-th language)."""
+    """"español"/"Spanish"/2 → "es", "English"/1 → "en", else None (digit n = the rules' n-th language).
+
+    A language is chosen by any of its names in any language (its file's `names` and `also_called`).
+    """
     if digits:
         d = digits.strip()[:1]
         if d.isdigit() and 1 <= int(d) <= len(rules.languages):
@@ -223,6 +220,7 @@ def interpret_language(text: str | None, digits: str | None, rules: Rules) -> st
         return None
     if not text:
         return None
-    words = set(_WORD.findall(fold(text)))
-    chosen = [code for code in rules.languages if words & _LANGUAGE_NAMES.get(code, {code})]
+    spaced = " " + " ".join(_WORD.findall(fold(text))) + " "
+    chosen = [code for code in rules.languages
+              if any(f" {name} " in spaced for name in rules.language(code).called)]
     return chosen[0] if len(chosen) == 1 else None

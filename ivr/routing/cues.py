@@ -11,38 +11,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from ivr.routing.text import NEGATIONS, edits1, surface_key, surface_tokens
+from ivr.lang import Language
+from ivr.routing.text import edits1, surface_key, surface_tokens
 
 MAX_CUE_GAP = 2          # "power line [is] down", "smell [natural] gas"
 NEGATION_WINDOW = 3      # "there is [no] smoke", "[not] on fire"
 FUZZY_MIN_LENGTH = 6     # shorter words have too many real neighbours
-
-
-# "It is over" vs "it is happening": a cue heard with only an over-marker is a report for a
-# department ("my dog was hit by a car last week"); any now-marker keeps it an emergency, and a
-# present tense counts as one ("the house is on fire since yesterday").
-_OVER = {
-    "en": ("last week", "last weekend", "last month", "last year", "yesterday", "days ago", "weeks ago",
-           "months ago", "years ago", "the other day", "a while ago"),
-    "es": ("ayer", "semana pasada", "mes pasado", "ano pasado", "hace dias", "hace semanas", "hace meses",
-           "hace anos", "el otro dia"),
-}
-_NOW = {
-    "en": ("now", "still", "currently", "happening", "again", "tonight", "today", "just", "is", "are", "am"),
-    "es": ("ahora", "ahorita", "todavia", "momento", "hoy", "otra vez", "acaba", "esta", "estan", "estoy"),
-}
-
-
-# A one-word cue followed by one of these names a place or a thing, not an event happening:
-# "the fire station", "a knife sharpener", "the gun shop". Longer cues are unaffected.
-_NOT_AN_EVENT = {
-    "en": {"fire": {"station", "department", "truck", "engine", "chief", "marshal", "drill", "extinguisher",
-                    "escape", "lane", "pit", "code", "inspection", "inspector", "insurance", "wood", "place",
-                    "fighter", "fighters", "hydrant", "hazard"},
-           "smoke": {"detector", "alarm", "shop", "free", "test", "tested"},
-           "knife": {"sharpening", "sharpener"}, "gun": {"shop", "store", "range", "permit", "license"}},
-    "es": {"fuego": {"artificiales"}},
-}
 
 
 @dataclass(frozen=True)
@@ -60,12 +34,15 @@ class CueMatch:
 class EmergencyCues:
     """The rules' emergency phrases in one language, ready to scan caller words."""
 
-    def __init__(self, language: str, phrases: tuple[str, ...]) -> None:
+    def __init__(self, language: Language, phrases: tuple[str, ...]) -> None:
         self.language = language
-        self.negations = NEGATIONS.get(language, NEGATIONS["en"])
-        self._things = {k: {surface_key(w) for w in v} for k, v in _NOT_AN_EVENT.get(language, {}).items()}
-        self._over = [tuple(surface_key(w) for w in m.split()) for m in _OVER.get(language, ())]
-        self._now = [tuple(surface_key(w) for w in m.split()) for m in _NOW.get(language, ())]
+        self.negations = language.negations
+        # "It is over" vs "it is happening" (the language file's `over` / `now`): a cue heard with
+        # only an over-marker is a report for a department ("my dog was hit by a car last week");
+        # any now-marker keeps it an emergency, and a present tense counts as one.
+        self._things = {k: {surface_key(w) for w in v} for k, v in language.not_an_event.items()}
+        self._over = [tuple(surface_key(w) for w in m.split()) for m in language.over]
+        self._now = [tuple(surface_key(w) for w in m.split()) for m in language.now]
         self.by_first: dict[str, list[Cue]] = {}
         self.deletes: dict[str, set[str]] = {}
         for phrase in phrases:

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import datetime
 
+from ivr.lang import Language
 from ivr.routing.actions import (AfterHours, Ask, Callback, Confirm, Emergency, Goodbye,
                                  Operator, Queue, Transfer, Voicemail)
 from ivr.routing.classify import Classification, interpret_language, interpret_yes_no
@@ -116,7 +117,7 @@ def _answer(state: CallState, turn: Turn, classification: Classification | None,
 def _confirm(state: CallState, turn: Turn, now: datetime, rules: Rules) -> Decision:
     if (turn.digits or "").strip() == "9":
         return show_menu(state, "", rules, "caller pressed 9 for the menu")
-    answer = interpret_yes_no(turn.speech, turn.digits, state.language)
+    answer = interpret_yes_no(turn.speech, turn.digits, _answer_languages(state, rules))
     if answer is True and state.department:
         decision = route_department(replace(state, retries=0), state.department, now, rules)
         return replace(decision, reason=f"caller confirmed; {decision.reason}")
@@ -159,7 +160,7 @@ def _menu(state: CallState, digits: str, now: datetime, rules: Rules) -> Decisio
 
 def _callback(state: CallState, turn: Turn, rules: Rules) -> Decision:
     department = state.department or rules.operator
-    answer = interpret_yes_no(turn.speech, turn.digits, state.language)
+    answer = interpret_yes_no(turn.speech, turn.digits, _answer_languages(state, rules))
     if answer is True:
         return Decision(Callback(department, done=True), replace(state, step="done"), "caller asked for a call back")
     name = localized(rules.departments[department].name, state.language, rules) if department in rules.departments else ""
@@ -169,6 +170,17 @@ def _callback(state: CallState, turn: Turn, rules: Rules) -> Decision:
         return voicemail
     return _reprompt_or(state, "no answer to the call-back offer",
                         Decision(Callback(department), state, ""), voicemail)
+
+
+def _language(state: CallState, rules: Rules) -> Language:
+    """The caller's language file (the default language's if the call's is no longer offered)."""
+    return rules.language(state.language if state.language in rules.languages else rules.default_language)
+
+
+def _answer_languages(state: CallState, rules: Rules) -> list[Language]:
+    """The caller's language first, then the others offered: callers answer yes/no in either."""
+    first = _language(state, rules)
+    return [first] + [rules.language(c) for c in rules.languages if c != first.code]
 
 
 def emergency(state: CallState, rules: Rules, reason: str) -> Decision:
@@ -226,7 +238,8 @@ def _closed(state: CallState, department: Department, name: str, now: datetime, 
     elsewhere = _elsewhere(state, department, name, policy, f"{why}; after hours", now, rules)
     if elsewhere:
         return elsewhere
-    hours = hours_text(department, state.language) + closure_note(department, now, state.language)
+    lang = _language(state, rules)
+    hours = hours_text(department, lang) + closure_note(department, now, lang)
     then = {"callback": "callback", "message": "goodbye"}.get(policy.action, "voicemail")
     step = {"callback": "callback", "goodbye": "done"}.get(then, "voicemail")
     return Decision(AfterHours(department.id, name, hours, then), replace(state, step=step),

@@ -7,22 +7,11 @@ instant (normally UTC). Converting through `zoneinfo` makes DST transitions righ
 from __future__ import annotations
 
 from datetime import date, datetime, time, timedelta
-from typing import Iterable
+from typing import Callable, Iterable
 from zoneinfo import ZoneInfo
 
-from ivr.routing.rules import Closure, Department, TimeRange
-
-_DAY_NAMES = {
-    "en": ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"),
-    "es": ("lunes", "martes", "miércoles", "jueves", "viernes", "sábado", "domingo"),
-}
-_WORDS = {
-    "en": {"to": "to", "and": "and", "closed": "closed at all times", "all_day": "all day",
-           "today": "closed today for"},
-    "es": {"to": "a", "and": "y", "closed": "cerrado en todo momento", "all_day": "todo el día",
-           "today": "hoy cerrado por"},
-}
-
+from ivr.lang import HoursWording, Language
+from ivr.routing.rules import Closure, Department, Rules, TimeRange
 
 def local_time(department: Department, now: datetime) -> datetime:
     """`now` in the department's time zone; a naive `now` is refused (it would hide DST bugs)."""
@@ -104,37 +93,32 @@ def next_opening(department: Department, now: datetime, horizon_days: int = 14) 
     return None
 
 
-def _clock(moment: time, language: str) -> str:
+def _clock(moment: time, words: HoursWording) -> str:
     if moment == time.max:
-        return "midnight" if language == "en" else "medianoche"
-    if language == "en":
+        return words.midnight
+    if words.clock == "12h":
         hour = moment.hour % 12 or 12
-        suffix = "AM" if moment.hour < 12 else "PM"
+        suffix = words.am if moment.hour < 12 else words.pm
         return f"{hour}:{moment.minute:02d} {suffix}" if moment.minute else f"{hour} {suffix}"
     return f"{moment.hour}:{moment.minute:02d}"
 
 
-def _windows_text(windows: tuple[TimeRange, ...], language: str) -> str:
-    words = _WORDS[language]
+def _windows_text(windows: tuple[TimeRange, ...], words: HoursWording) -> str:
     parts = []
     for w in sorted(windows, key=lambda w: w.opens):
         if w.opens == time.min and w.closes == time.max:
-            parts.append(words["all_day"])
-        elif language == "es":
-            parts.append(f"de {_clock(w.opens, language)} a {_clock(w.closes, language)}")
+            parts.append(words.all_day)
         else:
-            parts.append(f"{_clock(w.opens, language)} to {_clock(w.closes, language)}")
-    return f" {words['and']} ".join(parts)
+            parts.append(words.time_range.format(opens=_clock(w.opens, words), closes=_clock(w.closes, words)))
+    return f" {words.and_} ".join(parts)
 
 
-def hours_text(department: Department, language: str) -> str:
+def hours_text(department: Department, language: Language) -> str:
     """The weekly hours as a sentence fragment, e.g. "Monday to Friday, 8 AM to 5 PM".
 
-    Consecutive days with the same windows are grouped. Unknown languages fall back to English
-    rather than failing mid-call.
+    Consecutive days with the same windows are grouped; the wording is the language file's `hours`.
     """
-    lang = language if language in _DAY_NAMES else "en"
-    names, words = _DAY_NAMES[lang], _WORDS[lang]
+    words = language.hours
     groups: list[tuple[int, int, tuple[TimeRange, ...]]] = []
     for day in range(7):
         windows = tuple(department.hours.get(day, ()))
@@ -145,23 +129,23 @@ def hours_text(department: Department, language: str) -> str:
         else:
             groups.append((day, day, windows))
     if not groups:
-        return words["closed"]
+        return words.closed
     phrases = []
     for first, last, windows in groups:
-        if first == last:
-            days = names[first]
-        elif lang == "es":
-            days = f"de {names[first]} a {names[last]}"
-        else:
-            days = f"{names[first]} {words['to']} {names[last]}"
-        phrases.append(f"{days}, {_windows_text(windows, lang)}")
+        days = words.days[first] if first == last else \
+            words.day_range.format(first=words.days[first], last=words.days[last])
+        phrases.append(f"{days}, {_windows_text(windows, words)}")
     return "; ".join(phrases)
 
 
-def closure_note(department: Department, now: datetime, language: str) -> str:
+def hours_by_code(rules: Rules) -> Callable[[Department, str], str]:
+    """`hours_text` taking a language code, worded by the rules' language files (prompt pre-rendering)."""
+    return lambda department, code: hours_text(department, rules.language(code))
+
+
+def closure_note(department: Department, now: datetime, language: Language) -> str:
     """"; closed today for Memorial Day" when a named closure is why the department is shut, else ""."""
     closure = closure_on(department, local_time(department, now))
     if closure is None or not closure.name:
         return ""
-    words = _WORDS.get(language, _WORDS["en"])
-    return f"; {words['today']} {closure.name_in(language)}"
+    return f"; {language.hours.closed_today_for} {closure.name_in(language.code)}"

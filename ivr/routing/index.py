@@ -11,7 +11,8 @@ import math
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from ivr.routing.text import STOP_WORDS, edits1, stem, stems, surface_key, surface_tokens
+from ivr.lang import Language
+from ivr.routing.text import edits1, stem, stems, surface_key, surface_tokens
 
 KEYWORD_WEIGHT = 3.0       # a keyword word is worth three example words
 PHRASE_BONUS = 1.5         # a matched multi-word keyword beats the sum of its words
@@ -41,7 +42,7 @@ class Hit:
 @dataclass
 class LanguageIndex:
     """Everything needed to score text in one language."""
-    language: str
+    language: Language
     n_classes: int
     unigrams: dict[str, list[tuple[int, float, str, str]]] = field(default_factory=dict)
     phrases: dict[str, list[Phrase]] = field(default_factory=dict)   # by first content stem
@@ -69,7 +70,7 @@ def _idf(df: int, n_departments: int) -> float:
     return math.log(1.0 + n_departments / df)
 
 
-def build_index(language: str, classes: list[tuple[str, list[str], list[str]]]) -> LanguageIndex:
+def build_index(language: Language, classes: list[tuple[str, list[str], list[str]]]) -> LanguageIndex:
     """Index one language. `classes` holds (department, keywords, examples) per class."""
     keyword_forms: list[list[tuple[tuple[str, ...], tuple[str, ...], str]]] = []
     example_counts: list[dict[str, tuple[int, str]]] = []
@@ -128,10 +129,9 @@ def build_index(language: str, classes: list[tuple[str, list[str], list[str]]]) 
     return index
 
 
-def _content_words(text: str, language: str, strict: bool = False) -> list[str]:
+def _content_words(text: str, language: Language, strict: bool = False) -> list[str]:
     words = surface_tokens(text, language)
-    stop = STOP_WORDS.get(language, STOP_WORDS["en"])
-    content = [w for w in words if w not in stop]
+    content = [w for w in words if w not in language.stop_words]
     return content if content or strict else words
 
 

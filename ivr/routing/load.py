@@ -9,7 +9,11 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from typing import Iterable
+
 from yaml.nodes import Node
+
+from ivr.lang import Language, LanguageError, dirs_beside, load_language
 
 from ivr.routing import references
 from ivr.routing.departments import parse_departments
@@ -47,16 +51,32 @@ def _thresholds(reader: Reader, node: Node) -> Thresholds | None:
     return Thresholds(route=route, confirm=confirm)
 
 
-def build_rules(text: str, path: str) -> Rules:
-    """Validate the file's text and build `Rules`; raises `ConfigError` with every problem."""
+def _language_files(reader: Reader, node: Node, codes: tuple[str, ...],
+                    lang_dirs: tuple[Path, ...]) -> dict[str, Language]:
+    found = {}
+    for code in codes:
+        try:
+            found[code] = load_language(code, lang_dirs)
+        except LanguageError as exc:
+            reader.report(node, f"language '{code}': {exc}")
+    return found
+
+
+def build_rules(text: str, path: str, lang_dirs: Iterable[str | Path] = ()) -> Rules:
+    """Validate the file's text and build `Rules`; raises `ConfigError` with every problem.
+
+    Each language's file is looked for in `lang_dirs`, then among the built-in ones (ivr/lang/).
+    """
     reader = Reader(path)
     root = reader.compose(text)
     top = reader.mapping(root, "the rules file", TOP_KEYS, _REQUIRED_TOP) if root is not None else None
     if top is None:
         raise ConfigError(reader.problems)
     ctx = Context(reader)
+    lang: dict[str, Language] = {}
     if "languages" in top:
         ctx.languages = _languages(reader, top["languages"][1])
+        lang = _language_files(reader, top["languages"][1], ctx.languages, tuple(Path(d) for d in lang_dirs))
     thresholds = _thresholds(reader, top["thresholds"][1]) if "thresholds" in top else None
     if "departments" in top:
         parse_departments(ctx, top["departments"][1], top["defaults"][1] if "defaults" in top else None)
@@ -76,20 +96,25 @@ def build_rules(text: str, path: str) -> Rules:
         # Each builder reports why it returned None, so this means a builder forgot to.
         raise RuntimeError(f"{path}: rules incomplete without a reported problem (a validator bug)")
     return Rules(languages=ctx.languages, operator=operator, departments=dict(ctx.departments),
-                 intents=intents, menu=menu, thresholds=thresholds, emergency=emergency, source=path)
+                 intents=intents, menu=menu, thresholds=thresholds, emergency=emergency, source=path, lang=lang)
 
 
-def parse_rules(text: str, path: str = "<rules>") -> Rules:
+def parse_rules(text: str, path: str = "<rules>", lang_dirs: Iterable[str | Path] = ()) -> Rules:
     """Validate YAML text and build `Rules`; `ConfigError` lists every problem with its line."""
-    return build_rules(text, path)
+    return build_rules(text, path, lang_dirs)
 
 
-def load_rules(path: str | Path) -> Rules:
-    """Read and validate a routing_rules.yaml file; `ConfigError` lists every problem."""
+def load_rules(path: str | Path, lang_dirs: Iterable[str | Path] | None = None) -> Rules:
+    """Read and validate a routing_rules.yaml file; `ConfigError` lists every problem.
+
+    Language files are looked for in `lang_dirs` (default: `lang/` beside the rules file), then
+    among the built-in ones, so an admin adds a language without touching the package.
+    """
     try:
         text = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         raise ConfigError([Problem(str(path), 0, f"cannot read the rules file: {reason} — check the path "
                                                  "(IVR_RULES_PATH) and that it is UTF-8 text")]) from exc
-    return parse_rules(text, str(path))
+    dirs = dirs_beside(path) if lang_dirs is None else tuple(lang_dirs)
+    return parse_rules(text, str(path), dirs)

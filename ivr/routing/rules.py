@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Mapping
 if TYPE_CHECKING:
     from ivr.routing.holiday_calendar import HolidayCalendar
 
+from ivr.lang import Language, builtin
+
 #: Text per language code, e.g. {"en": "Streets and Roads", "es": "Calles y Carreteras"}.
 Localized = Mapping[str, str]
 #: Phrases per language code.
@@ -110,10 +112,17 @@ class Rules:
     thresholds: Thresholds
     emergency: Emergency
     source: str = field(default="", compare=False)  # path it was loaded from
+    #: What the line knows about each language (ivr/lang/<code>.yaml, or lang/ beside the rules).
+    lang: Mapping[str, Language] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def default_language(self) -> str:
         return self.languages[0]
+
+    def language(self, code: str) -> Language:
+        """The language file for `code`: the one loaded with the rules, else the built-in one."""
+        found = self.lang.get(code)
+        return found if found is not None else builtin(code)
 
     def intent(self, intent_id: str) -> Intent:
         """The intent with this id (StopIteration if there is none)."""

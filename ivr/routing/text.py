@@ -1,6 +1,7 @@
 """Text normalisation for the classifier: how callers talk and how recognisers mishear.
 
-Pure functions, no I/O. Two token forms are produced:
+Pure functions, no I/O; every word list comes from the caller's `Language` (ivr/lang/<code>.yaml).
+Two token forms are produced:
 - *surface* tokens: lower-case, accents folded, contractions expanded, fillers dropped —
   tense survives ("breaking" ≠ "broke"), which the emergency cues need;
 - *stems*: surface tokens with stop words removed, irregular forms mapped to a lemma,
@@ -9,109 +10,51 @@ Pure functions, no I/O. Two token forms are produced:
 from __future__ import annotations
 
 import re
-import unicodedata
 from functools import lru_cache
+
+from ivr.lang import Language, fold
+
+__all__ = ["fold", "surface_tokens", "stem", "stems", "surface_key", "edits1"]
 
 _WORD = re.compile(r"[a-z0-9]+")
 
-# Expanded before tokenising so "isn't" keeps its negation and "there's" loses its "s".
-_CONTRACTIONS = {
-    "won't": "will not", "can't": "can not", "cannot": "can not", "ain't": "is not",
-    "n't": " not", "'re": " are", "'s": " is", "'m": " am", "'ve": " have", "'ll": " will", "'d": " would",
-}
-_CONTRACTION = re.compile(r"won't|can't|cannot|ain't|n't|'re|'s|'m|'ve|'ll|'d")
 
-# Disfluencies and discourse fillers; removed from surface tokens in every language.
-FILLERS = {
-    "en": {"um", "umm", "uh", "uhh", "uhm", "er", "erm", "hmm", "mm", "ah", "oh", "hi", "hello", "hey",
-           "yeah", "yea", "ok", "okay", "well", "like", "so", "basically", "actually", "literally",
-           "anyway", "please", "thanks", "thank", "sir", "maam"},
-    "es": {"eh", "em", "este", "pues", "bueno", "hola", "oiga", "mire", "senor", "senora", "senorita",
-           "gracias", "favor", "ok", "okay", "digo", "osea"},
-}
-
-# Words that carry no routing signal. Negations are deliberately absent: "not breathing".
-STOP_WORDS = {
-    "en": set("""a an the and or but if then of to in on at by for from with about into onto
-    is are was were be been being am do does did doing have has had having i me my mine
-    we us our you your he him his she her they them their it its this that these those there here what
-    which who whom whose when where why how can could would should will shall may might must just also
-    very really too some any all there's get got getting want wanted need needed would like call calling
-    im ive id know think one two three thing something someone somebody anyone lots kind sort
-    right now today tonight yesterday last week again still going gonna wanna as than said say says
-    tell told see saw seen look looks looking hear heard come came go goes went make made
-    give let put keep keeps kept seem seems try trying tried happen happened happening guess mean
-    take""".split()),
-    "es": set("""a al ante con de del desde en entre hacia hasta para por sin sobre tras el la los las lo
-    un una unos unas y o u e ni que se me te le les nos mi mis tu tus su sus es son esta estan estoy
-    esta este esto eso esa ese hay hace ha he han tengo tiene tienen quiero quisiera necesito puedo
-    puede como cuando donde porque muy mas ya tambien yo usted ustedes el ella ellos algo alguien
-    llamo llamar llamando para ahora hoy ayer""".split()),
-}
-
-NEGATIONS = {"en": {"not", "no", "never", "nobody", "nothing"}, "es": {"no", "nunca", "nadie", "nada"}}
-
-# Irregular and spoken forms → one lemma, so "stole"/"stolen"/"steal" share evidence.
-_LEMMAS = {
-    "en": {"broke": "break", "broken": "break", "stole": "steal", "stolen": "steal", "fell": "fall",
-           "fallen": "fall", "bit": "bite", "bitten": "bite", "ran": "run", "hit": "hit", "dug": "dig",
-           "knocked": "knock", "left": "leave", "lit": "light", "lights": "light", "mice": "mouse",
-           "children": "child", "kids": "child", "kid": "child", "people": "person", "men": "man",
-           "women": "woman", "teeth": "tooth", "leaves": "leaf", "cops": "police", "cop": "police",
-           "garbage": "trash", "rubbish": "trash", "streetlight": "streetlight", "lamppost": "streetlight",
-           "automobile": "car", "vehicle": "car", "vehicles": "car", "cars": "car", "neighbour": "neighbor",
-           "neighbours": "neighbor", "colour": "color", "mould": "mold", "licence": "license",
-           "licences": "license", "pavement": "asphalt", "aint": "not", "parked": "parking",
-           # Spellings recognisers and typists produce for the same word.
-           "lite": "light", "nite": "night", "thru": "through"},
-    "es": {"carro": "coche", "auto": "coche", "automovil": "coche", "vehiculo": "coche"},
-}
+@lru_cache(maxsize=64)
+def _contraction_pattern(lang: Language) -> re.Pattern[str] | None:
+    if not lang.contractions:
+        return None
+    # Longest first, so "won't" is expanded whole rather than as "wo" + "n't".
+    forms = sorted(lang.contractions, key=len, reverse=True)
+    return re.compile("|".join(re.escape(f) for f in forms))
 
 
-# Words whose stem would collide with another department's ("parking" ≠ "park").
-_UNSTEMMED = {"parking"}
-
-
-def fold(text: str) -> str:
-    """Lower-case and strip accents ("Sí, señor" → "si, senor"), so ASR output and YAML agree."""
-    decomposed = unicodedata.normalize("NFKD", text.lower().replace("’", "'").replace("`", "'"))
-    return "".join(ch for ch in decomposed if not unicodedata.combining(ch))
-
-
-def surface_tokens(text: str, language: str) -> list[str]:
+def surface_tokens(text: str, lang: Language) -> list[str]:
     """Folded words with contractions expanded and fillers removed; tense and order kept."""
-    folded = _CONTRACTION.sub(lambda m: _CONTRACTIONS[m.group(0)], fold(text))
-    fillers = FILLERS.get(language, set())
-    words = [w for w in _WORD.findall(folded) if w not in fillers]
+    folded = fold(text)
+    pattern = _contraction_pattern(lang)
+    if pattern is not None:
+        folded = pattern.sub(lambda m: lang.contractions[m.group(0)], folded)
+    words = [w for w in _WORD.findall(folded) if w not in lang.fillers]
     # Street names are not requests: "Park Avenue", "Main Street", "Water Street".
-    suffixes = _STREET_SUFFIXES.get(language, set())
+    suffixes = lang.street_suffixes
     return [w for i, w in enumerate(words)
-            if not (i + 1 < len(words) and words[i + 1] in suffixes and w not in _NOT_A_NAME)
+            if not (i + 1 < len(words) and words[i + 1] in suffixes and w not in lang.not_a_street_name)
             and not (w == "lot" and i + 1 < len(words) and words[i + 1] == "of")]
 
 
-_STREET_SUFFIXES = {
-    "en": {"street", "st", "avenue", "ave", "boulevard", "blvd", "lane", "drive", "terrace",
-           "highway", "parkway", "road"},
-    "es": set(),
-}
-# Words before a street suffix that describe the street rather than name it.
-_NOT_A_NAME = {"the", "a", "my", "our", "this", "that", "your", "their", "his", "her", "on", "in", "at",
-               "of", "to", "from", "whole", "entire", "same", "dead", "side", "one", "busy", "icy",
-               "snowy", "dark", "city", "private", "residential", "next", "across", "down", "up", "and",
-               "dirt", "gravel", "bumpy", "flooded", "every", "each", "is", "no", "not", "bike", "bus",
-               "turn", "left", "right", "fire", "cross", "that", "this"}
-
-
 @lru_cache(maxsize=65536)
-def stem(word: str, language: str) -> str:
+def stem(word: str, lang: Language) -> str:
     """Light, language-aware suffix stripping; the same on both the rules' and the caller's side."""
-    word = _LEMMAS.get(language, {}).get(word, word)
-    if word in _UNSTEMMED:
+    word = lang.lemmas.get(word, word)
+    if word in lang.unstemmed or len(word) <= 3 or word.isdigit():
         return word
-    if language == "es":
-        return _stem_es(word)
-    return _stem_en(word)
+    if lang.stemmer == "english":
+        return _stem_english(word)
+    if lang.stemmer == "suffixes":
+        for suffix in lang.suffixes:
+            if word.endswith(suffix) and len(word) - len(suffix) >= lang.min_stem:
+                return word[: -len(suffix)]
+    return word
 
 
 def _undouble(word: str) -> str:
@@ -121,9 +64,9 @@ def _undouble(word: str) -> str:
     return word
 
 
-def _stem_en(word: str) -> str:
-    if len(word) <= 3 or word.isdigit():
-        return word
+def _stem_english(word: str) -> str:
+    # English endings need rules, not a list (-ies → -y, doubled consonants): this is the one
+    # stemmer in code; a language file picks it with `stemmer: english`.
     if word.endswith("ies") and len(word) > 4:
         word = word[:-3] + "y"
     elif word.endswith("sses"):
@@ -145,20 +88,9 @@ def _stem_en(word: str) -> str:
     return word
 
 
-def _stem_es(word: str) -> str:
-    if len(word) <= 3 or word.isdigit():
-        return word
-    for suffix in ("aciones", "acion", "amiento", "mente", "iendo", "ando", "ados", "adas", "idos",
-                   "idas", "ado", "ada", "ido", "ida", "es", "os", "as", "s", "o", "a", "e"):
-        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
-            return word[: -len(suffix)]
-    return word
-
-
-def stems(tokens: list[str], language: str) -> list[str]:
+def stems(tokens: list[str], lang: Language) -> list[str]:
     """Content-word stems of surface tokens (stop words dropped, negations kept)."""
-    stop = STOP_WORDS.get(language, STOP_WORDS["en"])
-    return [stem(t, language) for t in tokens if t not in stop]
+    return [stem(t, lang) for t in tokens if t not in lang.stop_words]
 
 
 def surface_key(word: str) -> str:
