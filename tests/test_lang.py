@@ -16,7 +16,7 @@ from ivr.routing.classify import Classifier, interpret_language, interpret_yes_n
 from ivr.routing.hours import hours_text
 from ivr.routing.load import load_rules, parse_rules
 from ivr.routing.problems import ConfigError
-from twilio_sim import TwilioSim
+from conftest import simulated_call
 
 ROOT = Path(__file__).resolve().parent.parent
 THIRD = ROOT / "tests" / "data" / "third_language"
@@ -70,7 +70,7 @@ def test_a_whole_call_in_the_third_language(city, tmp_path):
         "IVR_API_TOKEN": "test-api-token", "IVR_PROMPT_CACHE_DIR": str(tmp_path / "cache"),
         "IVR_CAPTURE": "twilio", "IVR_SPEECH_ENGINE": "twilio", "IVR_TTS": "off", "IVR_CLOCK": lambda: OPEN,
     })
-    sim = TwilioSim(app.test_client())
+    sim = simulated_call(app.test_client())
     sim.call()
     assert sim.last.status_code == 200
     assert "français" in sim.find("Gather").get("hints")      # the language's names, from its file

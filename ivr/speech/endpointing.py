@@ -41,23 +41,18 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ivr.lang import builtin
+
 #: Reasons an `END` signal can carry; stored with the turn so admins can see why we stopped.
 REASONS = ("early", "emergency", "silence", "no_input", "max_length", "max_stream")
 
 #: Destination that may end early even on an open word: whatever follows, the call goes to 911.
 EMERGENCY = "emergency"
 
-#: English words a sentence does not end on: a partial stopping here means the caller paused
-#: mid-thought, so only the (longer) trailing silence may end the turn. Other languages' partials
-#: never match, and there the early rule works as before.
-UNFINISHED_WORDS = frozenset("""
-    a an the this that these those my your his her our their its some any no
-    and or but so because if when while than then
-    of on in at to for from with by about into near behind next over under past like
-    is are was were be been has have had do does did can could would will should
-    i i'm i'd i've we you he she it they there someone something
-    um uh er just very not
-""".split())
+#: Words a sentence does not end on (the English language file's `unfinished_words`): a partial
+#: stopping here means the caller paused mid-thought, so only the (longer) trailing silence may end
+#: the turn. Other languages' partials never match, and there the early rule works as before.
+UNFINISHED_WORDS = builtin("en").unfinished_words
 
 
 @dataclass(frozen=True)

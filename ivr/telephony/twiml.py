@@ -16,6 +16,7 @@ from urllib.parse import urlencode
 
 from twilio.twiml.voice_response import Dial, VoiceResponse
 
+from ivr.lang import locale
 from ivr.routing.actions import (Action, AfterHours, Ask, Callback, Confirm, Emergency, Goodbye, Menu,
                                  Operator, Queue, Transfer, Voicemail, Welcome)
 from ivr.routing.state import Decision
@@ -25,8 +26,6 @@ Speaker = Callable[..., None]
 #: What a listening step says, in order: (prompt key, placeholder values).
 PromptPlan = list[tuple[str, dict[str, Any]]]
 
-#: Twilio <Gather language> per line language (speech recognition locale).
-GATHER_LANGUAGES = {"en": "en-US", "es": "es-US"}
 CAPTURE_MODES = ("twilio", "keypad", "stream", "record")
 GATHER_TIMEOUT_S = 5          # silence after the prompt before Twilio gives up on the caller
 DIAL_TIMEOUT_S = 25           # ring time before a department counts as "no-answer"
@@ -45,6 +44,8 @@ class RenderContext:
     hints: str = ""               # comma-separated speech hints for Gather
     #: has_audio(key, language, **values) — whether a prompt can be played over a Media Stream.
     has_audio: Callable[..., bool] | None = None
+    #: Twilio <Gather language> (the call language's `locales.gather`); "" → the built-in file's.
+    gather_language: str = ""
 
     def url(self, path: str, **query: Any) -> str:
         """Absolute URL when the public URL is known (Twilio resolves relative ones the same way)."""
@@ -110,7 +111,7 @@ def listen(response: VoiceResponse, ctx: RenderContext, step: str, n: int, langu
                               "action": action, "method": "POST"}
     if mode != "keypad":
         kwargs.update(input="dtmf speech", speech_timeout="auto",
-                      language=GATHER_LANGUAGES.get(language, "en-US"))
+                      language=ctx.gather_language or locale(language, "gather") or "en-US")
         if ctx.hints:
             kwargs["hints"] = ctx.hints
     with response.gather(**kwargs) as gather:
@@ -258,10 +259,10 @@ def render_leave_queue() -> VoiceResponse:
     return response
 
 
-def render_whisper(text: str) -> VoiceResponse:
-    """What the agent hears before the caller is connected (agent-facing, English)."""
+def render_whisper(text: str, say_language: str = "en-US") -> VoiceResponse:
+    """What the agent hears before the caller is connected (in the agent's language)."""
     response = VoiceResponse()
-    response.say(text, language="en-US")
+    response.say(text, language=say_language)
     return response
 
 

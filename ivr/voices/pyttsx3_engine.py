@@ -27,8 +27,6 @@ from ivr.voices.engine import TTSError
 CHILD = Path(__file__).with_name("pyttsx3_child.py")
 ATTEMPTS = 2
 SAMPLE_RATE = 8000
-#: espeak-ng voice per language (pyttsx3 voice ids); IVR_TTS_VOICE_<LANG> overrides.
-DEFAULT_VOICES = {"en": "gmw/en-us", "es": "roa/es-419"}
 
 
 class Pyttsx3Engine:

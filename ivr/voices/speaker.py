@@ -26,18 +26,14 @@ from ivr.voices import style, telephone
 from ivr.voices.engine import Engine, TTSError
 from ivr.voices.lexicon import Lexicon
 from ivr.voices.piper_engine import PACKAGED_VOICE, PiperEngine, installed_voices
-from ivr.voices.pyttsx3_engine import DEFAULT_VOICES, Pyttsx3Engine
+from ivr.lang import dirs_beside, locale
+from ivr.voices.pyttsx3_engine import Pyttsx3Engine
 
 log = logging.getLogger(__name__)
 
 ENGINES = ("piper", "pyttsx3", "say")
 #: Synthesised pieces kept per speaker (a piece is ~1-3 s: 30-100 kB as 8 kHz float32; ≤ ~10 MB).
 PIECES_KEPT = 128
-#: Twilio <Say language> per language; IVR_SAY_LANGUAGE_<LANG> overrides.
-SAY_LANGUAGES = {"en": "en-US", "es": "es-MX"}
-#: Twilio <Say voice> per language (Amazon Polly neural voices through Twilio); IVR_SAY_VOICE_<LANG>
-#: overrides, and an empty value leaves Twilio's default voice.
-SAY_VOICES = {"en": "Polly.Joanna-Neural", "es": "Polly.Mia-Neural"}
 #: <Say voice="Family.Name"> families that read SSML (<sub>, <phoneme>, <say-as>).
 SSML_VOICE_FAMILIES = {"Polly", "Google"}
 
@@ -158,14 +154,20 @@ def _setting(config: Mapping[str, Any], name: str, language: str, default: Any =
     return default if value in (None, "") else value
 
 
+def _locale(config: Mapping[str, Any], language: str, kind: str) -> str | None:
+    """A locale from the language's file (lang/ beside the rules first, then ivr/lang/)."""
+    return locale(language, kind, dirs_beside(config.get("IVR_RULES_PATH")))
+
+
 def _piper(config: Mapping[str, Any], language: str) -> tuple[Engine | None, str]:
     voices_dir = piper_voices_dir(config)
     name = _setting(config, "PIPER_VOICE", language)
     if not name:
         matching = [voice for voice, lang in installed_voices(voices_dir) if lang == language]
         if not matching:
+            example = _locale(config, language, "piper_voice") or "<voice>"
             return None, (f"piper: no {language} voice installed (ivr voices download <voice>, e.g. "
-                          f"{'es_MX-claude-high' if language == 'es' else 'en_US-lessac-medium'})")
+                          f"{example})")
         name = PACKAGED_VOICE if PACKAGED_VOICE in matching else matching[0]
     engine = PiperEngine(str(name), voices_dir, float(_setting(config, "PIPER_LENGTH_SCALE", language, 1.0)))
     problem = engine.problem()
@@ -177,7 +179,7 @@ def _piper(config: Mapping[str, Any], language: str) -> tuple[Engine | None, str
 
 
 def _pyttsx3(config: Mapping[str, Any], language: str) -> tuple[Engine | None, str]:
-    voice = str(config.get(f"IVR_TTS_VOICE_{language.upper()}") or DEFAULT_VOICES.get(language, ""))
+    voice = str(config.get(f"IVR_TTS_VOICE_{language.upper()}") or _locale(config, language, "tts_voice") or "")
     if not voice:
         return None, f"pyttsx3: no voice for '{language}' (set IVR_TTS_VOICE_{language.upper()})"
     engine = Pyttsx3Engine(voice, int(config.get("IVR_TTS_RATE", 150)), language)
@@ -202,9 +204,11 @@ def speaker_for(config: Mapping[str, Any], language: str,
         if engine is not None:
             break
         skipped.append(why)
-    say_language = str(config.get(f"IVR_SAY_LANGUAGE_{language.upper()}") or SAY_LANGUAGES.get(language, language))
+    # <Say language> and <Say voice> (Amazon Polly neural voices through Twilio) come from the language
+    # file's locales; IVR_SAY_LANGUAGE_<LANG> / IVR_SAY_VOICE_<LANG> override ("" = Twilio's default voice).
+    say_language = str(config.get(f"IVR_SAY_LANGUAGE_{language.upper()}") or _locale(config, language, "say") or language)
     say_voice = config.get(f"IVR_SAY_VOICE_{language.upper()}")
-    say_voice = SAY_VOICES.get(language, "") if say_voice is None else str(say_voice)
+    say_voice = (_locale(config, language, "say_voice") or "") if say_voice is None else str(say_voice)
     return Speaker(language, engine, say_language, say_voice, lexicon, tuple(skipped))
 
 

@@ -18,6 +18,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Mapping
+
+from ivr.lang import builtin
 
 LEAD_S = 0.10
 TAIL_S = 0.35
@@ -86,24 +89,28 @@ def numbers_digit_by_digit(text: str) -> str:
     return _GROUPED.sub(_grouped, _PHONE.sub(_phone, text))
 
 
-def spell_digits(number: str) -> str:
-    """A phone number read digit by digit, grouped like it is written: "555-0123" → "5 5 5, 0 1 2 3"."""
-    groups = ["".join(ch for ch in part if ch.isdigit()) for part in _split_groups(number)]
-    return ", ".join(" ".join(group) for group in groups if group)
+def spell_digits(number: str, groups: Mapping[int, tuple[int, ...]] | None = None) -> str:
+    """A phone number read digit by digit, grouped like it is written: "555-0123" → "5 5 5, 0 1 2 3".
+
+    A bare run of digits is grouped by its length with `groups` (a language file's `phone_groups`;
+    the built-in English file's by default).
+    """
+    parts = ["".join(ch for ch in part if ch.isdigit()) for part in _split_groups(number, groups)]
+    return ", ".join(" ".join(group) for group in parts if group)
 
 
-def _split_groups(number: str) -> list[str]:
+def _split_groups(number: str, groups: Mapping[int, tuple[int, ...]] | None) -> list[str]:
     if any(sep in number for sep in " -.()"):
         return [p for p in number.replace("(", " ").replace(")", " ").replace(".", " ").replace("-", " ").split()]
     digits = "".join(ch for ch in number if ch.isdigit())
-    # A bare North American number: 3-3-4 groups, with a leading 1 on its own.
-    if len(digits) == 11 and digits.startswith("1"):
-        return ["1", digits[1:4], digits[4:7], digits[7:]]
-    if len(digits) == 10:
-        return [digits[:3], digits[3:6], digits[6:]]
-    if len(digits) == 7:
-        return [digits[:3], digits[3:]]
-    return [digits]
+    sizes = (builtin("en").phone_groups if groups is None else groups).get(len(digits))
+    if not sizes:
+        return [digits]
+    out, start = [], 0
+    for size in sizes:
+        out.append(digits[start:start + size])
+        start += size
+    return out
 
 
 def pieces(text: str) -> list[Piece]:

@@ -31,8 +31,6 @@ _SID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 #: How a decision's action kind is recorded as the call's outcome so far.
 OUTCOMES = {"transfer": "transferred", "queue": "queued", "operator": "operator", "voicemail": "voicemail",
             "after_hours": "after_hours", "emergency": "emergency"}
-LANGUAGE_WORDS = ("English", "Spanish", "español", "inglés")
-YES_NO_WORDS = ("yes", "no", "correct", "sí", "si", "correcto")
 
 
 def xml(body: str) -> Response:
@@ -147,10 +145,15 @@ def hints_for(current: Rules, language: str, step: str) -> str:
     cached = _HINTS.get(cache_key)
     if cached is not None and cached[0] is current:
         return cached[1]
+    # The words come from the language files (ivr/lang/<code>.yaml) of the languages offered.
+    offered = [current.language(code) for code in current.languages]
     if kind == "confirm":
-        hints = speech_hints(YES_NO_WORDS)
+        # Each language's plainest "yes" and "no" first, then the other ways of saying them.
+        plain = [w for lang in offered for w in (*lang.yes.words[:1], *lang.no.words[:1])]
+        hints = speech_hints(plain + [w for lang in offered for w in (*lang.yes.words[1:], *lang.no.words[1:])])
     else:
-        phrases: list[str] = list(LANGUAGE_WORDS) if kind == "welcome" else []
+        names = [name for lang in offered for name in lang.names.values()]
+        phrases: list[str] = names if kind == "welcome" else []
         phrases += list(current.emergency.phrases.get(language, ()))[:30]
         for intent in current.intents:
             phrases += list(intent.keywords.get(language, ()))
@@ -166,7 +169,13 @@ def context(sid: str, state: CallState, current: Rules) -> RenderContext:
     return RenderContext(call_sid=sid, speak=prompts.speak, has_audio=prompts.has_audio,
                          capture=capture_mode(state.language),
                          public_url=current_app.config.get("IVR_PUBLIC_URL", ""),
-                         hints=hints_for(current, state.language, state.step))
+                         hints=hints_for(current, state.language, state.step),
+                         gather_language=_gather_locale(current, state.language))
+
+
+def _gather_locale(current: Rules, language: str) -> str:
+    """The call language's speech-recognition locale, from its language file."""
+    return current.language(language).locales["gather"] if language in current.languages else ""
 
 
 def describe(decision: Decision) -> dict[str, Any]:

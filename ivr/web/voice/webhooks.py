@@ -31,9 +31,6 @@ from ivr.web.voice.rescue import safe_webhook, to_human_body
 log = logging.getLogger(__name__)
 bp = Blueprint("voice", __name__, url_prefix="/voice")
 METHODS = ["GET", "POST"]   # Twilio may be configured to use either
-LANGUAGE_NAMES = {"en": "English", "es": "Spanish"}
-DEFAULT_WHISPER = ("City line call for {department}. The caller said: {heard}. Confidence {confidence}. "
-                   "Language {language}.")
 _DEPARTMENT = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
@@ -189,19 +186,23 @@ def whisper() -> Response:
     caller = calls.caller_number(s, parent) or ""
     current = rules()
     department = current.departments.get(state.department or "")
-    template = (department.whisper if department else "") or DEFAULT_WHISPER
+    # Agents speak the line's first language; the words come from its language file.
+    agent = current.language(current.default_language)
+    words = agent.whisper
+    template = (department.whisper if department else "") or words.text
+    caller_language = current.language(state.language) if state.language in current.languages else None
     values = {
-        "department": department.name.get("en", department.id) if department else "the city line",
-        "heard": state.heard or "nothing, they used the keypad",
-        "confidence": "none, chosen on the keypad" if state.confidence is None
-                      else f"{round(state.confidence * 100)} percent",
-        "language": LANGUAGE_NAMES.get(state.language, state.language),
-        "caller": prompts.spell_digits(caller) or "unknown",
+        "department": department.name.get(agent.code, department.id) if department else words.no_department,
+        "heard": state.heard or words.keypad_heard,
+        "confidence": words.keypad_confidence if state.confidence is None
+                      else words.percent.format(percent=round(state.confidence * 100)),
+        "language": caller_language.name_in(agent.code) if caller_language else state.language,
+        "caller": prompts.spell_digits(caller, agent.phone_groups) or words.unknown_caller,
     }
     text = template.format_map(_Blank(values))
     if "{caller}" not in template:
-        text += f" Caller number {values['caller']}."
-    return xml(str(render_whisper(text)))
+        text += " " + words.caller.format(caller=values["caller"])
+    return xml(str(render_whisper(text, agent.locales["say"])))
 
 
 @bp.route("/status", methods=METHODS)
