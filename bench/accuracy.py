@@ -21,6 +21,11 @@ SETS = {
     "holdout_en": (ROOT / "tests" / "data" / "utterances_holdout_en.jsonl", "en"),
     "holdout2_en": (ROOT / "tests" / "data" / "utterances_holdout2_en.jsonl", "en"),
     "holdout_es": (ROOT / "tests" / "data" / "utterances_holdout_es.jsonl", "es"),
+    # Recogniser-style text (issue 9 item 7); tests/data/first_measured.md logs their first figures.
+    "asr_dev_en": (ROOT / "tests" / "data" / "utterances_asr_dev_en.jsonl", "en"),
+    "asr_en": (ROOT / "tests" / "data" / "utterances_asr_en.jsonl", "en"),
+    "asr_es": (ROOT / "tests" / "data" / "utterances_asr_es.jsonl", "es"),
+    "asr_holdout_en": (ROOT / "tests" / "data" / "utterances_asr_holdout_en.jsonl", "en"),
 }
 # A project checkout may have more labelled sets beside it (../shared/city); they are measured too
 # when present, but nothing needs them.

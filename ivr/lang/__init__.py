@@ -103,6 +103,8 @@ class Language:
     now: tuple[str, ...]                # "it is happening" markers
     not_an_event: Mapping[str, frozenset[str]]
     numbers: NumberWords
+    sound_alikes: Mapping[str, str]     # a word recognisers write → the word that sounds the same
+    misheard: tuple[tuple[tuple[str, ...], tuple[str, ...]], ...]   # (as written, as meant) word runs
     unfinished_words: frozenset[str]
     hours: HoursWording
     whisper: WhisperWording
@@ -251,6 +253,9 @@ def parse_language(text: str, code: str, where: str = "<language>") -> Language:
                             r.number_map("tens", numbers, "numbers.tens"),
                             r.number_map("scales", numbers, "numbers.scales"),
                             frozenset(r.words("joiners", data=numbers, label="numbers.joiners", required=False))),
+        sound_alikes=r.text_map("sound_alikes", required=False),
+        misheard=tuple((tuple(k.split()), tuple(v.split()))
+                       for k, v in r.text_map("misheard", required=False).items() if k.split()),
         unfinished_words=frozenset(r.words("unfinished_words")),
         hours=HoursWording(days=days, clock=str(hours_values["clock"]), am=str(hours_values["am"] or ""),
                            pm=str(hours_values["pm"] or ""), midnight=str(hours_values["midnight"] or ""),

@@ -97,10 +97,20 @@ class Classifier:
         model = self._models[language]
         lang = model.language
         words = surface_tokens(text, lang)
-        positions = [i for i, w in enumerate(words) if w not in lang.stop_words]
-        scores, hits, spans = match(model.index, [surface_key(w) for w in words],
-                                    [stem(words[i], lang) for i in positions], positions)
         unigrams = model.index.unigrams
+        positions, content, guessed = [], [], set()
+        for i, word in enumerate(words):
+            alike = lang.sound_alikes.get(word)
+            if alike and stem(alike, lang) in unigrams and \
+                    (word in lang.stop_words or stem(word, lang) not in unigrams):
+                # "my car got toad": a word that means nothing here, sounding like one that does.
+                positions.append(i)
+                content.append(stem(alike, lang))
+                guessed.add(i)
+            elif word not in lang.stop_words:
+                positions.append(i)
+                content.append(stem(word, lang))
+        scores, hits, spans = match(model.index, [surface_key(w) for w in words], content, positions, guessed)
         cues = model.cues.find(words, spans, known=lambda word: stem(word, lang) in unigrams)
         cue_texts = list(dict.fromkeys(c.text for c in cues))
         over = model.cues.is_over(words) if cue_texts else None

@@ -140,12 +140,13 @@ def _keep_best(per_class: dict[int, tuple[float, str, str]], cls: int, weight: f
         per_class[cls] = (weight, text, kind)
 
 
-def match(index: LanguageIndex, words: list[str], content_stems: list[str], content_positions: list[int]
-          ) -> tuple[list[float], list[list[Hit]], list[set[int]]]:
+def match(index: LanguageIndex, words: list[str], content_stems: list[str], content_positions: list[int],
+          guessed: set[int] | frozenset[int] = frozenset()) -> tuple[list[float], list[list[Hit]], list[set[int]]]:
     """Score a caller's stems against every class.
 
     `words` holds every word said (see `surface_key`), `content_stems` the stems of the words at
-    `content_positions`, the ones that are not stop words. Returns (scores, evidence per class,
+    `content_positions`, the ones that are not stop words. Positions in `guessed` hold a sound-alike
+    of what was written: their words count as misheard. Returns (scores, evidence per class,
     spans of the matched phrases as word positions).
     """
     scores = [0.0] * index.n_classes
@@ -176,7 +177,7 @@ def match(index: LanguageIndex, words: list[str], content_stems: list[str], cont
         if not tok:
             continue
         entries = index.unigrams.get(tok)
-        discount, kind_override = 1.0, None
+        discount, kind_override = (FUZZY_DISCOUNT, "misheard") if pos in guessed else (1.0, None)
         if entries is None:
             matches = index.vocabulary_match(tok)
             if not matches:

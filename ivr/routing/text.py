@@ -28,13 +28,103 @@ def _contraction_pattern(lang: Language) -> re.Pattern[str] | None:
     return re.compile("|".join(re.escape(f) for f in forms))
 
 
-def surface_tokens(text: str, lang: Language) -> list[str]:
-    """Folded words with contractions expanded and fillers removed; tense and order kept."""
+def _words(text: str, lang: Language) -> list[str]:
     folded = fold(text)
     pattern = _contraction_pattern(lang)
     if pattern is not None:
         folded = pattern.sub(lambda m: lang.contractions[m.group(0)], folded)
-    words = [w for w in _WORD.findall(folded) if w not in lang.fillers]
+    return _WORD.findall(folded)
+
+
+@lru_cache(maxsize=64)
+def _misheard(lang: Language) -> tuple[tuple[tuple[str, ...], tuple[str, ...]], ...]:
+    """The language's misheard runs as word tuples, longest first (so "is on far" beats "on far")."""
+    rules = [(tuple(_words(" ".join(k), lang)), tuple(_words(" ".join(v), lang))) for k, v in lang.misheard]
+    return tuple(sorted((r for r in rules if r[0]), key=lambda r: -len(r[0])))
+
+
+def _as_meant(words: list[str], lang: Language) -> list[str]:
+    """Word runs a recogniser typically mishears, replaced by what the caller meant."""
+    rules = _misheard(lang)
+    if not rules:
+        return words
+    out: list[str] = []
+    i = 0
+    while i < len(words):
+        for written, meant in rules:
+            if tuple(words[i:i + len(written)]) == written:
+                out.extend(meant)
+                i += len(written)
+                break
+        else:
+            out.append(words[i])
+            i += 1
+    return out
+
+
+def _digits(words: list[str], lang: Language) -> list[str]:
+    """Numbers said as words become digits ("four hundred and twelve" → "412", "one two three" → "123").
+
+    A lone number word that is also a stop word ("one", "un") is left alone: it is usually a pronoun
+    or an article, not a number.
+    """
+    numbers = lang.numbers
+    if not (numbers.units or numbers.tens):
+        return words
+
+    def is_number(k: int) -> bool:
+        return words[k] in numbers.units or words[k] in numbers.tens or words[k] in numbers.scales
+
+    out: list[str] = []
+    i = 0
+    while i < len(words):
+        if not is_number(i) or words[i] in numbers.scales:
+            out.append(words[i])
+            i += 1
+            continue
+        run = [words[i]]
+        j = i + 1
+        while j < len(words):
+            if is_number(j):
+                run.append(words[j])
+            elif words[j] in numbers.joiners and j + 1 < len(words) and is_number(j + 1) and \
+                    any(w in numbers.scales or w in numbers.tens for w in run):
+                pass   # "two hundred and twelve", "treinta y cinco"; not "one and two"
+            else:
+                break
+            j += 1
+        if len(run) == 1 and run[0] in lang.stop_words:
+            out.append(run[0])
+        else:
+            out.append(_value(run, numbers))
+        i = j
+    return out
+
+
+def _value(run: list[str], numbers) -> str:
+    if all(numbers.units.get(w, 10) < 10 for w in run) and len(run) > 1:
+        return "".join(str(numbers.units[w]) for w in run)     # digits read one by one
+    total = current = 0
+    for word in run:
+        if word in numbers.scales:
+            scale = numbers.scales[word]
+            if scale < 1000:
+                current = (current or 1) * scale
+            else:
+                total += (current or 1) * scale
+                current = 0
+        else:
+            current += numbers.units.get(word, numbers.tens.get(word, 0))
+    return str(total + current)
+
+
+def surface_tokens(text: str, lang: Language) -> list[str]:
+    """Folded words with contractions expanded and fillers removed; tense and order kept.
+
+    What recognisers typically mishear is read as meant, and numbers said as words are digits.
+    """
+    words = [w for w in _words(text, lang) if w not in lang.fillers]
+    words = _digits(_as_meant(words, lang), lang)
     # Street names are not requests: "Park Avenue", "Main Street", "Water Street".
     suffixes = lang.street_suffixes
     return [w for i, w in enumerate(words)
