@@ -16,6 +16,7 @@ from flask import current_app, g, request
 from werkzeug.exceptions import HTTPException
 
 from ivr import metrics, prompts
+from ivr.lang import locale
 from ivr import rules_source
 from ivr.store.privacy import mask_number
 from ivr.telephony.twiml import render_to_human
@@ -50,8 +51,8 @@ def _say_language(language: str) -> str:
     """Twilio's <Say> voice for `language` (es → es-MX), as every other prompt uses."""
     try:
         return prompts.say_language(language)
-    except Exception:  # noqa: BLE001 - no app or catalogue: the shipped defaults
-        return {"es": "es-MX"}.get(language, "en-US")
+    except Exception:  # noqa: BLE001 - no app or catalogue: the built-in language file's
+        return locale(language, "say") or "en-US"
 
 
 def to_human_body(language: str = "en") -> str:
