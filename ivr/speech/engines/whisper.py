@@ -457,10 +457,23 @@ class WhisperEngine:
         if language != "en" and not self._model.model.is_multilingual:
             raise EngineUnavailable(f"Whisper {spec.name} ({spec.path}) is English-only; {language!r} needs a "
                                     "multilingual model (base, small …)")
-        self.prompt = self.fit_prompt(bias_prompt(rules, language) if prompt is None else prompt)
+        self.prompt = self.fit_prompt(self._bias_prompt(rules, language) if prompt is None else prompt)
         from faster_whisper.vad import VadOptions
 
         self._vad = VadOptions(threshold=0.5, min_speech_duration_ms=120, speech_pad_ms=100)
+
+    def _bias_prompt(self, rules: Any, language: str) -> str:
+        """`bias_prompt` with a word budget that fits PROMPT_TOKENS, so no part is cut off the end.
+
+        Words cost more tokens in some languages (Spanish accents): cutting the text would drop the
+        intents' keywords that come after the emergency cues, so the budget shrinks instead.
+        """
+        words = PROMPT_WORDS
+        while True:
+            prompt = bias_prompt(rules, language, words)
+            if words <= 20 or self.fit_prompt(prompt) == prompt:
+                return prompt
+            words = words * 9 // 10
 
     def fit_prompt(self, prompt: str) -> str:
         """`prompt` cut to PROMPT_TOKENS, so prompt plus the output cap fit Whisper's 448-token window."""
