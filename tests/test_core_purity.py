@@ -16,8 +16,11 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 CORE = ("ivr.routing.load", "ivr.routing.classify", "ivr.routing.decide", "ivr.routing.hours",
         "ivr.routing.menu", "ivr.routing.state")
-IO_LIBRARIES = ("flask", "werkzeug", "sqlalchemy", "alembic", "psycopg2", "twilio", "requests",
-                "websockets", "gunicorn", "vosk", "pocketsphinx", "pyttsx3", "numpy", "socket")
+# Third-party I/O and heavy edge libraries. (The stdlib's socket is not listed: pure libraries such as
+# `holidays` load it through the standard library without doing any I/O.)
+IO_LIBRARIES = ("flask", "werkzeug", "sqlalchemy", "alembic", "psycopg2", "psycopg", "twilio", "requests",
+                "websockets", "gunicorn", "vosk", "pocketsphinx", "pyttsx3", "piper", "faster_whisper",
+                "ctranslate2", "numpy", "huey", "redis")
 
 
 def _loaded_by(modules: tuple[str, ...]) -> set[str]:

@@ -11,9 +11,10 @@ from click.testing import CliRunner
 
 from conftest import RULES_PATH
 from ivr.cli import cli
+from ivr.lang import builtin
 from ivr.routing.hours import closure_note, closures_between, is_open, without_holidays
 from ivr.routing.problems import ConfigError
-from ivr.routing.rules import load_rules, parse_rules
+from ivr.routing.load import load_rules, parse_rules
 
 CHICAGO = ZoneInfo("America/Chicago")
 
@@ -67,7 +68,7 @@ def test_future_holidays_route_as_closed(rules, local, holiday):
     now = local.replace(tzinfo=CHICAGO).astimezone(timezone.utc)
     roads = rules.departments["roads"]
     assert not is_open(roads, now)
-    assert closure_note(roads, now, "en") == f"; closed today for {holiday}"
+    assert closure_note(roads, now, builtin("en")) == f"; closed today for {holiday}"
     result = CliRunner().invoke(cli, ["route", "there is a pothole on main street", "--json",
                                       "--at", local.isoformat()])
     routed = json.loads(result.output)
@@ -98,7 +99,7 @@ def test_half_days_and_observed_days_recur(rules, local, open_):
 
 def test_spanish_callers_hear_the_spanish_name_every_year(rules):
     now = datetime(2031, 12, 25, 10, 0, tzinfo=CHICAGO)
-    assert closure_note(rules.departments["roads"], now, "es") == "; hoy cerrado por Navidad"
+    assert closure_note(rules.departments["roads"], now, builtin("es")) == "; hoy cerrado por Navidad"
 
 
 def test_every_department_that_observes_holidays_has_some_every_year(rules):

@@ -7,10 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date, time
-from typing import TYPE_CHECKING, Mapping
-
-if TYPE_CHECKING:
-    from ivr.routing.holiday_calendar import HolidayCalendar
+from typing import Mapping, Protocol
 
 from ivr.lang import Language, builtin
 
@@ -41,6 +38,18 @@ class Closure:
         return dict(self.names).get(language, self.name)
 
 
+class Holidays(Protocol):
+    """The city's recurring holidays, every year (`ivr.routing.holiday_calendar.HolidayCalendar`).
+
+    A protocol rather than an import: the calendar builds `Closure`s from this module, so importing
+    it here would make a cycle.
+    """
+
+    def closures_on(self, day: date) -> tuple[Closure, ...]: ...
+
+    def closures_between(self, first: date, last: date) -> list[Closure]: ...
+
+
 @dataclass(frozen=True)
 class Fallback:
     """What a department does when it cannot take the call now (closed, busy, no answer).
@@ -62,7 +71,7 @@ class Department:
     timezone: str              # IANA zone, e.g. "America/Chicago"
     hours: Mapping[int, tuple[TimeRange, ...]]  # 0 = Monday … 6 = Sunday; missing day = closed
     closures: tuple[Closure, ...] = ()        # dated closures (its own and the city's one-off days)
-    holidays: "HolidayCalendar | None" = None  # the city's recurring holidays, every year (None: not observed)
+    holidays: Holidays | None = None  # the city's recurring holidays, every year (None: not observed)
     observes_holidays: bool = True             # False: open on the city's holidays (set in the rules)
     when_closed: Fallback = Fallback("voicemail")
     when_busy: Fallback = Fallback("queue")     # busy, no-answer and failed dials

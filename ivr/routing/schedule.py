@@ -14,6 +14,8 @@ from functools import lru_cache
 
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
+from ivr.routing import holiday_calendar as hc
+from ivr.routing.holiday_calendar import YearlyDay
 from ivr.routing.rules import Closure, TimeRange
 from ivr.routing.yamlread import Reader, is_null, kind_of, suggest
 
@@ -294,8 +296,6 @@ def _names(reader: Reader, node: Node, what: str, languages: tuple[str, ...]) ->
 
 def _city_day(reader: Reader, node: Node, what: str, languages: tuple[str, ...]):
     """One `city:` entry: a recurring day (`every:`) → YearlyDay, or a dated closure → Closure."""
-    from ivr.routing.holiday_calendar import YearlyDay
-
     if isinstance(node, ScalarNode) or (isinstance(node, MappingNode) and
                                         not any(k.value == "every" for k, _ in node.value)):
         closures = _parse_closure_list_item(reader, node, what)
@@ -329,8 +329,6 @@ def _parse_closure_list_item(reader: Reader, node: Node, what: str):
 
 def parse_holidays(reader: Reader, node: Node, what: str, languages: tuple[str, ...]):
     """`holidays:` → a HolidayCalendar (mapping form) or a tuple of dated closures (list form)."""
-    from ivr.routing import holiday_calendar as hc
-
     if isinstance(node, SequenceNode):      # the older form: dated closures only
         return parse_closures(reader, node, what)
     entries = reader.mapping(node, what, _HOLIDAY_KEYS)
@@ -413,8 +411,6 @@ def parse_holidays(reader: Reader, node: Node, what: str, languages: tuple[str, 
 
 
 def _country_known(country: str) -> bool:
-    from ivr.routing import holiday_calendar as hc
-
     try:
         hc.public_holiday_names(country.upper(), None)
         return True
