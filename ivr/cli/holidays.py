@@ -26,7 +26,7 @@ def register(cli: click.Group) -> None:
         from ivr.config import shipped
         from ivr.routing.hours import closures_between
         from ivr.routing.problems import ConfigError
-        from ivr.routing.rules import load_rules
+        from ivr.routing.load import load_rules
 
         path = rules_path or os.environ.get("IVR_RULES_PATH") or str(shipped("routing_rules.yaml"))
         try:
