@@ -9,6 +9,7 @@ memory the engine adds to this process (loaded, and after decoding: decode buffe
     .venv/bin/python bench/asr.py [--engine whisper|pocketsphinx|vosk] [--model tiny.en|base|PATH]
                                   [--set unseen_en] [--conditions clean,pitch,tempo,noise,quiet,ulaw]
                                   [--limit N] [--show-errors] [--live] [--lead S]
+    .venv/bin/python bench/asr.py --memory       # resident memory per engine, a fresh process each
 
 Conditions (each utterance gets its own seeded draw, the same on every run and for every engine):
   clean   8 kHz linear PCM, no codec
@@ -287,6 +288,49 @@ class Tally:
         return f"{name}: " + ", ".join(f"{'met' if ok else 'MISSED'} {what}" for ok, what in checks)
 
 
+_MEMORY_CHILD = """
+import sys, json
+sys.path[:0] = [{root!r}, {tests!r}]
+from bench.asr import rss_mb, whole_turn, clean_audio
+from ivr.config import from_environment
+from ivr.routing.rules import load_rules
+from ivr.speech.service import SpeechService
+rules = load_rules({rules!r})
+config = {{**from_environment(), **{config!r}}}
+pcm = clean_audio("I want to report a pothole on Main Street", "en")
+start = rss_mb()[0]
+engines = [SpeechService(config, lambda: rules, {cache!r}).engine_for(lang) for lang in {languages!r}]
+loaded = rss_mb()[0]
+for engine in engines:
+    for _ in range(3):
+        whole_turn(engine, pcm)
+print(json.dumps([start, loaded, *rss_mb()]))
+"""
+
+#: (label, config, languages loaded in the one process) for `--memory`.
+MEMORY_CASES = (
+    ("pocketsphinx (en, emergency watch)", {"IVR_SPEECH_ENGINE": "pocketsphinx"}, ("en",)),
+    ("whisper tiny.en (en)", {"IVR_SPEECH_ENGINE": "whisper"}, ("en",)),
+    ("whisper base (es)", {"IVR_SPEECH_ENGINE": "whisper"}, ("es",)),
+    ("whisper tiny.en (en) + base (es): the default", {"IVR_SPEECH_ENGINE": "whisper"}, ("en", "es")),
+    ("whisper base for en and es (one model)", {"IVR_SPEECH_ENGINE": "whisper", "IVR_WHISPER_MODEL_EN": "base"},
+     ("en", "es")),
+)
+
+
+def memory_report() -> None:
+    """Resident memory per engine, each in a fresh process: loaded, then after three decodes."""
+    print("| engine (one process) | RSS before | model(s) loaded | after 3 decodes each | peak |")
+    print("|---|---|---|---|---|")
+    for label, config, languages in MEMORY_CASES:
+        code = _MEMORY_CHILD.format(root=str(ROOT), tests=str(ROOT / "tests"), rules=str(ROOT / "routing_rules.yaml"),
+                                    config=config, cache=str(ROOT / "instance" / "speech-cache"),
+                                    languages=languages)
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+        start, loaded, end, peak = json.loads(out.strip().splitlines()[-1])
+        print(f"| {label} | {start:.0f} MB | +{loaded - start:.0f} MB | +{end - start:.0f} MB | {peak:.0f} MB |")
+
+
 def load_items(spec: str, limit: int) -> tuple[str, list[dict]]:
     path = SETS.get(spec) or Path(spec)
     if not path.exists():
@@ -310,7 +354,12 @@ def main() -> None:
                         help="seconds of quiet line noise (the prompt playing) before the caller speaks")
     parser.add_argument("--no-watch", action="store_true", help="pocketsphinx without its emergency watch")
     parser.add_argument("--no-prompt", action="store_true", help="Whisper without the rules' prompt")
+    parser.add_argument("--memory", action="store_true",
+                        help="only the resident memory per engine, each loaded in a fresh process")
     args = parser.parse_args()
+    if args.memory:
+        memory_report()
+        return
     conditions = [c.strip() for c in args.conditions.split(",") if c.strip()]
     unknown = set(conditions) - set(CONDITIONS)
     if unknown or args.lead < 0:

