@@ -293,7 +293,7 @@ import sys, json
 sys.path[:0] = [{root!r}, {tests!r}]
 from bench.asr import rss_mb, whole_turn, clean_audio
 from ivr.config import from_environment
-from ivr.routing.rules import load_rules
+from ivr.routing.load import load_rules
 from ivr.speech.service import SpeechService
 rules = load_rules({rules!r})
 config = {{**from_environment(), **{config!r}}}
