@@ -51,18 +51,6 @@ class ContextFilter(logging.Filter):
         return True
 
 
-class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
-    """Writes to whatever sys.stderr is when the line is written (servers and tests swap it)."""
-
-    @property  # type: ignore[override]
-    def stream(self) -> Any:
-        return sys.stderr
-
-    @stream.setter
-    def stream(self, _value: Any) -> None:
-        pass
-
-
 class JSONFormatter(logging.Formatter):
     """One JSON object per line (what log shippers parse without a custom pattern)."""
 
@@ -88,7 +76,7 @@ def configure(config: Mapping[str, Any]) -> None:
     root = logging.getLogger()
     for handler in [h for h in root.handlers if getattr(h, "_ivr", False)]:
         root.removeHandler(handler)
-    handler = _StderrHandler()
+    handler = logging.StreamHandler(sys.stderr)
     handler._ivr = True  # type: ignore[attr-defined]
     handler.addFilter(ContextFilter())
     handler.setFormatter(JSONFormatter() if kind == "json" else logging.Formatter(TEXT_FORMAT))

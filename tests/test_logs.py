@@ -2,8 +2,10 @@
 IVR_LOG_FORMAT=json), media-stream and decode-pool lines too, and no full phone number."""
 from __future__ import annotations
 
+import io
 import json
 import logging
+import sys
 import threading
 
 import pytest
@@ -12,14 +14,33 @@ from ivr import logs
 from conftest import simulated_call
 
 
+class Stderr(io.StringIO):
+    """What the app's log handler writes to (it takes sys.stderr when it is made, so apps are made
+    in fixtures: pytest puts its own sys.stderr back when a test's call phase starts)."""
+
+    def readouterr(self) -> "Stderr":       # the shape of capsys.readouterr(), reading what is new
+        self.err = self.getvalue()
+        self.seek(0)
+        self.truncate()
+        return self
+
+
+@pytest.fixture
+def capsys(monkeypatch):
+    stream = Stderr()
+    monkeypatch.setattr(sys, "stderr", stream)
+    yield stream
+    monkeypatch.undo()
+    logs.configure({})              # back to the real stderr, as text, for the other tests
+
+
 @pytest.fixture
 def json_app(app_config, capsys):
     from ivr import create_app
 
     app = create_app({**app_config, "IVR_TTS": "off", "IVR_LOG_FORMAT": "json"})
     capsys.readouterr()             # start-up lines are not a request's
-    yield app
-    logs.configure({})              # back to text for the other tests
+    return app
 
 
 def lines(capsys) -> list[dict]:
@@ -83,12 +104,17 @@ def test_a_stray_full_number_is_masked_in_any_line(json_app, capsys):
     assert second["message"] == f"call CA{'0' * 32} lasted 12 s"
 
 
-def test_text_format_shows_the_ids_too(app_config, capsys):
+@pytest.fixture
+def text_app(app_config, capsys):
     from ivr import create_app
 
-    app = create_app({**app_config, "IVR_TTS": "off"})
+    app = create_app({**app_config, "IVR_TTS": "off"})     # in setup, while sys.stderr is ours
     capsys.readouterr()
-    sim = simulated_call(app.test_client())
+    return app
+
+
+def test_text_format_shows_the_ids_too(text_app, capsys):
+    sim = simulated_call(text_app.test_client())
     sim.call()
     err = capsys.readouterr().err
     assert f"[call {sim.sid} req {sim.last.headers['X-Request-Id']}]" in err
@@ -99,4 +125,3 @@ def test_an_unknown_format_refuses_to_start(app_config):
 
     with pytest.raises(ValueError, match="IVR_LOG_FORMAT"):
         create_app({**app_config, "IVR_LOG_FORMAT": "xml"})
-    logs.configure({})
