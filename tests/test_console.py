@@ -394,3 +394,14 @@ def test_prompts_page_lists_play_buttons_that_render_the_words(app):
     assert played["key"] == "goodbye" and played["words"]
     assert played["audio"] is None        # IVR_TTS=off here: the page says what Twilio's voice would read
     assert admin.get("/console/prompts/en/play/no_such_prompt").status_code == 404
+
+
+def test_callers_waiting_for_the_operator_desk_are_in_the_queue_too(app, client):
+    from conftest import simulated_call
+
+    sim = simulated_call(client)
+    sim.call()
+    sim.press("0")                                   # the operator desk answers by queue
+    assert sim.find("Enqueue").text == "operator"
+    html = Console(app, "alice").get("/console/queue?fragment=1").get_data(as_text=True)
+    assert sim.sid in html and "General Information" in html

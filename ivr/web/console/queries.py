@@ -21,6 +21,7 @@ PAGE = 50
 #: A call still "waiting" after this long had its status callback lost; it is not shown as live.
 QUEUE_HORIZON = timedelta(hours=4)
 POP_HORIZON = timedelta(minutes=2)
+QUEUED_OUTCOMES = ("queued", "operator")
 Call, Turn, Event = models.Call, models.Turn, models.Event
 DEPARTMENT = Call.outcome_detail["department"].as_string()
 
@@ -49,8 +50,10 @@ class Waiting:
 def waiting_now(s: Session, now: datetime) -> list[Waiting]:
     """Callers in a queue right now, longest wait first: queued, not ended, not yet bridged."""
     rows = s.execute(select(Call.sid, Call.state, Call.from_number, Call.language, DEPARTMENT)
-                     .where(Call.started_at >= now - QUEUE_HORIZON, Call.outcome == "queued",
+                     .where(Call.started_at >= now - QUEUE_HORIZON, Call.outcome.in_(QUEUED_OUTCOMES),
                             Call.ended_at.is_(None))).all()
+    # The operator desk may answer by queue too: its callers wait like any other (step "queued").
+    rows = [row for row in rows if (row.state or {}).get("step") == "queued"]
     if not rows:
         return []
     sids = [row.sid for row in rows]
@@ -63,7 +66,7 @@ def waiting_now(s: Session, now: datetime) -> list[Waiting]:
         if kind not in ("outcome", "queue", "bridged"):
             continue
         if kind == "outcome":
-            if (detail or {}).get("outcome") == "queued":
+            if (detail or {}).get("outcome") in QUEUED_OUTCOMES:
                 enqueued[sid] = max(enqueued.get(sid, at), at)
         else:
             left[sid] = max(left.get(sid, at), at)
