@@ -100,6 +100,11 @@ def fill(url: str, count: int, seed: int = 311) -> None:
                                  "text": said, "language": "en", "note": "", "created_at": at})
             flush(conn)
         flush(conn, force=True)
+    if engine.dialect.name == "postgresql":
+        # A live database is analysed by autovacuum as it grows; a bulk load must do it by hand,
+        # or the planner works from empty-table estimates (and scans events sequentially).
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.exec_driver_sql("ANALYZE")
     engine.dispose()
 
 
