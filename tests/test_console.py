@@ -105,7 +105,7 @@ def test_users_cli_has_no_default_user_and_manages_accounts(app_config, monkeypa
     for key in ("IVR_DATABASE_URL", "IVR_RULES_PATH", "IVR_PROMPTS_DIR"):
         monkeypatch.setenv(key, app_config[key])
     runner = CliRunner()
-    assert runner.invoke(cli, ["users", "list"]).output == ""
+    assert runner.invoke(cli, ["users", "list"]).stdout == ""   # logs go to stderr
     added = runner.invoke(cli, ["users", "add", "bo", "--role", "agent", "--password-stdin", "--line", "+13125550104"],
                           input="a long enough password\n")
     assert added.exit_code == 0, added.output
@@ -113,11 +113,11 @@ def test_users_cli_has_no_default_user_and_manages_accounts(app_config, monkeypa
     assert short.exit_code != 0 and "at least 10" in short.output
     assert runner.invoke(cli, ["users", "add", "bo", "--role", "admin", "--password-stdin"],
                          input="another long password\n").exit_code != 0
-    assert "bo\tagent\t+13125550104\tactive" in runner.invoke(cli, ["users", "list"]).output
+    assert "bo\tagent\t+13125550104\tactive" in runner.invoke(cli, ["users", "list"]).stdout
     assert runner.invoke(cli, ["users", "disable", "bo"]).exit_code == 0
-    assert "disabled" in runner.invoke(cli, ["users", "list"]).output
+    assert "disabled" in runner.invoke(cli, ["users", "list"]).stdout
     reset = runner.invoke(cli, ["users", "reset-password", "bo", "--password-stdin"], input="a brand new password\n")
-    assert reset.exit_code == 0 and "active" in runner.invoke(cli, ["users", "list"]).output
+    assert reset.exit_code == 0 and "active" in runner.invoke(cli, ["users", "list"]).stdout
 
 
 def test_disabled_user_is_signed_out(app):
