@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Callable
 
-from sqlalchemy import (Connection, String, Text, and_, cast, delete, exists, func, literal, null, or_, select, text,
+from sqlalchemy import (Connection, String, Text, and_, cast, delete, exists, func, null, or_, select, text,
                         update)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Mapped, Session, mapped_column
@@ -100,11 +100,15 @@ def _number_calls(cutoff: datetime, now: datetime) -> Any:
                                   ~Call.from_number.startswith(HASH_PREFIX))
 
 
-def _reply_keys(cutoff: datetime, now: datetime) -> Any:
-    # A reply of a call still in progress stays (its key starts with the CallSid).
-    live = exists().where(_in_progress(now),
-                          IdempotentResponse.key.startswith(Call.sid.concat(literal(":")), autoescape=False))
-    return select(IdempotentResponse.key).where(IdempotentResponse.created_at < cutoff, ~live)
+def _reply_keys(s: Session, cutoff: datetime, now: datetime) -> Any:
+    # A reply of a call still in progress stays (its key starts with the CallSid). The calls in
+    # progress are few, so they are read first: a correlated NOT EXISTS with LIKE made this
+    # quadratic in the number of stored replies (measured: 50 s for 10,000 on SQLite).
+    live = list(s.scalars(select(Call.sid).where(_in_progress(now))))
+    old = IdempotentResponse.created_at < cutoff
+    keep = [IdempotentResponse.key.startswith(f"{sid}:", autoescape=True) for sid in live]
+    return select(IdempotentResponse.key).where(old, ~or_(*keep)) if keep else \
+        select(IdempotentResponse.key).where(old)
 
 
 def _count(s: Session, stmt: Any) -> int:
@@ -122,7 +126,7 @@ def count(s: Session, cutoffs: Cutoffs) -> dict[str, int]:
     if cutoffs.numbers:
         counts["numbers"] = _count(s, _number_calls(cutoffs.numbers, now))
     if cutoffs.replies:
-        counts["replies"] = _count(s, _reply_keys(cutoffs.replies, now))
+        counts["replies"] = _count(s, _reply_keys(s, cutoffs.replies, now))
     return counts
 
 
@@ -147,7 +151,7 @@ def prune(s: Session, cutoffs: Cutoffs, salt: str,
         done["numbers"] = _batched(s, _number_calls(cutoffs.numbers, now),
                                    lambda s, sids: _hash_numbers(s, sids, salt))
     if cutoffs.replies:
-        done["replies"] = _batched(s, _reply_keys(cutoffs.replies, now),
+        done["replies"] = _batched(s, _reply_keys(s, cutoffs.replies, now),
                                    lambda s, keys: _delete(s, IdempotentResponse, IdempotentResponse.key, keys))
     return done
 
