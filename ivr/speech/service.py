@@ -21,7 +21,6 @@ from flask import Flask, current_app
 
 from ivr.routing.rules import Rules
 from ivr.speech.engines.base import Engine, EngineUnavailable
-from ivr.speech.pool import decode_pool
 from ivr.speech.engines.pocketsphinx import DEFAULT_MAX_DECODERS
 from ivr.speech.engines.twilio import TWILIO_LOCALES, TwilioEngine
 
@@ -178,10 +177,15 @@ class SpeechService:
         return capture if capture in ("stream", "record", "twilio") else "stream"
 
     def warm(self, languages: tuple[str, ...]) -> None:
-        """Load the local engines for `languages` in the decode pool, off the start-up path."""
-        for language in languages:
-            if self.choose(language) in LOCAL_ENGINES:
-                decode_pool().submit(self._warm_one, language, must_run=True)
+        """Load the local engines for `languages` in a background thread, off the start-up path.
+
+        Not in the decode pool: loading takes seconds, and with one decode thread per worker
+        (gunicorn.conf.py) the first callers' decodes would wait behind it and be asked again.
+        """
+        wanted = [language for language in languages if self.choose(language) in LOCAL_ENGINES]
+        if wanted:
+            threading.Thread(target=lambda: [self._warm_one(language) for language in wanted],
+                             name="ivr-speech-warm", daemon=True).start()
 
     def _warm_one(self, language: str) -> None:
         try:
