@@ -9,9 +9,8 @@ from http.server import BaseHTTPRequestHandler
 from typing import Iterator
 
 import pytest
-from twilio.request_validator import RequestValidator
 
-from tests.conftest import PUBLIC_URL, TEST_AUTH_TOKEN
+from conftest import TEST_AUTH_TOKEN, signed_post, simulated_call
 from tests.https_server import HTTPSServer, trust
 
 ACCOUNT_SID = "AC" + "1" * 32
@@ -61,16 +60,11 @@ def app_config(app_config, recordings):
     return app_config
 
 
-def signed_post(client, path: str, form: dict[str, str]):
-    """POST as Twilio does: form data signed over the public URL."""
-    signature = RequestValidator(TEST_AUTH_TOKEN).compute_signature(PUBLIC_URL + path, form)
-    return client.post(path, data=form, headers={"X-Twilio-Signature": signature})
-
-
 def start_call(client, sid: str) -> None:
-    form = {"CallSid": sid, "AccountSid": ACCOUNT_SID, "From": "+15551234567", "To": "+15557654321",
-            "CallStatus": "ringing"}
-    assert signed_post(client, "/voice/incoming", form).status_code == 200
+    """A call that has chosen English and is at the "what are you calling about" step."""
+    call = simulated_call(client, sid=sid, from_="+15551234567", to="+15557654321")
+    assert call.call().status_code == 200
+    assert call.press("1").status_code == 200 and call.find("Record") is not None
 
 
 def recorded(client, sid: str, url: str):
@@ -85,6 +79,18 @@ def twiml(response) -> ET.Element:
     root = ET.fromstring(response.get_data())
     assert root.tag == "Response"
     return root
+
+
+def assert_no_input(app, sid: str, root: ET.Element) -> None:
+    """The line treated the answer as no input: a turn with nothing heard, decided as "no input"
+    (ask again), and TwiML that listens again. A crash would instead roll everything back and
+    answer with the operator rescue (a <Dial>, no turn stored)."""
+    assert root.find(".//Dial") is None, ET.tostring(root, encoding="unicode")
+    assert root.find(".//Record") is not None, "the caller is asked again, on the recording path"
+    turns = call_record(app, sid)["turns"]
+    assert [turn["step"] for turn in turns] == ["welcome", "ask"]      # English was chosen first
+    assert turns[-1]["heard"] is None and turns[-1]["digits"] is None
+    assert "no input" in turns[-1]["decision"]["reason"]
 
 
 def call_record(app, sid: str) -> dict:
@@ -112,30 +118,57 @@ def test_recorded_speech_is_downloaded_recognised_and_decided(app, client, recor
 
 
 @pytest.mark.parametrize("path", ["/missing", "/not-a-wav"])
-def test_unusable_recording_is_no_input_not_an_error(app, client, recordings, path):
+def test_unusable_recording_is_no_input_not_an_error(app, client, recordings, path, caplog):
     recordings.files["/not-a-wav"] = b"<html>oops</html>"
     start_call(client, "CArec2")
-    root = twiml(recorded(client, "CArec2", recordings.base + path))
-    assert len(root), "a failed download must still lead somewhere (reprompt or menu)"
-    record = call_record(app, "CArec2")
-    assert not any(t["heard"] for t in record["turns"])
+    with caplog.at_level("WARNING"):
+        root = twiml(recorded(client, "CArec2", recordings.base + path))
+    assert_no_input(app, "CArec2", root)
+    assert any("treating as no input" in r.getMessage() for r in caplog.records)
+    assert not any("webhook" in r.getMessage() and "failed" in r.getMessage() for r in caplog.records)
 
 
 def test_unreachable_recording_host_is_no_input(app, client):
     start_call(client, "CArec3")
-    root = twiml(recorded(client, "CArec3", "http://127.0.0.1:9/nothing-listens-here"))
-    assert len(root)
+    root = twiml(recorded(client, "CArec3", "https://127.0.0.1:9/nothing-listens-here"))
+    assert_no_input(app, "CArec3", root)
 
 
-def test_oversized_recording_is_refused(app, client, recordings, monkeypatch):
+def test_oversized_recording_is_refused_as_no_input(app, client, recordings, monkeypatch, caplog):
+    """A real WAV (speech, then minutes of line noise) bigger than the limit is not decoded."""
+    from tests.speechgen import synthesize_phone_audio
+
+    from ivr.speech.audio import Audio, parse_wav, wav_bytes
     from ivr.web.voice import recording
 
-    monkeypatch.setattr(recording, "MAX_RECORDING_BYTES", 1000)
-    recordings.files["/big"] = b"RIFF" + bytes(5000)
+    speech = parse_wav(synthesize_phone_audio(POTHOLE, ulaw=False).read_bytes())
+    # Twilio's recording format (8 kHz 16-bit PCM): the answer, then 5 minutes of an open line.
+    big = wav_bytes(Audio(speech.pcm16 + bytes(2 * speech.sample_rate * 60 * 5), speech.sample_rate))
+    assert len(big) > recording.MAX_RECORDING_BYTES and parse_wav(big).sample_rate == speech.sample_rate
+    recordings.files["/big"] = big
     start_call(client, "CArec4")
-    twiml(recorded(client, "CArec4", recordings.base + "/big"))
-    record = call_record(app, "CArec4")
-    assert not any(t["heard"] for t in record["turns"])
+    with caplog.at_level("WARNING"):
+        root = twiml(recorded(client, "CArec4", recordings.base + "/big"))
+    assert_no_input(app, "CArec4", root)
+    assert any("larger than" in r.getMessage() for r in caplog.records)
+
+
+def test_a_crash_in_recognition_is_told_apart_from_no_input(app, client, recordings, monkeypatch):
+    """A bug (not a bad recording) goes to the rescue: the operator, nothing half-stored."""
+    from tests.speechgen import synthesize_phone_audio
+
+    from ivr.web.voice import recording
+
+    def broken(*_args, **_kwargs):
+        raise ZeroDivisionError("a bug in recognition")
+
+    monkeypatch.setattr(recording, "transcribe", broken)
+    recordings.files["/ok"] = synthesize_phone_audio(POTHOLE).read_bytes()
+    start_call(client, "CArec5")
+    root = twiml(recorded(client, "CArec5", recordings.base + "/ok"))
+    assert root.find(".//Dial") is not None            # straight to a person
+    # The failed webhook stored nothing: only the language choice before it is there.
+    assert [turn["step"] for turn in call_record(app, "CArec5")["turns"]] == ["welcome"]
 
 
 def test_unsigned_recording_callback_is_refused(client, recordings):
