@@ -59,7 +59,11 @@ def make_engine(url: str) -> Engine:
             kwargs["poolclass"] = StaticPool
         engine = create_engine(url, **kwargs)
         event.listen(engine, "connect", _sqlite_on_connect)
-        event.listen(engine, "before_cursor_execute", sqlite.begin_immediate_before_write)
+        if not in_memory:   # a StaticPool's one connection is shared, so it cannot take turns
+            writers = sqlite.WriterQueue(SQLITE_BUSY_TIMEOUT_MS / 1000 / 5)
+            event.listen(engine, "before_cursor_execute", writers.before_execute)   # first: the turn,
+            event.listen(engine.pool, "checkin", writers.checkin)
+        event.listen(engine, "before_cursor_execute", sqlite.begin_immediate_before_write)  # then BEGIN
         return engine
     if parsed.get_backend_name() == "postgresql":
         # No pool_pre_ping: its SELECT 1 was one of ~7 round trips per webhook. The webhook's
