@@ -61,9 +61,8 @@ def make_engine(url: str) -> Engine:
         event.listen(engine, "connect", _sqlite_on_connect)
         if not in_memory:   # a StaticPool's one connection is shared, so it cannot take turns
             writers = sqlite.WriterQueue(SQLITE_BUSY_TIMEOUT_MS / 1000 / 5)
-            event.listen(engine, "before_cursor_execute", writers.before_execute)   # first: the turn,
+            event.listen(engine, "before_cursor_execute", writers.before_execute)
             event.listen(engine.pool, "checkin", writers.checkin)
-        event.listen(engine, "before_cursor_execute", sqlite.begin_immediate_before_write)  # then BEGIN
         return engine
     if parsed.get_backend_name() == "postgresql":
         # No pool_pre_ping: its SELECT 1 was one of ~7 round trips per webhook. The webhook's
@@ -77,10 +76,6 @@ def make_engine(url: str) -> Engine:
 
 
 def _sqlite_on_connect(dbapi_conn: Any, _record: Any) -> None:
-    # Transactions are opened by `sqlite.begin_immediate_before_write`, not by the driver: its
-    # implicit BEGIN is DEFERRED, which lets two processes' transactions both read and then
-    # deadlock on the write ("database is locked" at once, whatever the busy timeout).
-    dbapi_conn.isolation_level = None
     cursor = dbapi_conn.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")

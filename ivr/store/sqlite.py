@@ -1,16 +1,11 @@
-"""SQLite as a store for several worker processes (the embedded default).
+"""Keeping SQLite's slow moments off the webhook's response time (the embedded default store).
 
-- `begin_immediate_before_write`: a transaction takes the write lock at its first write and
-  waits for it (busy timeout), so concurrent writers in several processes queue instead of
-  failing with "database is locked".
-- `WriterQueue`: the writers of one process take turns on a lock that wakes the next at once, so
-  SQLite sees one writer per process. Measured with gunicorn (2 workers × 32 threads, 100
-  concurrent calls, load ~13): without it, 64 threads polling SQLite's busy handler (which sleeps
-  1, 2, 5 … 100 ms between tries) starved some writers past the 5 s busy timeout.
+- `WriterQueue`: writers of one process take turns on a lock that wakes the next at once,
+  instead of colliding in SQLite, whose busy handler sleeps 1, 2, 5, 10 … ms between tries.
 - `Checkpointer`: the WAL checkpoint (copying the log into the database, with an fsync) runs
   after a response has been sent, at most once a second per process, instead of inside the
   commit of whichever webhook crossed SQLite's 1,000-page threshold.
-The checkpointer is an optimisation only: if it does not run, SQLite's own checkpoints still do.
+Both are optimisations only: if they do not run, SQLite's own locking and checkpoints still do.
 """
 from __future__ import annotations
 
@@ -29,26 +24,6 @@ log = logging.getLogger(__name__)
 #: net, since `Checkpointer` normally keeps the WAL to a few hundred pages.
 AUTOCHECKPOINT_PAGES = 10_000
 CHECKPOINT_EVERY_S = 1.0
-
-
-#: Statements that write (a transaction that runs one needs SQLite's write lock).
-_WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE", "CREATE", "DROP", "ALTER")
-
-
-def begin_immediate_before_write(conn: Any, cursor: Any, statement: str, _params: Any, _context: Any,
-                                 _many: bool) -> None:
-    """`before_cursor_execute` listener: open the transaction with ``BEGIN IMMEDIATE`` at its first write.
-
-    Reads before the first write run outside a transaction (each sees the latest commit), so a
-    webhook's write transaction holds the lock only for its writes and commit. ``IMMEDIATE``
-    takes the write lock at BEGIN, waiting up to the busy timeout for another process's writer;
-    a DEFERRED transaction that had read would instead fail at once with "database is locked"
-    when another process committed first (SQLite cannot upgrade its stale snapshot).
-    """
-    dbapi_conn = cursor.connection
-    if dbapi_conn.in_transaction or not statement.lstrip()[:7].upper().startswith(_WRITES):
-        return
-    dbapi_conn.execute("BEGIN IMMEDIATE")
 
 
 class WriterQueue:
