@@ -246,7 +246,10 @@ def try_lock(conn: Connection) -> bool:
     """
     if conn.dialect.name != "postgresql":
         return True
-    taken = bool(conn.execute(text("SELECT pg_try_advisory_lock(:key)"), {"key": PG_LOCK_KEY}).scalar())
+    # Keyed by schema too: advisory locks are server-wide, and one server may hold several lines'
+    # (or test) schemas that must not wait for each other.
+    taken = bool(conn.execute(text("SELECT pg_try_advisory_lock(:key, hashtext(current_schema()))"),
+                              {"key": PG_LOCK_KEY}).scalar())
     conn.commit()
     return taken
 
@@ -255,5 +258,5 @@ def unlock(conn: Connection) -> None:
     """Release `try_lock`'s lock."""
     if conn.dialect.name == "postgresql":
         conn.rollback()
-        conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": PG_LOCK_KEY})
+        conn.execute(text("SELECT pg_advisory_unlock(:key, hashtext(current_schema()))"), {"key": PG_LOCK_KEY})
         conn.commit()
