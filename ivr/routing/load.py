@@ -20,9 +20,11 @@ from ivr.routing.departments import parse_departments
 from ivr.routing.fields import Context
 from ivr.routing.problems import ConfigError, Problem
 from ivr.routing.rules import Rules, Thresholds
+from ivr.routing.topics import parse_topics
 from ivr.routing.yamlread import Reader
 
-TOP_KEYS = ("languages", "operator", "thresholds", "defaults", "departments", "menu", "emergency", "intents")
+TOP_KEYS = ("languages", "operator", "thresholds", "defaults", "departments", "menu", "emergency", "intents",
+            "topics")
 _REQUIRED_TOP = ("languages", "operator", "thresholds", "departments", "menu", "emergency", "intents")
 _LANGUAGE = re.compile(r"^[a-z]{2,3}$")
 
@@ -87,6 +89,7 @@ def build_rules(text: str, path: str, lang_dirs: Iterable[str | Path] = ()) -> R
     menu = references.parse_menu(ctx, top["menu"][1]) if "menu" in top else None
     intents = references.parse_intents(ctx, top["intents"][1]) if "intents" in top else None
     emergency = references.parse_emergency(ctx, top["emergency"][1]) if "emergency" in top else None
+    topics = parse_topics(ctx, top["topics"][1], intents) if "topics" in top else ()
     references.check_fallbacks(ctx)
     if menu is not None and operator is not None:
         references.check_reachable(ctx, operator)
@@ -96,7 +99,8 @@ def build_rules(text: str, path: str, lang_dirs: Iterable[str | Path] = ()) -> R
         # Each builder reports why it returned None, so this means a builder forgot to.
         raise RuntimeError(f"{path}: rules incomplete without a reported problem (a validator bug)")
     return Rules(languages=ctx.languages, operator=operator, departments=dict(ctx.departments),
-                 intents=intents, menu=menu, thresholds=thresholds, emergency=emergency, source=path, lang=lang)
+                 intents=intents, menu=menu, thresholds=thresholds, emergency=emergency, topics=topics or (),
+                 source=path, lang=lang)
 
 
 def parse_rules(text: str, path: str = "<rules>", lang_dirs: Iterable[str | Path] = ()) -> Rules:

@@ -88,6 +88,20 @@ class Intent:
 
 
 @dataclass(frozen=True)
+class Topic:
+    """Something citizens subscribe to for alerts ("SUBSCRIBE WATER") and that callers hear about.
+
+    An alert on a topic is heard first by callers whose request is one of its `intents`; texts
+    about it are handled by `department`.
+    """
+    id: str
+    name: Localized            # "water service" / "servicio de agua": what texts call it
+    keywords: Phrases          # SMS words per language ("water" / "agua"); the id always works too
+    intents: tuple[str, ...]   # intent ids this topic covers
+    department: str            # the department that handles it
+
+
+@dataclass(frozen=True)
 class MenuOption:
     """A keypad menu entry: either a department (leaf) or a sub-menu of options."""
     digit: str
@@ -120,6 +134,7 @@ class Rules:
     menu: tuple[MenuOption, ...]        # top level; 0 = operator and 9 = repeat are reserved
     thresholds: Thresholds
     emergency: Emergency
+    topics: tuple[Topic, ...] = ()      # alert topics, in file order (optional section)
     source: str = field(default="", compare=False)  # path it was loaded from
     #: What the line knows about each language (ivr/lang/<code>.yaml, or lang/ beside the rules).
     lang: Mapping[str, Language] = field(default_factory=dict, compare=False, repr=False)
@@ -136,6 +151,14 @@ class Rules:
     def intent(self, intent_id: str) -> Intent:
         """The intent with this id (StopIteration if there is none)."""
         return next(i for i in self.intents if i.id == intent_id)
+
+    def topic(self, topic_id: str) -> Topic | None:
+        """The topic with this id, or None."""
+        return next((t for t in self.topics if t.id == topic_id), None)
+
+    def topic_for_intent(self, intent_id: str | None) -> Topic | None:
+        """The topic covering this intent (validation keeps it to one), or None."""
+        return next((t for t in self.topics if intent_id in t.intents), None) if intent_id else None
 
     def menu_path(self, department_id: str) -> str:
         """Keypad digits that reach a department, space-separated ("1 2"); "0" for the operator.

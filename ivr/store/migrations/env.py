@@ -13,6 +13,7 @@ from alembic import context
 from sqlalchemy import Connection
 
 from ivr.store import audit, console, retention, tokens  # noqa: F401 - their tables are in Base.metadata
+from ivr.store import alerts, sms_contacts  # noqa: F401 - SMS channel and topic alerts
 from ivr.store.models import Base
 
 config = context.config
