@@ -61,6 +61,20 @@ SAY_FALLBACKS = Counter("ivr_say_fallbacks", "Prompts spoken with <Say> because 
 RULES_RELOADS = Counter("ivr_rules_reloads", "Rules files reloaded after a change")
 RULES_RELOADS_REFUSED = Counter("ivr_rules_reloads_refused", "Changed rules files refused (invalid)")
 
+# --- outbox (texts, department notifications) -------------------------------------------------------------
+# Counted where delivery runs (`ivr worker`; its process shares PROMETHEUS_MULTIPROC_DIR when set).
+OUTBOX_DELIVERIES = Counter("ivr_outbox_deliveries", "Outbox delivery attempts by outcome",
+                            ["kind", "result"])   # result: sent | failed (will retry) | dead
+OUTBOX_SEND_SECONDS = Histogram("ivr_outbox_send_seconds", "Time to hand one message to its provider",
+                                ["kind"], buckets=WEBHOOK_BUCKETS)
+# Read from the database when /metrics is scraped (ivr.web.metrics), so every host reports the
+# one shared outbox, wherever its workers run.
+OUTBOX_MESSAGES = Gauge("ivr_outbox_messages", "Outbox rows by kind and status", ["kind", "status"],
+                        multiprocess_mode="mostrecent")
+OUTBOX_OLDEST_WAITING_SECONDS = Gauge("ivr_outbox_oldest_waiting_seconds",
+                                      "Age of the oldest row not yet sent or dead (0: none waiting)",
+                                      multiprocess_mode="mostrecent")
+
 
 def engine_label(engine_or_recognizer: Any) -> str:
     """A short engine name for labels: the engine's `name`, else its module (pocketsphinx, vosk …)."""

@@ -29,7 +29,7 @@ _CREATE = re.compile(r"^/2010-04-01/Accounts/(?P<account>AC[0-9a-f]{32})/(?P<kin
 class FakeTwilioRest:
     """A threaded HTTP server on 127.0.0.1 (a free port) speaking enough of api.twilio.com."""
 
-    def __init__(self, account_sid: str = ACCOUNT_SID, auth_token: str = AUTH_TOKEN) -> None:
+    def __init__(self, account_sid: str = ACCOUNT_SID, auth_token: str = AUTH_TOKEN, port: int = 0) -> None:
         self.account_sid, self.auth_token = account_sid, auth_token
         self.requests: list[dict[str, Any]] = []     # every request: method, path, form, authorised
         self.calls: list[dict[str, str]] = []        # form of each created call
@@ -37,7 +37,8 @@ class FakeTwilioRest:
         self._failures: list[tuple[int, int, str]] = []
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        # port: a fixed one lets a test stop the fake and start another in its place ("Twilio is back").
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), self._handler())
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     @property

@@ -1,4 +1,4 @@
-"""Background jobs: retention (and, later, the outbox), run by `ivr worker` with huey.
+"""Background jobs: retention and outbox delivery, run by `ivr worker` with huey.
 
 Public surface:
 - `huey`: the queue (SQLite in the instance folder, or Redis when IVR_REDIS_URL is set);
@@ -21,7 +21,7 @@ __all__ = ["JobsConfigError", "app_periodic_task", "app_task", "bound_app", "hue
            "storage_description", "TASK_MODULES"]
 
 #: Modules that declare tasks; imported by init_app so the worker knows every task.
-TASK_MODULES = ("ivr.jobs.retention",)
+TASK_MODULES = ("ivr.jobs.retention", "ivr.jobs.outbox")
 
 
 def init_app(app: Flask) -> None:
