@@ -208,11 +208,15 @@ def test_a_crash_after_the_claim_is_recovered_when_the_lease_runs_out(app, twili
     assert (row.status, row.provider_id) == ("sent", "SMnew")
 
 
-def test_a_number_that_opted_out_is_never_texted(app, twilio, monkeypatch):
-    stopped = {CITIZEN}
-    monkeypatch.setattr(outbox_worker, "_opted_out_check", lambda: lambda s, phone: phone in stopped)
+def test_a_number_that_opted_out_is_never_texted(app, twilio):
+    """STOP is checked when the text is sent: a STOP that arrives while the text waits stops it."""
+    from ivr.store import sms_contacts
+
     _text(app)
     _text(app, key="other", to="+13125550199")
+    with _session(app) as s:
+        sms_contacts.opt_out(s, CITIZEN)
+        s.commit()
     report = outbox_worker.drain(app)
     assert report.counts["dead"] == 1 and report.counts["sent"] == 1
     assert [m["To"] for m in twilio.messages] == ["+13125550199"]
