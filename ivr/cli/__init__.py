@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import click
 
-from ivr.cli import (api, call, calls, check, db, holidays, models, outbox, prompts, route, serve, users, voices,
-                     worker)
+from ivr.cli import (api, call, calls, check, db, holidays, models, outbox, prompts, route, serve, service_requests,
+                     users, voices, worker)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -16,7 +16,8 @@ def cli() -> None:
     """City-line IVR call router."""
 
 
-for _module in (check, holidays, route, serve, call, calls, prompts, voices, models, db, worker, outbox, api, users):
+for _module in (check, holidays, route, serve, call, calls, prompts, voices, models, db, worker, outbox, api, users,
+                service_requests):
     _module.register(cli)
 
 

@@ -79,3 +79,5 @@ def register(cli: click.Group) -> None:
         click.echo(_summary(rules_path, rules, checked_prompts))
         for warning in warnings(rules, date.today()):
             click.echo(f"{rules_path}: warning: {warning}", err=True)
+        for found in rules.warnings:   # with their line: FILE:LINE: warning: …
+            click.echo(f"{found.path}:{found.line}: warning: {found.message}", err=True)

@@ -10,11 +10,12 @@ from ivr.routing.fields import (BUSY_ACTIONS, CLOSED_ACTIONS, Context, check_id,
                                 parse_line, parse_whisper)
 from ivr.routing.rules import Department, Fallback
 from ivr.routing.holiday_calendar import HolidayCalendar
+from ivr.routing.notify import parse_notify
 from ivr.routing.schedule import parse_closures, parse_holidays, parse_hours, parse_timezone
 
 DEFAULT_KEYS = ("timezone", "hours", "holidays", "answer", "when_closed", "when_busy", "whisper")
 DEPARTMENT_KEYS = ("name", "line", "queue", "answer", "timezone", "hours", "closures", "observes_holidays",
-                   "when_closed", "when_busy", "whisper")
+                   "when_closed", "when_busy", "whisper", "notify")
 ANSWER_MODES = ("transfer", "queue")
 _QUEUE_MAX = 64  # Twilio's limit on a queue's friendly name
 
@@ -69,6 +70,7 @@ def _department(ctx: Context, dept_id: str, key_node: Node, node: Node,
         # A default that was given but is broken is reported once there, not per department.
         if key not in merged and key not in entries and key not in defaults_given:
             reader.report(key_node, f"{what} has no {key} — set '{key}:' here or under 'defaults:'")
+    notify = parse_notify(reader, entries["notify"][1], what) if "notify" in entries else ()
     closures = own.get("closures", ())
     calendar = None
     if merged.get("observes_holidays", True):
@@ -77,7 +79,7 @@ def _department(ctx: Context, dept_id: str, key_node: Node, node: Node,
             calendar = city
         else:                                    # the older form: a list of dated closures
             closures = city + closures
-    if None in (name, line, queue) or "timezone" not in merged or "hours" not in merged:
+    if None in (name, line, queue, notify) or "timezone" not in merged or "hours" not in merged:
         return None
     return Department(
         id=dept_id, name=name, line=line, queue=queue,  # type: ignore[arg-type]  # None ruled out above
@@ -86,7 +88,7 @@ def _department(ctx: Context, dept_id: str, key_node: Node, node: Node,
         holidays=calendar, observes_holidays=merged.get("observes_holidays", True),
         when_closed=merged.get("when_closed", Fallback("voicemail")),
         when_busy=merged.get("when_busy", Fallback("queue")),
-        whisper=merged.get("whisper", ""),
+        whisper=merged.get("whisper", ""), notify=notify,  # type: ignore[arg-type]
     )
 
 

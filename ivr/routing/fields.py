@@ -33,6 +33,7 @@ class Context:
     fallback_nodes: dict[tuple[str, str], Node] = field(default_factory=dict)  # (id, when_x) → node
     menu_paths: dict[str, str] = field(default_factory=dict)             # department id → "1 2"
     operator: str | None = None                                          # its keypad path is "0"
+    service_codes: dict[str, tuple[str, Node]] = field(default_factory=dict)  # code → (intent, node)
 
 
 def check_id(reader: Reader, node: Node, what: str) -> str | None:

@@ -100,7 +100,7 @@ def build_rules(text: str, path: str, lang_dirs: Iterable[str | Path] = ()) -> R
         raise RuntimeError(f"{path}: rules incomplete without a reported problem (a validator bug)")
     return Rules(languages=ctx.languages, operator=operator, departments=dict(ctx.departments),
                  intents=intents, menu=menu, thresholds=thresholds, emergency=emergency, topics=topics or (),
-                 source=path, lang=lang)
+                 source=path, lang=lang, warnings=tuple(sorted(reader.warnings, key=lambda p: p.line)))
 
 
 def parse_rules(text: str, path: str = "<rules>", lang_dirs: Iterable[str | Path] = ()) -> Rules:

@@ -16,7 +16,10 @@ from ivr.routing.yamlread import is_null, suggest
 
 _MENU_DIGITS = "12345678"   # 0 = operator and 9 = repeat at every level
 _OPTION_KEYS = ("label", "department", "options")
-_INTENT_KEYS = ("department", "description", "keywords", "examples", "digit")
+_INTENT_KEYS = ("department", "description", "keywords", "examples", "digit", "service_code", "service_name")
+#: A service code as Open311 clients send it back in URLs and forms: short, no spaces or slashes.
+_SERVICE_CODE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
+NO_SERVICE = "none"   # `service_code: none`: informational intent, nothing to report
 _EMERGENCY_KEYS = ("phrases", "examples", "advisory", "transfer")
 
 
@@ -128,10 +131,54 @@ def _intent(ctx: Context, intent_id: str, key_node: Node, node: Node) -> Intent 
             reader.report(entries["digit"][1], f"the digit of {what} is '{digit}' but department "
                                                f"'{department}' is at '{path}' in the menu — write "
                                                f"digit: \"{path}\" or remove it (it follows the menu)")
-    if department is None or description is None or keywords is None or examples is None:
+    service = _service(ctx, intent_id, key_node, entries)
+    if department is None or description is None or keywords is None or examples is None or service is None:
         return None
+    code, name = service
     return Intent(id=intent_id, department=department, description=description,
-                  keywords=keywords, examples=examples)
+                  keywords=keywords, examples=examples, service_code=code, service_name=name)
+
+
+def _service(ctx: Context, intent_id: str, key_node: Node,
+             entries: dict[str, tuple[Node, Node]]) -> tuple[str | None, dict[str, str] | None] | None:
+    """(service_code, service_name) of an intent; None when either is unusable (reported)."""
+    reader, what = ctx.reader, f"intent '{intent_id}'"
+    name = None
+    if "service_name" in entries:
+        name = reader.localized(entries["service_name"][1], f"the service_name of {what}", ctx.languages)
+        if name is None:
+            return None
+    if "service_code" not in entries:
+        if name is not None:
+            reader.report(entries["service_name"][1], f"{what} has a service_name but no service_code — add "
+                                                      f"service_code: {intent_id.replace('_', '-')}")
+            return None
+        reader.warn(key_node, f"{what} has no service_code — give it one if citizens report it as a problem "
+                              f"(e.g. service_code: {intent_id.replace('_', '-')}), or write "
+                              "service_code: none for an informational intent")
+        return None, None
+    node = entries["service_code"][1]
+    code = reader.text(node, f"the service_code of {what}")
+    if code is None:
+        return None
+    if code.lower() == NO_SERVICE:
+        if name is not None:
+            reader.report(entries["service_name"][1], f"{what} has service_code: none, so its service_name is "
+                                                      "never used — remove it or give the intent a code")
+            return None
+        return None, None
+    if not _SERVICE_CODE.match(code):
+        fixed = re.sub(r"[^a-z0-9_.-]+", "-", code.lower()).strip("-._")
+        reader.report(node, f"the service_code of {what} '{code}' must be 1-64 lowercase letters, digits, '-', "
+                            f"'_' or '.' (it goes in Open311 URLs), e.g. '{fixed or intent_id}'")
+        return None
+    if code in ctx.service_codes:
+        other, first = ctx.service_codes[code]
+        reader.report(node, f"service_code '{code}' of {what} is already the code of intent '{other}' (line "
+                            f"{first.start_mark.line + 1}) — each service needs its own code")
+        return None
+    ctx.service_codes[code] = (intent_id, node)
+    return code, name
 
 
 def parse_intents(ctx: Context, node: Node) -> tuple[Intent, ...] | None:

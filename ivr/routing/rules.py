@@ -10,6 +10,7 @@ from datetime import date, time
 from typing import Mapping, Protocol
 
 from ivr.lang import Language, builtin
+from ivr.routing.problems import Problem
 
 #: Text per language code, e.g. {"en": "Streets and Roads", "es": "Calles y Carreteras"}.
 Localized = Mapping[str, str]
@@ -62,6 +63,24 @@ class Fallback:
 
 
 @dataclass(frozen=True)
+class NotifyTarget:
+    """Where a department's new service requests are sent (`departments.<id>.notify`).
+
+    kind: "email" (target: an address), "webhook" (target: an https URL; the JSON body is signed
+    with HMAC-SHA256 using the secret in the environment variable `secret_env`) or "open311"
+    (target: an upstream GeoReport v2 base URL; `api_key_env` names the variable holding its
+    api_key; `service_code` overrides ours upstream; `jurisdiction_id` is sent when given).
+    Secrets are never in the rules file, only the names of the variables that hold them.
+    """
+    kind: str
+    target: str
+    secret_env: str | None = None
+    api_key_env: str | None = None
+    service_code: str | None = None
+    jurisdiction_id: str | None = None
+
+
+@dataclass(frozen=True)
 class Department:
     id: str
     name: Localized
@@ -76,6 +95,7 @@ class Department:
     when_closed: Fallback = Fallback("voicemail")
     when_busy: Fallback = Fallback("queue")     # busy, no-answer and failed dials
     whisper: str = ""          # template for the agent: {department} {heard} {confidence} {language} {caller}
+    notify: tuple[NotifyTarget, ...] = ()      # where its new service requests go (ivr.outbox)
 
 
 @dataclass(frozen=True)
@@ -85,6 +105,10 @@ class Intent:
     description: Localized     # "a problem with a street light" — used in "It sounds like …"
     keywords: Phrases          # strong single words / short phrases
     examples: Phrases          # whole example utterances
+    #: The service a citizen can report under this intent (a service request's code, Open311's
+    #: service_code); None for informational intents (`service_code: none`: bills, hours …).
+    service_code: str | None = None
+    service_name: Localized | None = None   # None: the description, capitalised (ivr.routing.services)
 
 
 @dataclass(frozen=True)
@@ -136,6 +160,8 @@ class Rules:
     emergency: Emergency
     topics: tuple[Topic, ...] = ()      # alert topics, in file order (optional section)
     source: str = field(default="", compare=False)  # path it was loaded from
+    #: Valid but probably not meant (FILE:LINE): `ivr check` prints them, the line still serves.
+    warnings: tuple[Problem, ...] = field(default=(), compare=False, repr=False)
     #: What the line knows about each language (ivr/lang/<code>.yaml, or lang/ beside the rules).
     lang: Mapping[str, Language] = field(default_factory=dict, compare=False, repr=False)
 

@@ -61,11 +61,17 @@ class Reader:
     def __init__(self, path: str) -> None:
         self.path = path
         self.problems: list[Problem] = []
+        self.warnings: list[Problem] = []   # valid, but probably not meant: reported, not refused
 
     def report(self, where: Node | int, message: str) -> None:
         """Record a problem at a node's line (or an explicit line number)."""
         line = where if isinstance(where, int) else line_of(where)
         self.problems.append(Problem(self.path, line, message))
+
+    def warn(self, where: Node | int, message: str) -> None:
+        """Record a warning at a node's line: `ivr check` prints it, the rules still load."""
+        line = where if isinstance(where, int) else line_of(where)
+        self.warnings.append(Problem(self.path, line, message))
 
     def compose(self, text: str) -> Node | None:
         """Parse YAML syntax; a syntax error becomes a problem at its line."""

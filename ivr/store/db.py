@@ -30,6 +30,7 @@ from ivr.store import batch, driver, sqlite
 # Tables kept in their own modules join Base.metadata when imported (create_all, migrations).
 from ivr.store import audit, console, outbox, retention, tokens  # noqa: F401
 from ivr.store import alerts, sms_contacts  # noqa: F401 - SMS channel and topic alerts
+from ivr.store import service_requests  # noqa: F401 - its tables join Base.metadata
 from ivr.store.models import Base
 
 log = logging.getLogger(__name__)

@@ -34,6 +34,16 @@ def mask_number(number: str | None) -> str:
     return normal[:2] + "*" * (len(normal) - 6) + normal[-4:]
 
 
+def mask_email(address: str | None) -> str:
+    """An email address with its local part hidden but its first letter: ``j***@example.gov``."""
+    if not address:
+        return ""
+    local, at, domain = address.strip().rpartition("@")
+    if not at or not local:
+        return "***"
+    return f"{local[0]}***@{domain}"
+
+
 #: Fields of a call document (ivr.store.history) that hold phone numbers.
 NUMBER_FIELDS = ("from", "to")
 

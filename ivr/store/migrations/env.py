@@ -14,6 +14,7 @@ from sqlalchemy import Connection
 
 from ivr.store import audit, console, retention, tokens  # noqa: F401 - their tables are in Base.metadata
 from ivr.store import alerts, sms_contacts  # noqa: F401 - SMS channel and topic alerts
+from ivr.store import service_requests  # noqa: F401 - its tables join Base.metadata
 from ivr.store.models import Base
 
 config = context.config
