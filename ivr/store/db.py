@@ -6,7 +6,8 @@ what was left uncommitted (and logs it) and closes the session. ``replies.rememb
 commits for the caller, because the stored response and the webhook's effects must become
 durable together.
 
-SQLite (the embedded default) gets WAL, a busy timeout and foreign keys on every connection;
+SQLite (the embedded default) gets WAL, a busy timeout and foreign keys on every connection,
+and writers that take turns across processes (`sqlite.WriteTurn`);
 PostgreSQL gets a short connect timeout so an unreachable database fails fast rather than
 hanging a Twilio webhook past Twilio's own timeout, and (with psycopg2) `batch`, which sends a
 webhook's writes, BEGIN and COMMIT with its other statements: ~3 round trips instead of ~8.
@@ -38,7 +39,9 @@ log = logging.getLogger(__name__)
 PROJECT_ROOT = Path(__file__).resolve().parent.parent.parent
 ALEMBIC_INI = PROJECT_ROOT / "alembic.ini"
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
-SQLITE_BUSY_TIMEOUT_MS = 5000     # concurrent writers wait this long for the write lock
+SQLITE_BUSY_TIMEOUT_MS = 5000     # a writer outside the write turn (sqlite3 shell) waits this long
+SQLITE_POOL_SIZE = 48             # connections per process kept open (threads per worker + room)
+SQLITE_TURN_WAIT_S = 10           # a writer waits this long for its process's turn (Twilio waits 15 s)
 PG_CONNECT_TIMEOUT_S = 3          # well inside Twilio's 15 s webhook timeout
 PG_STATEMENT_TIMEOUT_MS = 5000
 
@@ -59,12 +62,17 @@ def make_engine(url: str) -> Engine:
         if in_memory:
             # One shared connection, or every session would see its own empty database.
             kwargs["poolclass"] = StaticPool
+        else:
+            # A connection for every request thread (gunicorn.conf.py: 32 per worker): the pool's
+            # wait for a free connection is not first-come first-served (measured: some requests
+            # waited 15 s behind others). Connections open only when needed and cost little.
+            kwargs.update(pool_size=SQLITE_POOL_SIZE, max_overflow=SQLITE_POOL_SIZE // 4)
         engine = create_engine(url, **kwargs)
         event.listen(engine, "connect", _sqlite_on_connect)
         if not in_memory:   # a StaticPool's one connection is shared, so it cannot take turns
-            writers = sqlite.WriterQueue(SQLITE_BUSY_TIMEOUT_MS / 1000 / 5)
-            event.listen(engine, "before_cursor_execute", writers.before_execute)
-            event.listen(engine.pool, "checkin", writers.checkin)
+            turn = sqlite.WriteTurn(parsed.database, SQLITE_TURN_WAIT_S)
+            event.listen(engine, "before_cursor_execute", turn.before_execute)
+            event.listen(engine.pool, "checkin", turn.checkin)
         return engine
     if parsed.get_backend_name() == "postgresql":
         # No pool_pre_ping: its SELECT 1 was one of ~7 round trips per webhook. The webhook's
@@ -78,6 +86,7 @@ def make_engine(url: str) -> Engine:
 
 
 def _sqlite_on_connect(dbapi_conn: Any, _record: Any) -> None:
+    sqlite.autocommit_on_connect(dbapi_conn)   # transactions begin in sqlite.WriteTurn
     cursor = dbapi_conn.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")

@@ -1,0 +1,127 @@
+"""SQLite with several writers: writers take turns (ivr.store.sqlite.WriteTurn) instead of polling
+SQLite's busy handler, so a long wait is a wait, never "database is locked".
+
+Two engines on one file stand for two gunicorn workers: each has its own turn and its own open
+lock file, and an flock held through one open file blocks the other even inside one process.
+"""
+from __future__ import annotations
+
+import threading
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.orm import sessionmaker
+
+from ivr.store import calls, db, models, replies
+from ivr.store.sqlite import FifoLock
+
+
+@pytest.fixture
+def two_workers(tmp_path, monkeypatch):
+    """Sessionmakers of two engines on one SQLite file, whose busy timeout is tiny (100 ms)."""
+    monkeypatch.setattr(db, "SQLITE_BUSY_TIMEOUT_MS", 100)
+    url = f"sqlite:///{tmp_path / 'ivr.sqlite3'}"
+    engines = [db.make_engine(url) for _ in range(2)]
+    db.upgrade(engines[0])
+    yield [sessionmaker(engine, expire_on_commit=False) for engine in engines]
+    for engine in engines:
+        engine.dispose()
+
+
+def _turns(made) -> list[str]:
+    with made() as s:
+        return list(s.scalars(select(models.Turn.heard).order_by(models.Turn.id)))
+
+
+def test_a_writer_waits_for_another_workers_transaction_longer_than_the_busy_timeout(two_workers):
+    first, second = two_workers
+    holder = first()
+    calls.add_turn(holder, "CA1", "ask", "", "first", None, 0.9, None, None)   # holds the turn, uncommitted
+    failures: list[BaseException] = []
+    started = threading.Event()
+
+    def other_worker() -> None:
+        try:
+            with second() as s:
+                started.set()
+                calls.add_turn(s, "CA2", "ask", "", "second", None, 0.9, None, None)
+                replies.remember_response(s, "CA2:1", "<Response/>")
+        except BaseException as exc:  # noqa: BLE001 - reported by the test thread
+            failures.append(exc)
+
+    thread = threading.Thread(target=other_worker)
+    thread.start()
+    started.wait(10)
+    # The other worker is waiting for the turn; keep it waiting well past SQLite's busy timeout.
+    thread.join(timeout=1.0)
+    assert thread.is_alive()
+    replies.remember_response(holder, "CA1:1", "<Response/>")
+    holder.close()
+    thread.join(timeout=30)
+    assert failures == []
+    assert _turns(first) == ["first", "second"]
+
+
+def test_a_read_before_another_workers_commit_does_not_stop_this_webhooks_write(two_workers):
+    """The webhook's first read runs outside any transaction, so there is no stale snapshot to
+    upgrade: SQLite would refuse that upgrade at once, without waiting ("database is locked")."""
+    first, second = two_workers
+    with first() as s:
+        calls.ensure_call(s, "CA1", "", "")
+        s.commit()
+    with first() as reader:
+        body, state = calls.recall_with_state(reader, ["CA1:1"], "CA1")
+        assert body is None and state is not None
+        with second() as other:   # another worker writes and commits in between
+            calls.add_event(other, "CA1", "status", {"status": "ringing"})
+            replies.remember_response(other, "CA1:0", "<Response/>")
+        calls.add_turn(reader, "CA1", "ask", "", "after", None, 0.9, None, None)
+        replies.remember_response(reader, "CA1:1", "<Response/>")
+    assert _turns(first) == ["after"]
+    with first() as s:
+        assert s.scalar(select(func.count()).select_from(models.Event)) == 1
+
+
+def test_the_turn_is_given_back_when_a_write_fails(two_workers):
+    first, second = two_workers
+    with first() as s:
+        calls.ensure_call(s, "CA1", "", "")
+        replies.remember_response(s, "CA1:1", "<Response>first</Response>")
+    with first() as s:   # a Twilio retry racing its original: the duplicate answer fails the INSERT
+        calls.add_turn(s, "CA1", "ask", "", "duplicate", None, 0.9, None, None)
+        assert replies.remember_response(s, "CA1:1", "<Response>again</Response>") == "<Response>first</Response>"
+    with second() as s:   # the other worker gets the turn: the failed transaction gave it back
+        calls.add_turn(s, "CA1", "ask", "", "next", None, 0.9, None, None)
+        replies.remember_response(s, "CA1:2", "<Response/>")
+    assert _turns(first) == ["next"]
+
+
+def test_fifo_lock_serves_waiters_in_the_order_they_came():
+    lock = FifoLock()
+    assert lock.acquire(timeout=1)
+    order: list[int] = []
+    threads = []
+    for n in range(5):
+        def wait(n: int = n) -> None:
+            assert lock.acquire(timeout=30)
+            order.append(n)
+            lock.release()
+        thread = threading.Thread(target=wait)
+        thread.start()
+        threads.append(thread)
+        while len(lock._waiters) < n + 1:   # queued before the next one starts
+            threading.Event().wait(0.001)
+    lock.release()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert order == [0, 1, 2, 3, 4]
+    assert lock.acquire(timeout=1)   # free again
+
+
+def test_fifo_lock_wait_can_end_without_the_lock():
+    lock = FifoLock()
+    assert lock.acquire(timeout=1)
+    assert lock.acquire(timeout=0.01) is False
+    assert not lock._waiters   # the one that gave up left the queue
+    lock.release()
+    assert lock.acquire(timeout=0.01)
