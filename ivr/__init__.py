@@ -37,6 +37,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from ivr import prompts
     from ivr.speech import service as speech
     from ivr.web import api, health, media, voice
+    from ivr.web import sms
     from ivr import jobs
     from ivr.web import console
     from ivr.web import metrics as web_metrics
@@ -47,6 +48,6 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     rules_source.init_app(app)
     prompts.init_app(app)
     speech.init_app(app)
-    for module in (health, voice, api, media, console):
+    for module in (health, voice, sms, api, media, console):
         module.init_app(app)
     return app

@@ -9,6 +9,7 @@ import click
 
 from ivr.cli import (api, call, calls, check, db, holidays, models, outbox, prompts, route, serve, service_requests,
                      users, voices, worker)
+from ivr.cli import alerts
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -17,7 +18,7 @@ def cli() -> None:
 
 
 for _module in (check, holidays, route, serve, call, calls, prompts, voices, models, db, worker, outbox, api, users,
-                service_requests):
+                service_requests, alerts):
     _module.register(cli)
 
 

@@ -12,6 +12,7 @@ import click
 
 from ivr import prompts
 from ivr.config import from_environment
+from ivr.prompts.sms_texts import check_sms_texts, sms_dir
 from ivr.routing.hours import without_holidays
 from ivr.routing.problems import ConfigError, Problem
 from ivr.routing.rules import Rules
@@ -28,6 +29,8 @@ def run_check(rules_path: str, prompts_dir: str | None) -> tuple[Rules | None, l
         problems.extend(exc.problems)
     if prompts_dir:
         problems.extend(prompts.check_prompts(prompts_dir, rules))
+        languages = rules.languages if rules is not None else sorted(p.stem for p in sms_dir(prompts_dir).glob("*.yaml"))
+        problems.extend(check_sms_texts(prompts_dir, languages))
     return rules, problems
 
 

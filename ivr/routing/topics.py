@@ -20,19 +20,11 @@ from yaml.nodes import Node
 from ivr.routing.fields import Context, check_id
 from ivr.routing.references import department_ref
 from ivr.routing.rules import Intent, Topic
+from ivr.routing.sms_keywords import COMMAND_WORDS
 from ivr.routing.text import fold
 from ivr.routing.yamlread import suggest
 
 _TOPIC_KEYS = ("name", "keywords", "intents", "department")
-
-#: Words an SMS conversation reserves (carrier keywords and the line's own commands, every language):
-#: a topic keyword equal to one could never be reached.
-COMMAND_WORDS = frozenset({
-    "stop", "stopall", "unsubscribe", "cancel", "end", "quit", "start", "yes", "unstop", "help", "info",
-    "status", "subscribe", "topics", "english", "espanol", "ayuda", "estado", "suscribir", "suscribirse",
-    "alta", "baja", "temas", "parar", "alto",
-})
-
 
 def topic_word(text: str) -> str:
     """How a topic word is compared: case and accents folded, surrounding punctuation dropped."""

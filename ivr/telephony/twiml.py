@@ -1,4 +1,4 @@
-"""Actions → TwiML. The only place TwiML is made, always through twilio's `VoiceResponse`.
+"""Actions → TwiML. The only place TwiML is made, through twilio's `VoiceResponse` (and `MessagingResponse` for texts).
 
 Every step that listens to the caller goes through `listen`, which renders per capture mode:
 ``twilio`` (Gather speech+DTMF), ``keypad`` (Gather DTMF), ``stream`` (Connect/Stream to our
@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 from urllib.parse import urlencode
 
+from twilio.twiml.messaging_response import MessagingResponse
 from twilio.twiml.voice_response import Dial, VoiceResponse
 
 from ivr.lang import locale
@@ -286,3 +287,17 @@ def render_to_human(line: str | None, words: str, language: str = "en-US") -> Vo
 def render_empty() -> VoiceResponse:
     """An empty <Response/> (status callbacks, a hung-up queue caller)."""
     return VoiceResponse()
+
+
+#: Twilio refuses a <Message> body over 1600 characters; ours stay far below, this is the backstop.
+MAX_MESSAGE = 1600
+
+
+def render_message(text: str | None) -> MessagingResponse:
+    """The answer to a text: one <Message>, or an empty <Response/> when nothing is to be sent
+    (an opted-out number, a retry already answered)."""
+    response = MessagingResponse()
+    if text and text.strip():
+        body = text.strip()
+        response.message(body if len(body) <= MAX_MESSAGE else body[:MAX_MESSAGE - 1] + "…")
+    return response
