@@ -13,6 +13,7 @@ from typing import Any, Mapping
 from sqlalchemy import JSON, Integer, String, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
+from ivr.store import write
 from ivr.store.models import Base, UTCDateTime, utcnow
 
 MAX_ACTOR = 128
@@ -33,15 +34,17 @@ class AuditEntry(Base):
     detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 
 
+# Writes are Core statements in the session's transaction (ivr.store.write).
+_INSERT = AuditEntry.__table__.insert().inline()
+
+
 def record(s: Session, actor: str, action: str, target: str = "",
-           detail: Mapping[str, Any] | None = None) -> AuditEntry:
-    """Add an entry to the session (the caller commits, with the action it describes)."""
+           detail: Mapping[str, Any] | None = None) -> None:
+    """Write an entry in the session's transaction (the caller commits, with the action it describes)."""
     if not actor or not action:
         raise ValueError("an audit entry needs an actor and an action")
-    entry = AuditEntry(at=utcnow(), actor=actor[:MAX_ACTOR], action=action[:MAX_ACTION],
-                       target=(target or "")[:MAX_TARGET], detail=dict(detail or {}))
-    s.add(entry)
-    return entry
+    write.connection(s).execute(_INSERT, {"at": utcnow(), "actor": actor[:MAX_ACTOR], "action": action[:MAX_ACTION],
+                                     "target": (target or "")[:MAX_TARGET], "detail": dict(detail or {})})
 
 
 def recent(s: Session, limit: int = 100, *, actor: str | None = None,

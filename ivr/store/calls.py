@@ -20,7 +20,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from ivr.routing.state import CallState, Turn
-from ivr.store import models
+from ivr.store import models, write
 from ivr.store.batch import DEFER
 from ivr.store.convert import jsonable, state_from_dict, turn_from_dict
 from ivr.store.replies import RESPONSES, stored_key
@@ -83,8 +83,7 @@ def _known(s: Session) -> set[str]:
 
 def _writer(s: Session) -> Any:
     """The session's connection for a Core write, flagged as written (teardown warns if uncommitted)."""
-    s.info["wrote"] = True
-    return s.connection()
+    return write.connection(s)
 
 
 def _existing_sid(s: Session, sid: str) -> str:

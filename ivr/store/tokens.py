@@ -11,9 +11,10 @@ import re
 import secrets
 from datetime import datetime
 
-from sqlalchemy import Integer, String, select
+from sqlalchemy import Integer, String, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
+from ivr.store import write
 from ivr.store.models import Base, UTCDateTime, utcnow
 
 #: Read call records (numbers masked).
@@ -41,6 +42,10 @@ class ApiToken(Base):
     @property
     def scope_set(self) -> frozenset[str]:
         return frozenset(self.scopes.split())
+
+
+# Writes are Core statements in the session's transaction (ivr.store.write).
+_TOKENS = ApiToken.__table__
 
 
 class TokenError(ValueError):
@@ -72,8 +77,9 @@ def add(s: Session, name: str, scopes: list[str] | tuple[str, ...]) -> str:
     if s.scalars(select(ApiToken).where(ApiToken.name == name)).first() is not None:
         raise TokenError(f"a token named {name!r} already exists (revoke it or choose another name)")
     token = PREFIX + secrets.token_urlsafe(32)
-    s.add(ApiToken(name=name, token_hash=hash_token(token), scopes=" ".join(check_scopes(scopes)),
-                   created_at=utcnow()))
+    write.connection(s).execute(_TOKENS.insert().inline(), {
+        "name": name, "token_hash": hash_token(token), "scopes": " ".join(check_scopes(scopes)),
+        "created_at": utcnow()})
     return token
 
 
@@ -94,11 +100,15 @@ def listing(s: Session) -> list[ApiToken]:
     return list(s.scalars(select(ApiToken).order_by(ApiToken.created_at, ApiToken.id)))
 
 
-def revoke(s: Session, name: str) -> ApiToken:
+def revoke(s: Session, name: str) -> None:
     """Revoke token `name` (kept, for the audit log's sake). Caller commits."""
     found = s.scalars(select(ApiToken).where(ApiToken.name == name)).first()
     if found is None:
         raise TokenError(f"no token named {name!r}")
     if found.revoked_at is None:
-        found.revoked_at = utcnow()
-    return found
+        write.connection(s).execute(update(_TOKENS).where(_TOKENS.c.id == found.id).values(revoked_at=utcnow()))
+
+
+def touch(s: Session, token_id: int) -> None:
+    """Record that token `token_id` was just used. Caller commits (with the use's audit entry)."""
+    write.connection(s).execute(update(_TOKENS).where(_TOKENS.c.id == token_id).values(last_used_at=utcnow()))

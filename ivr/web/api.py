@@ -23,7 +23,6 @@ from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
 from sqlalchemy.exc import SQLAlchemyError
 
 from ivr.store import audit, calls, db, history, tokens
-from ivr.store.models import utcnow
 from ivr.store.privacy import mask_record
 
 log = logging.getLogger(__name__)
@@ -37,6 +36,7 @@ class Reader:
     """Who is reading: the token's name as the audit log shows it, and what it may read."""
     actor: str
     scopes: frozenset[str]
+    token_id: int | None = None   # a named token's row, whose last use is recorded with the audit entry
 
     @property
     def sees_numbers(self) -> bool:
@@ -62,8 +62,7 @@ def _reader(given: str) -> Reader | None:
     found = tokens.find(db.session(), given)
     if found is None:
         return None
-    found.last_used_at = utcnow()        # committed with the read's audit entry
-    return Reader(f"token:{found.name}", found.scope_set)
+    return Reader(f"token:{found.name}", found.scope_set, found.id)
 
 
 @bp.before_request
@@ -87,6 +86,9 @@ def _audited(action: str, target: str, detail: dict[str, Any], body: Any) -> Res
     """Write the audit entry (and the token's last use), commit, then answer `body`."""
     reader: Reader = g.api_reader
     s = db.session()
+    # The only writes of an API read, at its end: the read itself runs outside a write transaction.
+    if reader.token_id is not None:
+        tokens.touch(s, reader.token_id)
     audit.record(s, reader.actor, action, target, {**detail, "numbers": reader.sees_numbers})
     s.commit()
     return jsonify(body)
