@@ -263,6 +263,18 @@ class Server:
             sizes.append((int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024))
         return sizes
 
+    def cpu_s(self) -> float:
+        """CPU seconds (user + system) the workers have used so far."""
+        ticks = os.sysconf("SC_CLK_TCK")
+        total = 0.0
+        for pid in self.workers():
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except FileNotFoundError:
+                continue
+            total += (int(fields[11]) + int(fields[12])) / ticks
+        return total
+
     def log_text(self) -> str:
         self.log.flush()
         return self.log_path.read_text(errors="replace")
@@ -279,18 +291,28 @@ def warm(server: Server, audio: dict[str, bytes], rows: list[dict]) -> None:
         thread.join()
 
 
-def routed(db_url: str, calls: dict[str, dict]) -> tuple[int, int, list[str]]:
-    """(calls routed to the labelled department or emergency, calls, misses) from the call database."""
+@dataclass
+class Routed:
+    """What the call database says afterwards: routing, and how each stream turn ended."""
+    right: int
+    total: int
+    misses: list[str]
+    turns: list[dict]          # stream_turn event details: reason, decodes, finish_ms, unheard …
+
+
+def routed(db_url: str, calls: dict[str, dict]) -> Routed:
+    """Calls routed to the labelled department or emergency, and every stream turn's record."""
     from ivr.store import db, history
     from flask import Flask
 
     app = Flask("bench")
     app.config["IVR_DATABASE_URL"] = db_url
     db.init_app(app)
-    right, misses = 0, []
+    right, misses, turns = 0, [], []
     with app.app_context():
         for sid, row in calls.items():
             record = history.call_record(db.session(), sid) or {}
+            turns += [e["detail"] for e in record.get("events", []) if e["kind"] == "stream_turn"]
             outcome = record.get("outcome")
             department = (record.get("outcome_detail") or {}).get("department")
             want = "emergency" if row.get("action") == "emergency" else row.get("department")
@@ -300,7 +322,7 @@ def routed(db_url: str, calls: dict[str, dict]) -> tuple[int, int, list[str]]:
             else:
                 heard = [t.get("heard") for t in record.get("turns", [])]
                 misses.append(f"want {want}, got {outcome}/{department}: {row['text'][:50]!r} heard {heard}")
-    return right, len(calls), misses
+    return Routed(right, len(calls), misses, turns)
 
 
 def run_callers(server: Server, audio: dict[str, bytes], rows: list[dict], callers: int, calls: int) -> Run:
@@ -329,9 +351,8 @@ def uptime() -> str:
     return Path("/proc/loadavg").read_text().split(" 1")[0].strip() if Path("/proc/loadavg").exists() else "?"
 
 
-def report(engine: str, callers: int, run: Run, routed_right: tuple[int, int, list[str]], log: str,
-           memory: list[tuple[float, float]], load_before: str, show_misses: bool) -> None:
-    right, total, misses = routed_right
+def report(engine: str, callers: int, run: Run, db: Routed, log: str, memory: list[tuple[float, float]],
+           load_before: str, cpu_s: float, show_misses: bool) -> None:
     closed, decided = run.closed_ms, run.decided_ms
 
     def stats(values: list[float]) -> str:
@@ -340,23 +361,63 @@ def report(engine: str, callers: int, run: Run, routed_right: tuple[int, int, li
         return (f"median {statistics.median(values):.0f} ms, p90 {percentile(values, 90):.0f} ms, "
                 f"max {max(values):.0f} ms (n={len(values)})")
 
-    print(f"\n== engine {engine}, {callers} caller(s) at once: {total} calls, {run.turns} stream turns ==")
-    print(f"  load average before: {load_before}; after: {uptime()}")
-    print(f"  decided in the stream: {run.turns - run.undecided}/{run.turns}")
+    def verdict(ok: bool) -> str:
+        return "MET" if ok else "MISSED"
+
+    many = callers >= 20
+    print(f"\n== engine {engine}, {callers} caller(s) at once: {db.total} calls, {run.turns} stream turns ==")
+    print(f"  load average before: {load_before}; after: {uptime()}  (2 cores; above ~2 the wall-clock "
+          "figures below include waiting for other programs)")
+    decided_ok = run.turns - run.undecided
+    print(f"  decided in the stream: {decided_ok}/{run.turns}"
+          + (f"   target: all  [{verdict(decided_ok == run.turns)}]" if many else ""))
     print(f"  last word → stream closed:  {stats(closed)}")
-    print(f"  last word → next TwiML:     {stats(decided)}")
-    print(f"  routed right: {right}/{total} ({100 * right / max(total, 1):.0f} %)")
+    target = ""
+    if closed and callers == 1:
+        target = f"   target: median ≤ 450 ms, goal 300 ms  [{verdict(statistics.median(closed) <= 450)}]"
+    elif closed and many:
+        target = f"   target: p90 ≤ 1000 ms  [{verdict(percentile(closed, 90) <= 1000)}]"
+    print(f"    (the decision: the server has ended the turn and parked it){target}")
+    print(f"  last word → next TwiML:     {stats(decided)}  (+ Twilio posting the <Connect action>)")
+    share = 100 * db.right / max(db.total, 1)
+    print(f"  routed right: {db.right}/{db.total} ({share:.0f} %)"
+          + (f"   target: ≥ 90 %  [{verdict(share >= 90)}]" if many else ""))
+    reasons: dict[str, int] = {}
+    for turn in db.turns:
+        reasons[turn.get("reason", "?")] = reasons.get(turn.get("reason", "?"), 0) + 1
+    print(f"  turns ended by: {dict(sorted(reasons.items(), key=lambda kv: -kv[1]))}")
+    decoded = [t for t in db.turns if "decodes" in t]
+    if decoded:
+        decodes = sum(t["decodes"] for t in decoded)
+        used = sum(1 for t in decoded if t["decodes"] and t.get("speech"))
+        unheard: dict[str, int] = {}
+        for turn in decoded:
+            if turn.get("unheard"):
+                unheard[turn["unheard"]] = unheard.get(turn["unheard"], 0) + 1
+        print(f"  decodes: {decodes} for {len(decoded)} turns ({decodes / len(decoded):.2f} per turn; "
+              f"{max(0, decodes - used)} thrown away or unused); unheard turns {unheard or 0}")
+        finish = [t["finish_ms"] for t in decoded if "finish_ms" in t]
+        if finish:
+            print(f"  end of turn → transcript in hand (finish_ms): median {statistics.median(finish):.0f} ms, "
+                  f"p90 {percentile(finish, 90):.0f} ms")
+        if decodes:
+            print(f"  worker CPU: {cpu_s:.1f} s in all, {1000 * cpu_s / decodes:.0f} ms per decode "
+                  f"(everything the workers did, webhooks included, divided by decodes)")
+    else:
+        print(f"  worker CPU: {cpu_s:.1f} s in all, {1000 * cpu_s / max(run.turns, 1):.0f} ms per stream turn")
     print(f"  barge-ins cleared: {run.cleared}/{run.barge_ins}")
-    print(f"  connection resets: {len(run.resets)}; other errors: {len(run.errors)}")
+    print(f"  connection resets: {len(run.resets)}; other errors: {len(run.errors)}"
+          + (f"   target: 0 resets  [{verdict(not run.resets)}]" if many else ""))
     for line in sorted(set(run.resets + run.errors))[:8]:
         print(f"    {line}")
     print(f"  server log: 'database is locked' ×{log.count('database is locked')}, "
           f"tracebacks ×{log.count('Traceback')}, 'recogniser took longer' ×{log.count('took longer')}, "
-          f"pool busy ×{log.count('no decode for this utterance')}")
+          f"pool busy ×{log.count('no decode for this utterance')}, "
+          f"decode late ×{log.count('not done within')}")
     print("  resident memory per worker (now / peak): "
           + ", ".join(f"{now:.0f} / {peak:.0f} MB" for now, peak in memory))
     if show_misses:
-        for miss in misses:
+        for miss in db.misses:
             print(f"    miss: {miss}")
 
 
@@ -382,9 +443,11 @@ def main() -> int:
             for callers in (int(c) for c in args.callers.split(",")):
                 before = uptime()
                 offset = len(server.log_text())
+                cpu_before = server.cpu_s()
                 run = run_callers(server, audio, rows, callers, args.calls)
+                cpu_s = server.cpu_s() - cpu_before
                 report(engine, callers, run, routed(server.env["IVR_DATABASE_URL"], run.calls),
-                       server.log_text()[offset:], server.memory_mb(), before, args.show_misses)
+                       server.log_text()[offset:], server.memory_mb(), before, cpu_s, args.show_misses)
     return 0
 
 

@@ -78,6 +78,20 @@ def test_a_withdrawn_job_never_runs_and_frees_its_place(pool):
     assert pool.stats().waiting == 0
 
 
+def test_a_withdrawn_job_frees_its_queue_place_while_the_threads_are_still_busy(pool):
+    """A dead call's (or a superseded pause's) decode must not keep a live caller out of the queue
+    until a busy thread reaches it: its place is free the moment it is withdrawn."""
+    release = block(pool)
+    for _ in range(3):                           # queue_limit 2: without freeing, the 3rd is refused
+        withdrawn = [pool.submit(lambda: None) for _ in range(2)]
+        assert all(job.cancel() for job in withdrawn)
+        assert pool.stats().waiting == 0
+    live = [pool.submit(lambda: "heard") for _ in range(2)]
+    release.set()
+    assert [job.result(10) for job in live] == ["heard", "heard"]
+    assert pool.stats().waiting == 0
+
+
 def test_speculative_work_is_admitted_only_when_a_thread_is_idle(pool):
     assert pool.submit(lambda: "idle", idle_only=True).result(10) == "idle"
     release = block(pool)

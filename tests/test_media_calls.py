@@ -1,4 +1,5 @@
-"""Whole calls over Media Streams with the production default engine (`auto`; Whisper when installed).
+"""Whole calls over Media Streams with the production default engine (`auto`; Whisper when installed),
+on SQLite and PostgreSQL.
 
 The webhooks are signed and followed as Twilio follows them (`ivr.telephony.simulator`); every
 listening step is a real websocket on a real threaded server, carrying
@@ -23,8 +24,11 @@ pytestmark = pytest.mark.speech
 
 
 @pytest.fixture
-def app_config(app_config):
+def app_config(app_config, db_url):
     app_config.update({
+        "IVR_DATABASE_URL": db_url,
+        # A silent turn ends after 1.5 s instead of 5 s: the no-input path, sooner.
+        "IVR_ENDPOINT_NO_INPUT_MS": "1500",
         "IVR_CAPTURE": "stream",
         "IVR_SPEECH_ENGINE": "auto",          # what production runs
         "IVR_SPEECH_ENGINE_ES": "twilio",     # only English is spoken here
@@ -180,3 +184,88 @@ def test_a_saturated_decode_pool_asks_again_instead_of_silence(app, client, serv
         from ivr.prompts import serving
         again_file = serving.prompt_audio().name(prompts.text("ask_again", "en"), "en")
     assert "ask_again" in said or "did not catch that" in said or again_file in said, said
+
+
+def test_a_call_over_several_stream_turns_silence_then_the_request_then_yes(app, client, server):
+    """Multi-turn, as production runs it: the caller says nothing at first (the line asks again on
+    the stream), then says what they need, then answers a confirmation if the line asks one.
+    Every turn is heard on a Media Stream by the default engine and stored in the database."""
+    ws_url, engine = server
+    sim = phone(client)
+    sim.call()
+    answer_on_stream(sim, ws_url, b"")                       # turn 1: silence
+    answer_on_stream(sim, ws_url, speech("the traffic light on Elm Street is stuck on red"))
+    said = 2
+    while sim.has("Connect") and said < 4:                  # a confirmation (or a second try)
+        answer_on_stream(sim, ws_url, speech("yes"))
+        said += 1
+    assert outcome(app, sim.sid) in (("transferred", "traffic"), ("queued", "traffic"), ("after_hours", "traffic"))
+    turns = stream_turns(app, sim.sid)
+    assert len(turns) == said >= 2, turns
+    assert turns[0]["reason"] == "no_input" and not turns[0]["speech"], turns[0]
+    assert all(t["speech"] for t in turns[1:]), turns
+    if engine == "whisper":
+        assert turns[0]["decodes"] == 0, "nobody spoke: nothing to decode"
+    from ivr.store import db, history
+
+    with app.app_context():
+        heard = [t["heard"] for t in history.call_record(db.session(), sim.sid)["turns"]]
+    assert len(heard) == said and "light" in (heard[1] or "").lower(), heard
+
+
+def test_a_stream_handler_that_raises_gives_its_pool_slot_back(app, client, server, monkeypatch):
+    """A fault in the handler while the caller's decode waits in the pool: the stream is closed
+    (the call goes on), the queued decode is withdrawn instead of running for nobody, and the
+    pool, one thread and room for one job, still hears the next caller. Three failures in a row
+    would otherwise fill it: every later caller asked to repeat, or keypad-only."""
+    from ivr.speech.pool import DecodePool
+    from ivr.web.media import listen, session
+
+    ws_url, engine = server
+    pool = DecodePool(threads=1, queue_limit=1)
+    monkeypatch.setattr(session, "decode_pool", lambda: pool)
+    ran: list[int] = []
+    if engine == "whisper":
+        real_run = listen.UtteranceListener._run
+        monkeypatch.setattr(listen.UtteranceListener, "_run",
+                            lambda self, audio: (ran.append(len(audio)), real_run(self, audio))[1])
+    real_hear = session.StreamTurn._hear
+    raised: list[str] = []
+
+    def hear_then_fail(self, pcm16):
+        signal = real_hear(self, pcm16)
+        if getattr(self.listener, "decodes", 0) or getattr(self.listener, "_draining", False):
+            raised.append(self.start.call_sid)
+            raise RuntimeError("handler exploded with a decode in the pool")
+        return signal
+
+    gate = threading.Event()
+    try:
+        pool.submit(gate.wait)                   # the thread is busy: the failing calls' work waits
+        with monkeypatch.context() as patch:
+            patch.setattr(session.StreamTurn, "_hear", hear_then_fail)
+            for _ in range(3):
+                sim = phone(client)
+                sim.call()
+                stream = answer_on_stream(sim, ws_url, speech("there is a huge pothole on Main Street"))
+                assert stream.closed, "a failing handler must still close the stream"
+                assert sim.has("Connect") or sim.has("Gather"), "the call must go on after the fault"
+        # Each failing call got its decode into the pool: the dead ones before it had left room.
+        assert len(raised) == 3, raised
+    finally:
+        gate.set()
+    deadline = threading.Event()
+    for _ in range(200):                          # the pool drains (no wall-clock assertion)
+        stats = pool.stats()
+        if stats.running == 0 and stats.waiting == 0:
+            break
+        deadline.wait(0.05)
+    assert (pool.stats().running, pool.stats().waiting) == (0, 0)
+    if engine == "whisper":
+        assert ran == [], "a dead call's queued decode ran anyway"
+    sim = phone(client)
+    sim.call()
+    answer_on_stream(sim, ws_url, speech("there is a huge pothole on Main Street"))
+    turns = stream_turns(app, sim.sid)
+    assert turns and turns[0]["speech"] and not turns[0].get("unheard"), turns
+    pool.shutdown()

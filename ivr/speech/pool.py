@@ -12,6 +12,9 @@ thread per call would only make every caller wait longer together. So calls queu
 * **time-limited** — each job carries a deadline. A job that would start after it, judging by how
   long recent jobs ran and how many wait, is refused at once (`PoolBusy`): its caller is asked
   again now instead of after a silence. One still waiting when it passes is not run (`PoolLate`).
+* **withdrawn work frees its place at once** — a decode withdrawn while it waits (the caller went
+  on talking, or the call's handler failed) stops counting against the queue the moment it is
+  cancelled, not when a busy thread finally reaches it: dead calls never crowd out live ones.
 * **speculative work only when idle** — a decode started at the first pause, which may be thrown
   away when the caller goes on, is admitted only while a thread is free (`idle_only=True`).
 
@@ -100,9 +103,19 @@ class DecodePool:
             self._notify("rejected", 0.0)
             raise PoolBusy(f"{self.queue_limit} decodes already waiting for {self.threads} threads")
         future: Future = Future()
+        queued = [True]          # still counted in `_waiting`; whoever clears it first uncounts it
+        future.add_done_callback(lambda done: done.cancelled() and self._unqueue(queued))
         # In the submitter's context: the job's log lines carry its call's CallSid (ivr.logs).
-        self._executor.submit(contextvars.copy_context().run, self._run, future, fn, args, time.monotonic(), deadline)
+        self._executor.submit(contextvars.copy_context().run, self._run, future, fn, args, time.monotonic(),
+                              deadline, queued)
         return future
+
+    def _unqueue(self, queued: list[bool]) -> None:
+        """A job withdrawn while waiting stops counting at once (unless it already started)."""
+        with self._lock:
+            if queued[0]:
+                queued[0] = False
+                self._waiting -= 1
 
     def _would_be_late(self, deadline: float | None) -> bool:
         """Whether a job queued now would start after `deadline`, judging by recent jobs (under
@@ -113,13 +126,15 @@ class DecodePool:
         return ahead > 0 and time.monotonic() + ahead * self._run_s / self.threads > deadline
 
     def _run(self, future: Future, fn: Callable[..., Any], args: tuple, queued_at: float,
-             deadline: float | None) -> None:
+             deadline: float | None, queued: list[bool]) -> None:
         started = time.monotonic()
         waited = started - queued_at
         wanted = future.set_running_or_notify_cancel()      # False: cancelled while waiting
         late = wanted and deadline is not None and started > deadline
         with self._lock:
-            self._waiting -= 1
+            if queued[0]:
+                queued[0] = False
+                self._waiting -= 1
             if wanted:
                 self._wait_total += waited
                 self._late += late
