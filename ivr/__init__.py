@@ -39,7 +39,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from ivr.web import api, health, media, voice
     from ivr.web import sms
     from ivr import jobs
-    from ivr.web import console
+    from ivr.web import console, open311
     from ivr.web import metrics as web_metrics
 
     db.init_app(app)
@@ -48,6 +48,6 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     rules_source.init_app(app)
     prompts.init_app(app)
     speech.init_app(app)
-    for module in (health, voice, sms, api, media, console):
+    for module in (health, voice, sms, api, media, console, open311):
         module.init_app(app)
     return app

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import click
 
-from ivr.cli import (api, call, calls, check, db, holidays, models, outbox, prompts, route, serve, service_requests,
-                     users, voices, worker)
+from ivr.cli import (api, call, calls, check, db, holidays, models, open311, outbox, prompts, route, serve,
+                     service_requests, users, voices, worker)
 from ivr.cli import alerts
 
 
@@ -18,7 +18,7 @@ def cli() -> None:
 
 
 for _module in (check, holidays, route, serve, call, calls, prompts, voices, models, db, worker, outbox, api, users,
-                service_requests, alerts):
+                service_requests, alerts, open311):
     _module.register(cli)
 
 

@@ -21,7 +21,9 @@ from ivr.store.models import Base, UTCDateTime, utcnow
 SCOPE_CALLS = "calls:read"
 #: Read callers' full numbers in those records.
 SCOPE_NUMBERS = "numbers:read"
-SCOPES = (SCOPE_CALLS, SCOPE_NUMBERS)
+#: Create service requests through Open311 (POST /open311/v2/requests): `ivr open311 keys add`.
+SCOPE_OPEN311 = "open311:post"
+SCOPES = (SCOPE_CALLS, SCOPE_NUMBERS, SCOPE_OPEN311)
 PREFIX = "ivr_"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
