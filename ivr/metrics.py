@@ -42,6 +42,8 @@ CONFIRMATIONS = Counter("ivr_confirmations", "Answers to 'did you mean …?'", [
 MENU_FALLBACKS = Counter("ivr_menu_fallbacks", "Calls moved to the keypad menu")
 OPERATOR_FALLBACKS = Counter("ivr_operator_fallbacks", "Decisions that send the caller to the operator")
 RESCUES = Counter("ivr_rescues", "Webhook failures answered with the operator TwiML", ["endpoint"])
+#: What the line did with each text (the reply's first text key: opened, ask_location, confirm, stopped …).
+SMS_TEXTS = Counter("ivr_sms_texts", "Texts received on /sms/incoming, by what the line answered", ["outcome"])
 
 # --- speech -------------------------------------------------------------------------------------------
 ASR_DECODE_SECONDS = Histogram("ivr_asr_decode_seconds", "Time to finish recognising an utterance",

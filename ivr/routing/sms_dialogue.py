@@ -18,8 +18,8 @@ from ivr.routing.classify import Classification, Classifier, interpret_yes_no
 from ivr.routing.hours import hours_text, is_open
 from ivr.routing.rules import Rules
 from ivr.routing.services import Service, normalise_case_number, service_for_intent
-from ivr.routing.sms_commands import (Command, body_problem, detect_language, find_location, find_topic,
-                                      read_command)
+from ivr.routing.sms_commands import (MAX_BODY, Command, body_problem, detect_language, find_location,
+                                      find_topic, read_command)
 
 #: A draft older than this is forgotten: the next text starts afresh.
 PENDING_TTL = timedelta(hours=24)
@@ -50,6 +50,7 @@ class Reply:
     pending: Mapping[str, Any] | None = None
     effects: tuple[tuple[str, ...], ...] = ()
     reason: str = ""
+    outcome: str = ""          # what the line did, for the metrics ("case", "asked_place", "stop" …)
 
 
 @dataclass(frozen=True)
@@ -94,33 +95,52 @@ class _Context:
     pending: Mapping[str, Any] | None = field(default=None)
 
 
-def respond(texter: Texter, body: str, media: int, now: datetime, rules: Rules, classifier: Classifier) -> Step:
-    """What to do with one text. `media`: how many pictures/files came with it."""
+def respond(texter: Texter, body: str, media: int, now: datetime, rules: Rules, classifier: Classifier,
+            *, carrier_keyword: str | None = None) -> Step:
+    """What to do with one text. `media`: how many pictures/files came with it. `carrier_keyword`:
+    Twilio's own reading of an opt-out keyword (its `OptOutType`: STOP, START or HELP) when its
+    Advanced Opt-Out is on; Twilio has then answered the texter itself, so the line only records it."""
     body = body or ""
     language = texter.language if texter.language in rules.languages else \
         (detect_language(body, rules) or rules.default_language)
     pending = texter.pending if _fresh(texter.pending, now) else None
     ctx = _Context(rules, classifier, now, language, texter, pending)
+    if carrier_keyword:
+        return _carrier(ctx, carrier_keyword.strip().upper())
     problem = body_problem(body, media)
     if problem:
         if texter.opted_out:
-            return Reply((), language, pending, reason=f"{problem} text from an opted-out number: no answer")
-        return Reply(((problem, {"limit": 1600}),), language, pending, reason=f"unreadable text: {problem}")
+            return Reply((), language, pending, reason=f"{problem} text from an opted-out number: no answer",
+                         outcome="ignored")
+        return Reply(((problem, {"limit": MAX_BODY}),), language, pending, reason=f"unreadable text: {problem}",
+                     outcome="unreadable")
     command = read_command(body, rules, opted_out=texter.opted_out)
     if texter.opted_out and (command is None or command.kind not in ("start", "help")):
-        return Reply((), language, None, reason="opted out: nothing is sent until START")
+        return Reply((), language, None, reason="opted out: nothing is sent until START", outcome="ignored")
+    classification = None
+    if command is None or len(body.split()) > 1:
+        # "stop, someone is breaking in" is an emergency, not an opt-out: only one-word commands skip this.
+        classification = classifier.classify(body[:MAX_DESCRIPTION], language)
+        if classification.emergency and not texter.opted_out:
+            return _emergency(ctx, classification)
     if command is not None:
         return _command(ctx, command)
     if normalise_case_number(body):
         return LookUpCase(normalise_case_number(body), body.strip(), language)
-    classification = classifier.classify(body[:MAX_DESCRIPTION], language)
-    if classification.emergency:
-        return _emergency(ctx, classification)
+    assert classification is not None
     if pending:
         answered = _answer_pending(ctx, body, classification)
         if answered is not None:
             return answered
     return _report(ctx, body.strip()[:MAX_DESCRIPTION], classification)
+
+
+def _carrier(ctx: _Context, keyword: str) -> Reply:
+    """Twilio's Advanced Opt-Out read the keyword and answered: record it, send nothing more."""
+    effects = {"STOP": (("opt_out",),), "START": (("opt_in",),)}.get(keyword, ())
+    pending = None if keyword == "STOP" else ctx.pending
+    return Reply((), ctx.language, pending, effects, f"Twilio opt-out keyword {keyword[:10]} (Twilio answered)",
+                 outcome=keyword.lower()[:10] if keyword in ("STOP", "START", "HELP") else "ignored")
 
 
 def _fresh(pending: Mapping[str, Any] | None, now: datetime) -> bool:
@@ -190,14 +210,16 @@ def _answer_pending(ctx: _Context, body: str, classification: Classification) ->
     intent = str(pending.get("intent", ""))
     if stage == "location":
         service = service_for_intent(ctx.rules, intent)
-        if service is None:
-            return None
+        top = classification.top
+        if service is None or top is not None and top.intent not in (None, intent) and \
+                top.confidence >= ctx.rules.thresholds.route:
+            return None     # not the place we asked for: a new report ("also, a streetlight is out")
         address = " ".join(body.split())[:MAX_ADDRESS]
         return OpenCase(service, text, address, ctx.language, reason=f"{intent}: location given")
     if stage == "confirm":
         said = interpret_yes_no(body, None, [ctx.rules.language(c) for c in ctx.rules.languages])
         if said is True:
-            return _proceed(ctx, intent, text, "confirmed by the texter")
+            return _proceed(ctx, intent, text, "confirmed by the texter", answer=body)
         if said is False:
             options = [o for o in pending.get("alternatives", ()) if o != intent]
             if options:
@@ -206,9 +228,9 @@ def _answer_pending(ctx: _Context, body: str, classification: Classification) ->
         return None
     if stage == "choose":
         options = list(pending.get("options", ()))
-        choice = body.strip().rstrip(".)")
+        choice = body.strip().split()[0].rstrip(".),") if body.strip() else ""
         if choice.isdigit() and 1 <= int(choice) <= len(options):
-            return _proceed(ctx, options[int(choice) - 1], text, f"choice {choice}")
+            return _proceed(ctx, options[int(choice) - 1], text, f"choice {choice}", answer=body)
         return None
     return None
 
@@ -239,15 +261,17 @@ def _choose(ctx: _Context, text: str, options: Sequence[str], reason: str) -> Re
     return Reply((("choose", {"choices": choices}),), ctx.language, draft, reason=reason)
 
 
-def _proceed(ctx: _Context, intent: str, text: str, reason: str) -> Step:
-    """The problem is known: open a case if we know where, else ask where (once)."""
+def _proceed(ctx: _Context, intent: str, text: str, reason: str, answer: str = "") -> Step:
+    """The problem is known: open a case if we know where (in the report, or in the `answer` that
+    confirmed it: "yes, at 5 Oak St"), else ask where (once)."""
     service = service_for_intent(ctx.rules, intent)
     if service is None:
         department = ctx.rules.departments[ctx.rules.intent(intent).department]
         values = {"department": department.name.get(ctx.language, department.id),
                   "description": ctx.rules.intent(intent).description.get(ctx.language, intent)}
         return Reply((("no_service", values),), ctx.language, None, reason=f"{intent}: no service to report; {reason}")
-    address = find_location(text, ctx.rules.language(ctx.language))
+    lang = ctx.rules.language(ctx.language)
+    address = find_location(text, lang) or (find_location(answer, lang) if answer else None)
     if address is None:
         draft = _draft(ctx, "location", intent=intent, text=text)
         return Reply((("ask_location", {"service": service.name_in(ctx.language)}),), ctx.language, draft,

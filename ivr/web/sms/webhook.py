@@ -106,7 +106,8 @@ def incoming() -> Response:
         if contact else Texter()
     g.ivr_language = texter.language
     media = _int(request.values.get("NumMedia"))
-    step = respond(texter, request.values.get("Body") or "", media, at, current, rules_source.current_classifier())
+    step = respond(texter, request.values.get("Body") or "", media, at, current, rules_source.current_classifier(),
+                   carrier_keyword=request.values.get("OptOutType") or None)
     reply = _complete(s, step, sid, phone, current, texter)
     for effect in reply.effects:
         _apply(s, effect, phone, reply.language, at)
@@ -115,6 +116,7 @@ def incoming() -> Response:
     g.ivr_language = reply.language
     body = str(render_message(texts().render(reply.language, reply.parts) if reply.parts else None))
     log.info("sms %s from %s (%s): %s", sid, mask_number(phone), reply.language, reply.reason)
+    metrics.SMS_TEXTS.labels(outcome=reply.outcome or (reply.parts[0][0] if reply.parts else "silent")).inc()
     return xml(replies.remember_response(s, key, body))
 
 
