@@ -266,3 +266,25 @@ def test_cli_lists_shows_acknowledges_and_closes_with_numbers_masked(engine, db_
     assert missing.exit_code == 1 and "no service request" in missing.output
     assert runner.invoke(cli, ["requests", "list", "--status", "open", "--url", db_url]).stdout.strip() == \
         "no service requests"
+
+
+def test_retention_forgets_the_contact_of_old_closed_requests_only(engine, notified):
+    from ivr.store import retention
+
+    with Session(engine) as s:
+        closed = make(s, "k-closed", contact_email="jane@example.org", now=T0)
+        service_requests.set_status(s, closed.case_number, "closed", "filled", "ana", now=T0 + timedelta(hours=12))
+        still_open = make(s, "k-open", now=T0)
+        recent = make(s, "k-recent", now=T0 + timedelta(days=40))
+        service_requests.set_status(s, recent.case_number, "closed", "done", "ana", now=T0 + timedelta(days=40))
+        s.commit()
+    cutoffs = retention.Cutoffs.from_days(T0 + timedelta(days=31), numbers=30)
+    with Session(engine) as s:
+        assert retention.count(s, cutoffs)["numbers"] == 1
+        assert retention.prune(s, cutoffs, "salt")["numbers"] == 1
+        assert retention.prune(s, cutoffs, "salt")["numbers"] == 0       # idempotent
+        forgotten = service_requests.by_case(s, closed.case_number)
+        assert forgotten.contact_phone == retention.hash_number(PHONE, "salt") and forgotten.contact_email is None
+        assert forgotten.updated_at == T0 + timedelta(hours=12) and forgotten.description == "a huge pothole"
+        assert service_requests.by_case(s, still_open.case_number).contact_phone == PHONE
+        assert service_requests.by_case(s, recent.case_number).contact_phone == PHONE

@@ -7,7 +7,9 @@ Kinds (each with its own age limit, see ivr.jobs.retention for the defaults):
   decisions and outcomes stay, so the line's statistics survive.
 - ``recordings``: recording references (rows, and voicemail messages' URLs).
 - ``numbers``: callers' numbers, replaced by a salted hash (``hash:…``): repeat callers stay
-  recognisable, the number is gone.
+  recognisable, the number is gone. Closed service requests lose their contact the same way (the
+  phone hashed, the e-mail removed), counted from their last change; open ones keep it, since
+  the department may still need to reach the citizen.
 - ``replies``: stored webhook answers (kept only to replay Twilio retries).
 
 A call's age is counted from its end (or its last update when Twilio never told us it ended),
@@ -31,6 +33,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from ivr.store.models import Base, Call, IdempotentResponse, Message, Recording, Turn
+from ivr.store.service_requests import ServiceRequestRow
 
 KINDS = ("transcripts", "recordings", "numbers", "replies")
 #: A call not updated for this long, with no end status, is over (Twilio's longest call is 24 h).
@@ -100,6 +103,14 @@ def _number_calls(cutoff: datetime, now: datetime) -> Any:
                                   ~Call.from_number.startswith(HASH_PREFIX))
 
 
+def _number_requests(cutoff: datetime) -> Any:
+    """Closed service requests, last changed before `cutoff`, that still hold a contact."""
+    row = ServiceRequestRow
+    unhashed = and_(row.contact_phone.is_not(None), ~row.contact_phone.startswith(HASH_PREFIX))
+    return select(row.id).where(row.status == "closed", row.updated_at < cutoff,
+                                or_(unhashed, row.contact_email.is_not(None)))
+
+
 def _reply_keys(s: Session, cutoff: datetime, now: datetime) -> Any:
     # A reply of a call still in progress stays (its key starts with the CallSid). The calls in
     # progress are few, so they are read first: a correlated NOT EXISTS with LIKE made this
@@ -124,7 +135,8 @@ def count(s: Session, cutoffs: Cutoffs) -> dict[str, int]:
         recordings, messages = _recording_rows(cutoffs.recordings, now)
         counts["recordings"] = _count(s, recordings) + _count(s, messages)
     if cutoffs.numbers:
-        counts["numbers"] = _count(s, _number_calls(cutoffs.numbers, now))
+        counts["numbers"] = _count(s, _number_calls(cutoffs.numbers, now)) + \
+            _count(s, _number_requests(cutoffs.numbers))
     if cutoffs.replies:
         counts["replies"] = _count(s, _reply_keys(s, cutoffs.replies, now))
     return counts
@@ -149,7 +161,8 @@ def prune(s: Session, cutoffs: Cutoffs, salt: str,
             _batched(s, messages, lambda s, ids: _update(s, Message, Message.id, ids, recording_url=None))
     if cutoffs.numbers:
         done["numbers"] = _batched(s, _number_calls(cutoffs.numbers, now),
-                                   lambda s, sids: _hash_numbers(s, sids, salt))
+                                   lambda s, sids: _hash_numbers(s, sids, salt)) + \
+            _batched(s, _number_requests(cutoffs.numbers), lambda s, ids: _forget_contacts(s, ids, salt))
     if cutoffs.replies:
         done["replies"] = _batched(s, _reply_keys(s, cutoffs.replies, now),
                                    lambda s, keys: _delete(s, IdempotentResponse, IdempotentResponse.key, keys))
@@ -203,6 +216,16 @@ def _hash_numbers(s: Session, sids: list[str], salt: str) -> int:
     for sid, number in s.execute(select(Call.sid, Call.from_number).where(Call.sid.in_(sids))).all():
         _update_call(s, sid, from_number=hash_number(number, salt))
     return len(sids)
+
+
+def _forget_contacts(s: Session, ids: list[int], salt: str) -> int:
+    row = ServiceRequestRow
+    for request_id, phone in s.execute(select(row.id, row.contact_phone).where(row.id.in_(ids))).all():
+        hashed = phone if phone is None or phone.startswith(HASH_PREFIX) else hash_number(phone, salt)
+        # updated_at keeps its value, as for calls: forgetting is not a change of the request.
+        s.execute(update(row).where(row.id == request_id)
+                  .values(contact_phone=hashed, contact_email=None, updated_at=row.updated_at))
+    return len(ids)
 
 
 def _update_call(s: Session, sid: str, **values: Any) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 from flask import Flask
 
 from ivr.web.console import auth, live
-from ivr.web.console import editor, reports, views, work  # noqa: F401 — each registers its pages on bp
+from ivr.web.console import editor, reports, service_requests, views, work  # noqa: F401 — each registers its pages on bp
 from ivr.web.console.blueprint import bp, csrf
 
 __all__ = ["init_app", "bp"]

@@ -61,3 +61,10 @@ class OutcomeForm(FlaskForm):
     outcome = StringField("Outcome", validators=[DataRequired(), AnyOf([value for value, _ in OUTCOMES])])
     note = StringField("Note", validators=[Optional(), Length(max=500)])
     submit = SubmitField("Record outcome")
+
+
+class StatusForm(FlaskForm):
+    """Acknowledge, close or reopen a service request, with a note (the public status notes)."""
+    status = StringField("Status", validators=[DataRequired(), AnyOf(["open", "acknowledged", "closed"])])
+    note = TextAreaField("Note", validators=[Optional(), Length(max=1000)])
+    submit = SubmitField("Save")
