@@ -64,6 +64,8 @@ SETS = {
     "dev": ROOT / "tests" / "data" / "dev_utterances_en.jsonl",
     "unseen_en": ROOT / "bench" / "data" / "unseen_en.jsonl",
     "unseen_es": ROOT / "bench" / "data" / "unseen_es.jsonl",
+    "unseen2_en": ROOT / "bench" / "data" / "unseen2_en.jsonl",
+    "unseen2_es": ROOT / "bench" / "data" / "unseen2_es.jsonl",
     "heldout": ROOT / "bench" / "data" / "heldout_en.jsonl",
     "probe": ROOT / "bench" / "data" / "emergency_probe_en.jsonl",
     "es": ROOT / "tests" / "data" / "utterances_es.jsonl",
