@@ -107,3 +107,60 @@ def test_number_words_are_no_evidence(classifier):
     plain = classifier.classify("my water bill is too high", "en")
     spoken = classifier.classify("my water bill is four hundred and seventy five dollars", "en")
     assert spoken.top.department == plain.top.department == "water"
+
+
+# -- emergencies told as two ordinary facts (the rules' `together` entries) ------------------------
+@pytest.mark.parametrize("text, language", [
+    ("we are trapped in the car on the ramp and the water keeps rising", "en"),
+    ("i am stuck under the bridge in my car and water is coming in the doors", "en"),
+    ("the hallway smells like rotten eggs and my son is dizzy", "en"),
+    ("my dad says his chest really hurts", "en"),
+    ("two guys are fighting in the parking lot right now", "en"),
+    ("estamos atrapados en el carro y sube el agua", "es"),
+    ("a mi mamá le duele mucho el pecho", "es"),
+])
+def test_two_ordinary_facts_together_are_an_emergency(classifier, text, language):
+    result = classifier.classify(text, language)
+    assert result.emergency, result.explanation
+    assert "+" in result.explanation
+
+
+@pytest.mark.parametrize("text, department", [
+    ("my car got stuck in the snow because the street was never plowed", "roads"),
+    ("water is coming in through the basement drain", "water"),
+    ("my tap water smells like rotten eggs", "water"),
+    ("we are not trapped but there is water over the road", "roads"),
+    ("kids keep breaking the windows of the empty house", "police"),
+])
+def test_one_of_the_facts_alone_is_not_an_emergency(classifier, text, department):
+    result = classifier.classify(text, "en")
+    assert not result.emergency, result.explanation
+    assert result.top is not None and result.top.department == department, result.explanation
+
+
+# -- street names are not requests -------------------------------------------------------------
+def test_a_street_name_and_its_suffix_are_dropped_but_the_common_noun_stays():
+    english = builtin("en")
+    assert surface_tokens("a dead deer on Orchard Road", english) == ["a", "dead", "deer", "on"]
+    assert surface_tokens("the road by the school is cracked", english)[:2] == ["the", "road"]
+    assert surface_tokens("the cracked road", english) == ["the", "cracked", "road"]
+
+
+def test_an_address_on_a_road_does_not_pull_the_call_to_roads(classifier):
+    result = classifier.classify("there is a dead raccoon in front of forty two Orchard Road", "en")
+    assert result.top.department == "animals", result.explanation
+
+
+def test_no_keyword_of_the_shipped_rules_loses_a_word_to_the_street_name_rule():
+    """A keyword like "cracked road" would shrink to "road" (a roads keyword every address on a Road
+    would match): each word a keyword puts before a street suffix belongs in `not_a_street_name`."""
+    rules = load_rules(Path(__file__).resolve().parent.parent / "routing_rules.yaml")
+    shrunk = []
+    for language in rules.languages:
+        lang = rules.language(language)
+        for intent in rules.intents:
+            for keyword in intent.keywords.get(language, ()):
+                said = [w for w in keyword.lower().replace("'", " ").split() if w.isalpha()]
+                if len(surface_tokens(keyword, lang)) < len([w for w in said if w not in lang.fillers]):
+                    shrunk.append(f"{language} {intent.id}: {keyword!r} → {surface_tokens(keyword, lang)}")
+    assert not shrunk, shrunk

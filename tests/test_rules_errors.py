@@ -180,6 +180,9 @@ CASES = [
      "Water-Leak", "intent id 'Water-Leak' must be lowercase letters, digits and '_'"),
     ("not a mapping", "  transfer: \"+1 312 555 0199\"\n", "  transfer: [\"+1 312 555 0199\"]\n",
      'transfer: ["', "the emergency transfer line must be text, found a list"),
+    ("emergency together entry with one part", "    es: [incendio, humo]\n",
+     "    es: [incendio, humo]\n  together:\n    en: [stuck alone]\n    es: [atrapado + agua]\n",
+     "stuck alone", "emergency together entry 'stuck alone' needs two or more parts joined by ' + '"),
 ]
 
 

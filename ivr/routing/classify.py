@@ -73,7 +73,8 @@ class Classifier:
             classes = [(i.department, list(i.keywords.get(language, ())), list(i.examples.get(language, ())))
                        for i in rules.intents]
             classes.append(("(emergency)", [], list(rules.emergency.examples.get(language, ()))))
-            cues = EmergencyCues(lang, tuple(rules.emergency.phrases.get(language, ())))
+            cues = EmergencyCues(lang, tuple(rules.emergency.phrases.get(language, ())),
+                                 tuple(rules.emergency.together.get(language, ())))
             self._models[language] = _Model(lang, build_index(lang, classes), cues)
 
     def classify(self, text: str, language: str) -> Classification:

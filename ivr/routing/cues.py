@@ -4,7 +4,12 @@
 A cue is ignored when it is negated ("it's not on fire"), when its words belong to a longer
 non-emergency keyword the rules define ("fire hydrant", "fire hazard"), when a one-word cue names a
 thing ("the fire station"), or when the caller says it is over ("last week") and nothing says it is
-still going on. A word one slip away from a cue word is read as that word. Pure.
+still going on. A word one slip away from a cue word is read as that word.
+
+Some emergencies are told as two facts that are each ordinary: "my car is stuck in the underpass"
+(roads) and "the water is coming in" (water) mean someone is about to drown. The rules' `together`
+entries ("stuck + water is coming in") are cues whose parts may be anywhere in what was said, each
+found and negated as a cue is. Pure.
 """
 from __future__ import annotations
 
@@ -34,7 +39,7 @@ class CueMatch:
 class EmergencyCues:
     """The rules' emergency phrases in one language, ready to scan caller words."""
 
-    def __init__(self, language: Language, phrases: tuple[str, ...]) -> None:
+    def __init__(self, language: Language, phrases: tuple[str, ...], together: tuple[str, ...] = ()) -> None:
         self.language = language
         self.negations = language.negations
         # "It is over" vs "it is happening" (the language file's `over` / `now`): a cue heard with
@@ -45,14 +50,24 @@ class EmergencyCues:
         self._now = [tuple(surface_key(w) for w in m.split()) for m in language.now]
         self.by_first: dict[str, list[Cue]] = {}
         self.deletes: dict[str, set[str]] = {}
+        self.together: list[tuple[str, tuple[tuple[str, ...], ...]]] = []
         for phrase in phrases:
-            keys = tuple(surface_key(w) for w in surface_tokens(phrase, language))
+            keys = self._learn(phrase)
             if keys:
                 self.by_first.setdefault(keys[0], []).append(Cue(keys, phrase))
-            for key in keys:
-                if len(key) >= FUZZY_MIN_LENGTH:
-                    for variant in edits1(key) | {key}:
-                        self.deletes.setdefault(variant, set()).add(key)
+        for entry in together:
+            parts = tuple(keys for keys in (self._learn(part) for part in entry.split("+")) if keys)
+            if len(parts) >= 2:
+                self.together.append((" + ".join(" ".join(p.strip().split()) for p in entry.split("+")), parts))
+
+    def _learn(self, phrase: str) -> tuple[str, ...]:
+        """A phrase's keys; its long words become fuzzy targets ("buning" is heard as "burning")."""
+        keys = tuple(surface_key(w) for w in surface_tokens(phrase, self.language))
+        for key in keys:
+            if len(key) >= FUZZY_MIN_LENGTH:
+                for variant in edits1(key) | {key}:
+                    self.deletes.setdefault(variant, set()).add(key)
+        return keys
 
     def find(self, words: list[str], phrase_spans: list[set[int]],
              known: Callable[[str], bool] = lambda word: False) -> list[CueMatch]:
@@ -66,7 +81,7 @@ class EmergencyCues:
         found: list[CueMatch] = []
         for start, key in enumerate(keys):
             for cue in self.by_first.get(key, ()):
-                span = _find(keys, start, cue.keys)
+                span = _find(keys, start, cue.keys, self.negations)
                 if span is None or any(span < other for other in phrase_spans):
                     continue
                 if len(cue.keys) == 1 and start + 1 < len(keys) and keys[start + 1] in self._things.get(key, ()):
@@ -74,7 +89,26 @@ class EmergencyCues:
                 if cue.keys[0] not in self.negations and self._negated(keys, start):
                     continue
                 found.append(CueMatch(cue.text, frozenset(span)))
+        for text, parts in self.together:
+            spans = [self._part(keys, part) for part in parts]
+            if all(span is not None for span in spans):
+                found.append(CueMatch(text, frozenset().union(*spans)))
         return found
+
+    def _part(self, keys: list[str], part: tuple[str, ...]) -> set[int] | None:
+        """Where one part of a `together` entry is heard (not negated), or None. Unlike a cue, a part
+        inside a department's keyword still counts: the parts are ordinary words on purpose
+        ("breaking the windows" is vandalism; "+ right now" makes it a crime in progress)."""
+        for start, key in enumerate(keys):
+            if key != part[0]:
+                continue
+            span = _find(keys, start, part, self.negations)
+            if span is None:
+                continue
+            if part[0] not in self.negations and self._negated(keys, start):
+                continue
+            return span
+        return None
 
     def is_over(self, words: list[str]) -> str | None:
         """The words that say the event is over ("last week"), unless others say it is still on."""
@@ -94,7 +128,10 @@ class EmergencyCues:
         return any(k in self.negations for k in keys[max(0, start - NEGATION_WINDOW):start])
 
 
-def _find(keys: list[str], start: int, want: tuple[str, ...]) -> set[int] | None:
+def _find(keys: list[str], start: int, want: tuple[str, ...],
+          negations: frozenset[str] = frozenset()) -> set[int] | None:
+    """Positions of `want` from `start`, each word at most MAX_CUE_GAP words after the one before.
+    A negation in a gap breaks the match: "are [not] trapped" is not "are trapped"."""
     span, pos = {start}, start
     for key in want[1:]:
         for nxt in range(pos + 1, min(pos + 2 + MAX_CUE_GAP, len(keys))):
@@ -102,6 +139,8 @@ def _find(keys: list[str], start: int, want: tuple[str, ...]) -> set[int] | None
                 span.add(nxt)
                 pos = nxt
                 break
+            if keys[nxt] in negations:
+                return None
         else:
             return None
     return span

@@ -20,7 +20,9 @@ _INTENT_KEYS = ("department", "description", "keywords", "examples", "digit", "s
 #: A service code as Open311 clients send it back in URLs and forms: short, no spaces or slashes.
 _SERVICE_CODE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
 NO_SERVICE = "none"   # `service_code: none`: informational intent, nothing to report
-_EMERGENCY_KEYS = ("phrases", "examples", "advisory", "transfer")
+_EMERGENCY_KEYS = ("phrases", "examples", "advisory", "transfer", "together")
+#: How the parts of an emergency `together` entry are joined ("stuck + water is coming in").
+TOGETHER_JOIN = "+"
 
 
 def department_ref(ctx: Context, node: Node, what: str) -> str | None:
@@ -209,14 +211,34 @@ def parse_emergency(ctx: Context, node: Node) -> Emergency | None:
     examples = (reader.phrases(entries["examples"][1], "emergency examples", ctx.languages)
                 if "examples" in entries else {lang: () for lang in ctx.languages})
     advisory = reader.localized(entries["advisory"][1], "the emergency advisory", ctx.languages)
+    together: dict[str, tuple[str, ...]] | None = {}
+    if "together" in entries:
+        together = reader.phrases(entries["together"][1], "emergency together entries", ctx.languages)
+        if together is not None and not _together_parts_ok(ctx, entries["together"][1]):
+            together = None
     transfer = None
     if "transfer" in entries and not is_null(entries["transfer"][1]):
         transfer = parse_line(reader, entries["transfer"][1], "the emergency transfer line")
         if transfer is None:
             return None
-    if phrases is None or examples is None or advisory is None:
+    if phrases is None or examples is None or advisory is None or together is None:
         return None
-    return Emergency(phrases=phrases, examples=examples, advisory=advisory, transfer=transfer)
+    return Emergency(phrases=phrases, examples=examples, advisory=advisory, transfer=transfer, together=together)
+
+
+def _together_parts_ok(ctx: Context, node: Node) -> bool:
+    """Each `together` entry joins two or more non-empty parts with ' + '; reported at its line."""
+    ok = True
+    for _, per_language in getattr(node, "value", ()):
+        for item in getattr(per_language, "value", ()):
+            if not isinstance(item, ScalarNode):
+                continue
+            parts = [part.strip() for part in str(item.value).split(TOGETHER_JOIN)]
+            if len(parts) < 2 or not all(parts):
+                ctx.reader.report(item, f"emergency together entry '{item.value}' needs two or more parts joined "
+                                        f"by ' {TOGETHER_JOIN} ' — e.g. 'stuck {TOGETHER_JOIN} water is coming in'")
+                ok = False
+    return ok
 
 
 def check_fallbacks(ctx: Context) -> None:

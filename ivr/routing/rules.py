@@ -147,6 +147,9 @@ class Emergency:
     examples: Phrases
     advisory: Localized        # "If this is an emergency, hang up and dial 911."
     transfer: str | None = None  # optional emergency line offered after the advisory
+    #: Facts that are ordinary alone but an emergency together, per language: "stuck + water is
+    #: coming in" (each entry's parts joined by " + "; every part must be heard, in any order).
+    together: Phrases = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

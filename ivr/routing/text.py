@@ -125,10 +125,14 @@ def surface_tokens(text: str, lang: Language) -> list[str]:
     """
     words = [w for w in _words(text, lang) if w not in lang.fillers]
     words = _digits(_as_meant(words, lang), lang)
-    # Street names are not requests: "Park Avenue", "Main Street", "Water Street".
+    # Street names are not requests: "Park Avenue", "Main Street", "Water Street". The name goes and
+    # so does its suffix: "a dead raccoon on Orchard Road" says nothing about roads, while "the road
+    # by the school" (a word that describes the street before it) keeps "road".
     suffixes = lang.street_suffixes
+    named = {i for i in range(len(words) - 1)
+             if words[i + 1] in suffixes and words[i] not in lang.not_a_street_name}
     return [w for i, w in enumerate(words)
-            if not (i + 1 < len(words) and words[i + 1] in suffixes and w not in lang.not_a_street_name)
+            if i not in named and i - 1 not in named
             and not (w == "lot" and i + 1 < len(words) and words[i + 1] == "of")]
 
 
