@@ -164,3 +164,19 @@ def test_no_keyword_of_the_shipped_rules_loses_a_word_to_the_street_name_rule():
                 if len(surface_tokens(keyword, lang)) < len([w for w in said if w not in lang.fillers]):
                     shrunk.append(f"{language} {intent.id}: {keyword!r} → {surface_tokens(keyword, lang)}")
     assert not shrunk, shrunk
+
+
+# -- words a recogniser splits or merges ------------------------------------------------------
+def test_a_cue_word_split_in_two_is_still_heard(classifier):
+    result = classifier.classify("la casa de al lado se está que mando", "es")
+    assert result.emergency, result.explanation
+
+
+def test_two_words_written_as_one_are_read_apart(classifier):
+    result = classifier.classify("hay un gatomuerto en la calle", "es")
+    assert result.top.department == "animals", result.explanation
+
+
+def test_a_real_word_is_never_taken_apart(classifier):
+    result = classifier.classify("I want to rent the shelter for a birthday party", "en")
+    assert result.top.department == "parks", result.explanation

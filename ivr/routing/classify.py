@@ -24,6 +24,8 @@ MAX_CANDIDATES = 5
 MIN_RELATIVE_SCORE = 0.15   # alternatives weaker than this share of the best are noise
 EMERGENCY_CLASS_MIN = 2.5   # example-only emergency evidence must be this strong to count
 SIBLING_SHARE = 0.5         # share of the best sibling intent's score an intent is credited with
+MERGED_MIN_LENGTH = 8       # "gatomuerto": shorter unknown words are more often just misspelt
+MERGED_MIN_PART = 4         # each half a real word, not a fragment ("a" + "bandoned")
 
 
 @dataclass(frozen=True)
@@ -109,8 +111,10 @@ class Classifier:
                 content.append(stem(alike, lang))
                 guessed.add(i)
             elif word not in lang.stop_words:
-                positions.append(i)
-                content.append(stem(word, lang))
+                halves = _split_merged(word, lang, unigrams)
+                for part in halves or (word,):
+                    positions.append(i)
+                    content.append(stem(part, lang))
         scores, hits, spans = match(model.index, [surface_key(w) for w in words], content, positions, guessed)
         cues = model.cues.find(words, spans, known=lambda word: stem(word, lang) in unigrams)
         cue_texts = list(dict.fromkeys(c.text for c in cues))
@@ -159,6 +163,20 @@ class _Reading:
     cues: list[str]
     scored: list[tuple[int, float, list[Hit]]]
     note: str
+
+
+def _split_merged(word: str, lang: Language, unigrams: dict) -> tuple[str, str] | None:
+    """Two known words a recogniser wrote as one ("gatomuerto" for "gato muerto"), or None.
+
+    Only for a long word the rules do not know, and only when exactly one split makes two words
+    they do know: a real word is never taken apart, and an ambiguous one is not guessed.
+    """
+    if len(word) < MERGED_MIN_LENGTH or stem(word, lang) in unigrams or word.isdigit():
+        return None
+    splits = [(word[:i], word[i:]) for i in range(MERGED_MIN_PART, len(word) - MERGED_MIN_PART + 1)
+              if word[:i] not in lang.stop_words and word[i:] not in lang.stop_words
+              and stem(word[:i], lang) in unigrams and stem(word[i:], lang) in unigrams]
+    return splits[0] if len(splits) == 1 else None
 
 
 def _pool_siblings(scores: list[float], departments: list[str | None]) -> list[float]:

@@ -51,6 +51,7 @@ class EmergencyCues:
         self.by_first: dict[str, list[Cue]] = {}
         self.deletes: dict[str, set[str]] = {}
         self.together: list[tuple[str, tuple[tuple[str, ...], ...]]] = []
+        self._cue_words: set[str] = set()
         for phrase in phrases:
             keys = self._learn(phrase)
             if keys:
@@ -63,6 +64,7 @@ class EmergencyCues:
     def _learn(self, phrase: str) -> tuple[str, ...]:
         """A phrase's keys; its long words become fuzzy targets ("buning" is heard as "burning")."""
         keys = tuple(surface_key(w) for w in surface_tokens(phrase, self.language))
+        self._cue_words.update(k for k in keys if len(k) >= FUZZY_MIN_LENGTH)
         for key in keys:
             if len(key) >= FUZZY_MIN_LENGTH:
                 for variant in edits1(key) | {key}:
@@ -77,7 +79,7 @@ class EmergencyCues:
         is read as that cue word: a misheard emergency must still be heard. `known` tells real
         words apart ("breeding" is a word of the mosquito examples, not a misheard "bleeding").
         """
-        keys = [self._heard_as(surface_key(w), known) for w in words]
+        keys = self._joined([self._heard_as(surface_key(w), known) for w in words])
         found: list[CueMatch] = []
         for start, key in enumerate(keys):
             for cue in self.by_first.get(key, ()):
@@ -109,6 +111,17 @@ class EmergencyCues:
                 continue
             return span
         return None
+
+    def _joined(self, keys: list[str]) -> list[str]:
+        """A cue word the recogniser split in two ("se está que mando" for "quemando") is read whole;
+        the second half's place is left blank so positions still point at the caller's words."""
+        out = list(keys)
+        for i in range(len(out) - 1):
+            joined = out[i] + out[i + 1]
+            if out[i] and out[i + 1] and joined in self._cue_words and \
+                    out[i] not in self._cue_words and out[i + 1] not in self._cue_words:
+                out[i], out[i + 1] = joined, ""
+        return out
 
     def is_over(self, words: list[str]) -> str | None:
         """The words that say the event is over ("last week"), unless others say it is still on."""
