@@ -288,3 +288,41 @@ def test_retention_forgets_the_contact_of_old_closed_requests_only(engine, notif
         assert forgotten.updated_at == T0 + timedelta(hours=12) and forgotten.description == "a huge pothole"
         assert service_requests.by_case(s, still_open.case_number).contact_phone == PHONE
         assert service_requests.by_case(s, recent.case_number).contact_phone == PHONE
+
+
+def test_text_consent_is_recorded_after_the_request_is_made(engine, notified):
+    with Session(engine) as s:
+        request = make(s, text_consent=False, now=T0)
+        assert service_requests.set_text_consent(s, request.case_number, True) is True
+        assert service_requests.set_text_consent(s, "1234567", True) is False
+        s.commit()
+    with Session(engine) as s:
+        after = service_requests.by_case(s, request.case_number)
+        assert after.text_consent is True and after.updated_at == T0
+        assert len(service_requests.history(s, request.case_number)) == 1
+
+
+def test_two_transactions_making_the_same_request_at_once_make_one(engine, notified):
+    """A retry that arrives while the first attempt's transaction is still open (another worker)."""
+    import threading
+
+    first = Session(engine)
+    made = make(first, "sms:SMrace")
+    result = {}
+
+    def second():
+        with Session(engine) as s:
+            result["request"] = make(s, "sms:SMrace", description="the retry")
+            s.commit()
+
+    racer = threading.Thread(target=second)
+    racer.start()
+    racer.join(0.5)                      # it waits for the first transaction (unique source_key)
+    first.commit()
+    first.close()
+    racer.join(30)
+    assert not racer.is_alive()
+    assert result["request"] == made
+    with Session(engine) as s:
+        assert rows(s) == 1
+    assert len(notified) == 1

@@ -27,7 +27,7 @@ from ivr.routing.services import CASE_LENGTHS, CHANNELS, STATUSES, Service, Serv
 from ivr.store.models import Base, UTCDateTime, utcnow
 
 __all__ = ["ServiceRequest", "StatusChange", "RequestError", "create", "by_case", "by_source", "set_status",
-           "search", "history", "count"]
+           "set_text_consent", "search", "history", "count"]
 
 log = logging.getLogger(__name__)
 
@@ -250,6 +250,22 @@ def set_status(s: Session, case_number: str, status: str, note: str, by: str,
                                "created_at": when})
     s.info["wrote"] = True
     return _record(conn.execute(_BY_CASE, {"case": request.case_number}).one())
+
+
+def set_text_consent(s: Session, case_number: str, consent: bool) -> bool:
+    """Record whether the citizen agreed to be texted about the request (the phone asks after
+    filing it: "press 1 to get it by text"). False when there is no such request.
+
+    Not a change of the request itself: its status, history and updated_at (Open311's
+    updated_datetime) stay as they are.
+    """
+    number = normalise_case_number(case_number)
+    if number is None:
+        return False
+    changed = s.connection().execute(update(_T).where(_T.c.case_number == number)
+                                     .values(text_consent=bool(consent))).rowcount
+    s.info["wrote"] = True
+    return bool(changed)
 
 
 def history(s: Session, case_number: str) -> list[StatusChange]:
