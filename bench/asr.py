@@ -66,6 +66,8 @@ SETS = {
     "unseen_es": ROOT / "bench" / "data" / "unseen_es.jsonl",
     "unseen2_en": ROOT / "bench" / "data" / "unseen2_en.jsonl",
     "unseen2_es": ROOT / "bench" / "data" / "unseen2_es.jsonl",
+    "unseen3_en": ROOT / "bench" / "data" / "unseen3_en.jsonl",
+    "unseen3_es": ROOT / "bench" / "data" / "unseen3_es.jsonl",
     "heldout": ROOT / "bench" / "data" / "heldout_en.jsonl",
     "probe": ROOT / "bench" / "data" / "emergency_probe_en.jsonl",
     "es": ROOT / "tests" / "data" / "utterances_es.jsonl",
