@@ -61,6 +61,8 @@ def test_recogniser_style_sets(classifier, name):
     "somebody is trying to brake in",                              # homophone
     "some one is breaking in to my house",                         # split words
     "a man with a pistol is outside",
+    "please hurry i am hiding in the bathroom",                    # danger told by what the caller does
+    "the kid fell through the eyes on the lake",                   # "ice" misheard
     "my son drank bleach",
 ])
 def test_near_miss_and_misheard_emergencies(classifier, text):
@@ -116,6 +118,7 @@ def test_number_words_are_no_evidence(classifier):
     ("the hallway smells like rotten eggs and my son is dizzy", "en"),
     ("my dad says his chest really hurts", "en"),
     ("two guys are fighting in the parking lot right now", "en"),
+    ("the carbon monoxide alarm keeps going off and we all have a headache", "en"),
     ("estamos atrapados en el carro y sube el agua", "es"),
     ("a mi mamá le duele mucho el pecho", "es"),
 ])
