@@ -83,6 +83,9 @@ def configure(config: Mapping[str, Any]) -> None:
     root.addHandler(handler)
     if root.level == logging.NOTSET or root.level > logging.INFO:
         root.setLevel(logging.INFO)
+    # twilio's client logs every REST request's headers at INFO (a dozen lines per text the outbox
+    # sends); the outbox and the console log one line per request themselves, numbers masked.
+    logging.getLogger("twilio.http_client").setLevel(logging.WARNING)
 
 
 def bind_call(call_sid: str | None) -> None:

@@ -22,12 +22,13 @@ from typing import Any, Callable
 from sqlalchemy import event
 from sqlalchemy.orm import Session
 
+from ivr import metrics
 from ivr.outbox.notify import department_messages
 from ivr.store import outbox as store
 from ivr.store.models import utcnow
 from ivr.store.privacy import mask_number
 
-__all__ = ["enqueue", "send_sms", "notify_department", "on_commit"]
+__all__ = ["enqueue", "send_sms", "notify_department", "on_commit", "observe_queue"]
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +87,17 @@ def notify_department(s: Session, request: Any, rules: Any) -> int:
     for message in department_messages(request, rules):
         count += enqueue(s, kind=message.kind, key=message.key, target=message.target, payload=message.payload)
     return count
+
+
+def observe_queue(s: Session) -> None:
+    """Set the outbox gauges (rows by kind and status, oldest waiting) from the table: /metrics
+    calls this when scraped, so every host reports the one shared outbox."""
+    found = store.stats(s)
+    for kind in store.KINDS:
+        for status in store.STATUSES:
+            metrics.OUTBOX_MESSAGES.labels(kind=kind, status=status).set(found.counts.get((kind, status), 0))
+    oldest = (utcnow() - found.oldest_waiting).total_seconds() if found.oldest_waiting else 0.0
+    metrics.OUTBOX_OLDEST_WAITING_SECONDS.set(max(0.0, oldest))
 
 
 # --- waking the worker after the commit ------------------------------------------------------------

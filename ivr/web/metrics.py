@@ -8,12 +8,17 @@ The series themselves are defined in ivr.metrics.
 from __future__ import annotations
 
 import hmac
+import logging
 import time
 
 from flask import Blueprint, Flask, Response, current_app, g, request
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy.exc import SQLAlchemyError
 
-from ivr import metrics
+from ivr import metrics, outbox
+from ivr.store import db
+
+log = logging.getLogger(__name__)
 
 bp = Blueprint("metrics", __name__)
 
@@ -28,7 +33,16 @@ def metrics_view() -> Response:
     if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), expected.encode()):
         return Response("metrics need 'Authorization: Bearer <IVR_METRICS_TOKEN>'\n", status=401,
                         mimetype="text/plain", headers={"WWW-Authenticate": 'Bearer realm="ivr-metrics"'})
+    _observe_outbox()
     return Response(generate_latest(metrics.registry()), mimetype=CONTENT_TYPE_LATEST)
+
+
+def _observe_outbox() -> None:
+    """Outbox depth and age, read from the database now (its workers may run on other hosts)."""
+    try:
+        outbox.observe_queue(db.session())
+    except SQLAlchemyError as exc:   # the database is down: the other series still answer
+        log.warning("metrics: outbox gauges not updated: %s", type(exc).__name__)
 
 
 def _start_timer() -> None:

@@ -1,0 +1,95 @@
+"""Two `ivr worker` processes drain one outbox into the fake Twilio REST API: every text is sent
+exactly once. On SQLite with the embedded SQLite job queue, and on PostgreSQL with the queue on
+Redis (the several-machines set-up)."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from sqlalchemy.orm import Session
+
+from fake_twilio_rest import ACCOUNT_SID, AUTH_TOKEN, FakeTwilioRest
+from ivr import jobs, outbox
+from ivr.jobs import queue
+from ivr.jobs.outbox import deliver_task
+from ivr.store import db
+from ivr.store import outbox as store
+
+pytestmark = pytest.mark.db
+
+TEXTS = 240
+REDIS_URL = os.environ.get("IVR_TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
+
+
+def _redis_or_skip() -> str:
+    redis = pytest.importorskip("redis")
+    try:
+        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1).ping()
+    except redis.exceptions.ConnectionError as exc:
+        if os.environ.get("IVR_REQUIRE_REDIS"):
+            pytest.fail(f"Redis required but unreachable at {REDIS_URL}: {exc}")
+        pytest.skip(f"Redis unreachable at {REDIS_URL}")
+    return REDIS_URL
+
+
+def _start_worker(env: dict[str, str], log: Path) -> subprocess.Popen:
+    # Output to a file, not a pipe: a pipe nobody reads until the end fills up and stalls the worker.
+    with open(log, "w") as out:
+        return subprocess.Popen([sys.executable, "-m", "ivr.cli", "worker", "--workers", "2", "--no-periodic"],
+                                env=env, stdout=out, stderr=subprocess.STDOUT, text=True)
+
+
+@pytest.mark.timeout(300)
+def test_two_worker_processes_never_send_a_text_twice(app_config, db_url, tmp_path):
+    from ivr import create_app
+
+    backend = "postgresql" if db_url.startswith("postgresql") else "sqlite"
+    queue_settings = {"IVR_REDIS_URL": _redis_or_skip()} if backend == "postgresql" else \
+        {"IVR_JOBS_DB": str(tmp_path / "jobs.sqlite3")}
+    with FakeTwilioRest() as twilio:
+        settings = {"IVR_DATABASE_URL": db_url, "TWILIO_ACCOUNT_SID": ACCOUNT_SID, "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
+                    "IVR_TWILIO_API_URL": twilio.url, "IVR_SMS_FROM": "+13125550311",
+                    "IVR_OUTBOX_BATCH": "5", **queue_settings}
+        app = create_app({**app_config, **settings})
+        env = {**os.environ, **settings, "IVR_PROMPT_CACHE_DIR": app_config["IVR_PROMPT_CACHE_DIR"],
+               "IVR_SPEECH_ENGINE": "twilio", "IVR_CAPTURE": "twilio", "IVR_TTS": "off"}
+        logs = [tmp_path / "worker-1.log", tmp_path / "worker-2.log"]
+        workers = [_start_worker(env, log) for log in logs]
+        try:
+            with Session(db.engine(app)) as s:
+                for n in range(TEXTS):
+                    outbox.send_sms(s, to=f"+1312555{n:04d}", body=f"text {n}", key=f"two-workers:{n}",
+                                    purpose="test")
+                s.commit()                      # wakes one drain; more below so both processes drain
+            deadline = time.monotonic() + 240
+            while time.monotonic() < deadline:
+                for _ in range(4):
+                    deliver_task()              # a wake-up for each thread of each worker
+                with Session(db.engine(app)) as s:
+                    if store.stats(s).waiting == 0:
+                        break
+                time.sleep(1.0)
+        finally:
+            for worker in workers:
+                worker.terminate()
+                worker.wait(timeout=30)
+            outputs = [log.read_text() for log in logs]
+            jobs.huey.flush()
+            queue.configure(app_config, app.instance_path)
+        sent_bodies = Counter(message["Body"] for message in twilio.messages)
+    assert all("ivr worker: queue" in output for output in outputs), outputs
+    with Session(db.engine(app)) as s:
+        rows = store.search(s, limit=TEXTS + 10)
+    assert [r.status for r in rows].count("sent") == TEXTS, [output[-3000:] for output in outputs]
+    duplicates = {body: n for body, n in sent_bodies.items() if n > 1}
+    assert duplicates == {}
+    assert set(sent_bodies) == {f"text {n}" for n in range(TEXTS)}
+    assert len({r.provider_id for r in rows}) == TEXTS
+    # Both processes took part (claims name host:pid:thread), or the test proved nothing.
+    processes = {r.claimed_by.split(":")[1] for r in rows}
+    assert len(processes) == 2, processes
