@@ -215,3 +215,38 @@ def test_open311_down_then_back_delivers_once_and_a_bad_key_is_dead(app):
         assert outbox_worker.drain(app).counts["dead"] == 1
     dead = [r for r in _rows(app) if r.status == "dead"]
     assert "Invalid api_key" in dead[0].last_error
+
+
+# --- the real wiring: a service request made by the line reaches the department ------------------------
+def test_a_real_service_request_reaches_the_departments_mailbox_and_webhook(app):
+    from dataclasses import replace
+
+    from conftest import RULES_PATH
+    from ivr.routing import services
+    from ivr.routing.load import load_rules
+    from ivr.routing.rules import NotifyTarget
+    from ivr.store import service_requests
+
+    rules = load_rules(RULES_PATH)
+    pothole = services.service_for_intent(rules, "pothole")
+    with SmtpServer() as smtp, HttpReceiver() as hook:
+        app.config.update(IVR_SMTP_HOST="127.0.0.1", IVR_SMTP_PORT=smtp.port)
+        department = replace(rules.departments[pothole.department], notify=(
+            NotifyTarget("email", "roads@city.example.gov"),
+            NotifyTarget("webhook", f"{hook.url}/311", secret_env="IVR_STREETS_WEBHOOK_SECRET")))
+        rules = replace(rules, departments={**rules.departments, pothole.department: department})
+        with _session(app) as s:
+            request = service_requests.create(
+                s, source_key="voice:CA-e2e", channel="voice", service=pothole,
+                description="hay un bache enorme en la calle Main", address="12 Main Street", lat=None,
+                long=None, language="es", contact_phone=CITIZEN, contact_email=None, text_consent=True,
+                rules=rules)
+            s.commit()
+        assert outbox_worker.drain(app).counts["sent"] == 2
+        [mail], [posted] = smtp.messages, hook.requests
+    assert request.case_number in mail["Subject"] and pothole.department in mail.get_payload()
+    assert "hay un bache enorme en la calle Main" in mail.get_payload() and "Language: es" in mail.get_payload()
+    document = json.loads(posted["body"])
+    assert (document["case_number"], document["service_code"], document["language"]) == \
+        (request.case_number, pothole.code, "es")
+    assert document["contact_phone"] == CITIZEN and document["address"] == "12 Main Street"
