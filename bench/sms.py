@@ -15,6 +15,9 @@ STATUS of its own case, HELP, SUBSCRIBE WATER, a Spanish report, and 5 % of text
 Prints webhook latency p50/p90/p99/max (client side, all texts and per kind), texts/s, server
 CPU per webhook, failed webhooks (non-200 or the "please call" rescue), cases opened, and the load
 average before and after: on a shared machine the wall-clock figures mean little without it.
+`--in-process N` instead sends N texts (the same conversations, one texter at a time) through
+Flask's test client with no server and no threads, in 3 batches, and prints the CPU time per text
+of each batch and the lowest: the app's own work, steadier than latency on a loaded machine.
 Speech recognisers are not needed by texts: by default the server runs with
 IVR_SPEECH_ENGINE=twilio so no model warms up during the run (`--speech-engine auto` to keep the
 default engines).
@@ -200,6 +203,40 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))] if ordered else float("nan")
 
 
+def in_process(args: argparse.Namespace) -> None:
+    """CPU per text through Flask's test client (no server, no threads): the app's own work."""
+    import logging
+
+    from ivr import create_app
+    from ivr.telephony.simulator import FlaskTransport
+
+    with tempfile.TemporaryDirectory(prefix="bench-sms-") as tmp:
+        app = create_app({"IVR_DATABASE_URL": args.database_url or f"sqlite:///{Path(tmp) / 'ivr.sqlite3'}",
+                          "TWILIO_AUTH_TOKEN": TOKEN, "IVR_PUBLIC_URL": "https://bench.example", "IVR_TTS": "off",
+                          "IVR_SPEECH_ENGINE": "twilio", "IVR_CAPTURE": "twilio",
+                          "IVR_JOBS_DB": str(Path(tmp) / "jobs.sqlite3")})
+        logging.getLogger().setLevel(logging.WARNING)
+        client = app.test_client()
+        stats = Stats()
+        rng = random.Random(args.seed)
+        texters = [SimulatedTexter(FlaskTransport(client), token=TOKEN, public_url="https://bench.example",
+                                   from_=f"+1312555{n:04d}") for n in range(20)]
+        cases: dict[int, list[str]] = {n: [] for n in range(len(texters))}
+        conversation(texters[0], rng, stats, (0.0, 0.0), cases[0])     # warm up
+        per_text = []
+        for _batch in range(3):
+            before_texts, before_cpu = stats.texts, time.process_time()
+            while stats.texts - before_texts < args.in_process // 3:
+                n = rng.randrange(len(texters))
+                conversation(texters[n], rng, stats, (0.0, 0.0), cases[n])
+            per_text.append((time.process_time() - before_cpu) / (stats.texts - before_texts) * 1000)
+        load = os.getloadavg()
+        print(f"# bench/sms.py --in-process {args.in_process}: {'PostgreSQL' if args.database_url else 'SQLite'}, "
+              f"Flask test client, load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+        print("CPU per text, ms, per batch: " + "  ".join(f"{v:.2f}" for v in per_text) +
+              f"   lowest {min(per_text):.2f}; failures {len(stats.failures)}; cases {stats.cases}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--texters", type=int, default=50, help="citizens texting at once")
@@ -209,9 +246,14 @@ def main() -> None:
     parser.add_argument("--database-url", default=None, help="default: a fresh SQLite file")
     parser.add_argument("--speech-engine", default="twilio", help="IVR_SPEECH_ENGINE for the server (auto: default)")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--in-process", type=int, default=0, metavar="N",
+                        help="CPU per text through Flask's test client instead (N texts)")
     args = parser.parse_args()
     if args.database_url and args.database_url.startswith("postgresql"):
         args.database_url = fresh_schema(args.database_url)
+    if args.in_process:
+        in_process(args)
+        return
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="bench-sms-") as tmp, Server(args.database_url, args.speech_engine,
                                                                          Path(tmp)) as server:

@@ -118,6 +118,10 @@ class SmsTexts:
         self._texts: dict[str, dict[str, str]] = {}
         self._checked = 0.0
 
+    @property
+    def languages(self) -> tuple[str, ...]:
+        return self._languages
+
     def _mtimes(self) -> tuple[Any, ...]:
         return tuple((lang, (self._dir / f"{lang}.yaml").stat().st_mtime_ns
                       if (self._dir / f"{lang}.yaml").exists() else 0) for lang in self._languages)

@@ -119,7 +119,22 @@ def set_pending(s: Session, phone: str, pending: Mapping[str, Any] | None, now: 
     _update(s, phone, now, pending=dict(pending) if pending is not None else None)
 
 
+def _upsert(dialect: Any) -> Any:
+    insert = dialect.insert(_TABLE)
+    return insert.on_conflict_do_update(index_elements=[_TABLE.c.phone], set_={
+        "language": insert.excluded.language, "pending": insert.excluded.pending,
+        "updated_at": insert.excluded.updated_at})
+
+
+# The end of every SMS webhook: one statement, built once (an INSERT … ON CONFLICT DO UPDATE).
+_SAVE = {"postgresql": _upsert(postgresql), "sqlite": _upsert(sqlite)}
+
+
 def save(s: Session, phone: str, *, language: str | None, pending: Mapping[str, Any] | None,
          now: datetime | None = None) -> None:
     """Language and pending draft in one statement (the usual end of an SMS webhook)."""
-    _update(s, phone, now, language=language, pending=dict(pending) if pending is not None else None)
+    now = now or utcnow()
+    conn = s.connection()
+    conn.execute(_SAVE[conn.dialect.name], {
+        "phone": normalise_phone(phone), "language": language, "opted_out": False, "created_at": now,
+        "updated_at": now, "pending": dict(pending) if pending is not None else None})

@@ -11,6 +11,7 @@ import functools
 import logging
 import re
 import traceback
+from datetime import datetime
 from typing import Any, Callable, TypeVar, cast
 
 from flask import Blueprint, Response, current_app, g, request
@@ -39,10 +40,10 @@ _LAST_RESORT = "Sorry, something went wrong on our side. Please call 311."
 
 def texts() -> SmsTexts:
     """The app's SMS texts (prompts/sms/<lang>.yaml beside the voice prompts)."""
+    languages = rules_source.current_rules().languages
     found = current_app.extensions.get(_TEXTS)
-    if found is None:
-        found = current_app.extensions[_TEXTS] = SmsTexts(current_app.config["IVR_PROMPTS_DIR"],
-                                                          rules_source.current_rules().languages)
+    if found is None or found.languages != languages:     # new: or the rules now offer other languages
+        found = current_app.extensions[_TEXTS] = SmsTexts(current_app.config["IVR_PROMPTS_DIR"], languages)
     return cast(SmsTexts, found)
 
 
@@ -108,7 +109,7 @@ def incoming() -> Response:
     media = _int(request.values.get("NumMedia"))
     step = respond(texter, request.values.get("Body") or "", media, at, current, rules_source.current_classifier(),
                    carrier_keyword=request.values.get("OptOutType") or None)
-    reply = _complete(s, step, sid, phone, current, texter)
+    reply = _complete(s, step, sid, phone, current, texter, at)
     for effect in reply.effects:
         _apply(s, effect, phone, reply.language, at)
     if "opt_out" not in {e[0] for e in reply.effects}:
@@ -120,18 +121,18 @@ def incoming() -> Response:
     return xml(replies.remember_response(s, key, body))
 
 
-def _complete(s: Any, step: Any, sid: str, phone: str, rules: Rules, texter: Texter) -> Reply:
+def _complete(s: Any, step: Any, sid: str, phone: str, rules: Rules, texter: Texter, at: datetime) -> Reply:
     """Do the I/O a step asks for (create the request, look up a case) and word the answer."""
     if isinstance(step, OpenCase):
         topic = rules.topic_for_intent(step.service.intent)
-        alert = alerts.active_alert_for(s, intent=step.service.intent, topic=topic.id if topic else None, now=now())
+        alert = alerts.active_alert_for(s, intent=step.service.intent, topic=topic.id if topic else None, now=at)
         created = service_requests.create(
             s, source_key=f"sms:{sid}", channel="sms", service=step.service, description=step.description,
             address=step.address, lat=None, long=None, language=step.language, contact_phone=phone,
             contact_email=None, text_consent=True)
         if alert is not None:
             alerts.count_alert_heard(s, alert.id, "sms")
-        return opened_reply(created.case_number, step, now(), rules, alert.text(step.language) if alert else None)
+        return opened_reply(created.case_number, step, at, rules, alert.text(step.language) if alert else None)
     if isinstance(step, LookUpCase):
         found = None
         if step.case is not None:
