@@ -88,6 +88,7 @@ class Run:
     resets: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     calls: dict[str, dict] = field(default_factory=dict)     # sid → labelled row
+    webhook_ms: list[float] = field(default_factory=list)    # a new call's first webhook, while streams run
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def add(self, **values) -> None:
@@ -340,11 +341,37 @@ def run_callers(server: Server, audio: dict[str, bytes], rows: list[dict], calle
             Phone(server.base, run, rows[n % len(rows)], n, audio).call()
 
     threads = [threading.Thread(target=caller, args=(i,)) for i in range(callers)]
+    done = threading.Event()
+    probe = threading.Thread(target=probe_webhooks, args=(server.base, run, done))
     for thread in threads:
         thread.start()
+    probe.start()
     for thread in threads:
         thread.join()
+    done.set()
+    probe.join()
     return run
+
+
+def probe_webhooks(base: str, run: Run, done: threading.Event) -> None:
+    """Twice a second, a new caller's `/voice/incoming` while the streams run: are webhooks starved
+    by the websockets holding threads? (Those probe calls hang up at once and are not counted.)"""
+    n = 0
+    while not done.wait(0.5):
+        sim = SimulatedCall(HttpTransport(base, timeout=20), token=TOKEN, public_url=base,
+                            from_=f"+1556{n:07d}", to="+15550003110")
+        n += 1
+        started = time.monotonic()
+        try:
+            reply = sim.post(base + "/voice/incoming", sim.params(CallStatus="ringing"))
+        except (ConnectionError, SimulatorError, OSError) as exc:
+            run.add(resets=f"probe POST /voice/incoming: {type(exc).__name__}")
+            continue
+        if reply.status_code == 200:
+            run.add(webhook_ms=(time.monotonic() - started) * 1000)
+        else:
+            run.add(errors=f"probe POST /voice/incoming: HTTP {reply.status_code}")
+        sim.post(base + "/voice/status", sim.params(CallStatus="completed", CallDuration="0"))
 
 
 def uptime() -> str:
@@ -405,6 +432,7 @@ def report(engine: str, callers: int, run: Run, db: Routed, log: str, memory: li
                   f"(everything the workers did, webhooks included, divided by decodes)")
     else:
         print(f"  worker CPU: {cpu_s:.1f} s in all, {1000 * cpu_s / max(run.turns, 1):.0f} ms per stream turn")
+    print(f"  webhooks while the streams run (a new call's /voice/incoming, twice a second): {stats(run.webhook_ms)}")
     print(f"  barge-ins cleared: {run.cleared}/{run.barge_ins}")
     print(f"  connection resets: {len(run.resets)}; other errors: {len(run.errors)}"
           + (f"   target: 0 resets  [{verdict(not run.resets)}]" if many else ""))

@@ -195,3 +195,27 @@ def test_an_unsure_or_open_decode_waits_for_the_trailing_silence():
     ep.decoded("there is a pothole on the", ep.now_ms, "roads")   # ends open
     assert feed(ep, SILENCE, 19) == []
     assert feed(ep, SILENCE, 1)[0].reason == "silence"
+
+
+def test_a_young_pause_asks_for_an_idle_decode_then_a_queued_one():
+    """At `speculate_ms` of quiet: decode if a thread is idle ("idle"); at `pause_ms`: decode, queued."""
+    ep = Endpointer(EndpointConfig(speculate_ms=100, pause_ms=160))
+    feed(ep, voice(), 20, ALL)
+    signals = feed(ep, SILENCE, 10, ALL)                 # 200 ms
+    assert [(s.kind, s.reason, s.at_ms) for s in signals] == [("pause", "idle", 500), ("pause", "", 560)]
+    assert [s.kind for s in feed(ep, voice(), 5, ALL)] == ["resume"]
+
+
+def test_a_pause_no_longer_than_the_speculative_one_is_said_once():
+    ep = Endpointer(EndpointConfig(speculate_ms=150, pause_ms=100))
+    feed(ep, voice(), 20, ALL)
+    assert [(s.kind, s.reason) for s in feed(ep, SILENCE, 10, ALL)] == [("pause", "")]
+
+
+def test_after_a_noise_burst_is_forgotten_the_next_voice_withdraws_its_decode():
+    """A click decoded at its pause must not stand in for the words that follow: "resume"."""
+    ep = Endpointer(EndpointConfig(pause_ms=100, trailing_silence_ms=300, min_speech_ms=160))
+    assert [s.kind for s in feed(ep, voice(), 5, ALL)] == ["speech"]      # 100 ms: a burst
+    assert [s.kind for s in feed(ep, SILENCE, 20, ALL)] == ["pause"]      # forgotten at 300 ms
+    assert ep.speech_started_ms is None
+    assert [s.kind for s in feed(ep, voice(), 1, ALL)] == ["resume"]

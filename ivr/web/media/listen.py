@@ -7,7 +7,7 @@ Two ways to listen, chosen by the engine:
   never holds a pool thread while idle, and the running partial feeds the endpointer.
 * `UtteranceListener` — engines without partials (Whisper), whose decode costs the same at any
   length. The utterance's audio is kept here; at the endpointer's first pause one decode of all of
-  it runs in the pool. If the caller goes on, that decode is withdrawn (or its result ignored)
+  it runs in the pool (optionally sooner, if a decoding thread is idle: endpointing's `speculate_ms`). If the caller goes on, that decode is withdrawn (or its result ignored)
   and the next pause starts another; if not, it is the final transcript, already done or under
   way when the trailing silence ends the turn.
 
@@ -94,7 +94,7 @@ class StreamingListener:
                 self.failed, self._draining = exc, False
                 self._idle.set()
 
-    def pause(self, at_ms: int, from_ms: int | None) -> None:
+    def pause(self, at_ms: int, from_ms: int | None, idle_only: bool = False) -> None:
         """Nothing to do: the partials already follow the audio."""
 
     def resume(self) -> None:
@@ -196,10 +196,20 @@ class UtteranceListener:
     def feed(self, pcm16: bytes) -> None:
         self._audio += pcm16
 
-    def pause(self, at_ms: int, from_ms: int | None) -> None:
-        """The caller paused: decode everything said so far (up to `at_ms`)."""
-        self._withdraw()
-        self._job = self._decode(at_ms, from_ms)
+    def pause(self, at_ms: int, from_ms: int | None, idle_only: bool = False) -> None:
+        """The caller paused: decode everything said so far (up to `at_ms`).
+
+        `idle_only`: the pause is young (endpointing's `speculate_ms`, off by default): decode only
+        if a thread is idle now. Otherwise a decode already under way for this pause stands (a "resume" in between
+        would have withdrawn it), and only a pause without one queues a decode.
+        """
+        if idle_only:
+            self._withdraw()
+            self._job = self._decode(at_ms, from_ms, idle_only=True)
+        elif self._job is None:
+            self._job = self._decode(at_ms, from_ms)
+        else:
+            return
         self._job_covers = at_ms
 
     def resume(self) -> None:
@@ -253,12 +263,15 @@ class UtteranceListener:
             self._job.cancel()          # a running decode finishes; its result is ignored
             self._job = None
 
-    def _decode(self, to_ms: int, from_ms: int | None) -> Future | None:
+    def _decode(self, to_ms: int, from_ms: int | None, idle_only: bool = False) -> Future | None:
         start = max(0, (from_ms or 0) - PREROLL_MS) * BYTES_PER_MS
         audio = bytes(self._audio[start:to_ms * BYTES_PER_MS])
         try:
-            job = self.pool.submit(self._run, audio, deadline=time.monotonic() + self.deadline_s)
+            job = self.pool.submit(self._run, audio, deadline=time.monotonic() + self.deadline_s,
+                                   idle_only=idle_only)
         except PoolBusy as exc:
+            if idle_only:
+                return None         # no thread idle: the pause's own decode comes at `pause_ms`
             log.warning("no decode for this utterance: %s", exc)
             self.unheard = "busy"
             return None

@@ -163,7 +163,8 @@ class StreamTurn:
         if kind == "end" or listener is None:
             return signal if kind == "end" else None
         if kind == "pause":
-            listener.pause(self.endpointer.now_ms, self.endpointer.speech_started_ms)
+            listener.pause(self.endpointer.now_ms, self.endpointer.speech_started_ms,
+                           idle_only=signal is not None and signal.reason == "idle")
         elif kind == "resume":
             listener.resume()
         hypothesis = listener.poll()
