@@ -118,3 +118,12 @@ def test_the_opened_reply_adds_hours_only_when_closed_and_the_alert_when_there_i
 def test_a_language_is_chosen_and_kept(body, language):
     step = say(body, Texter(language="en" if language == "es" else "es"))
     assert step.language == language and keys(step) == ["language_set"]
+
+
+def test_a_text_clearly_in_the_other_language_switches_but_an_answer_does_not():
+    step = say("hay un bache enorme en la calle de mi casa", Texter(language="en"))
+    assert step.language == "es"
+    assert say("pothole at 120 Main St", Texter(language="es")).language == "es"     # too few cues: kept
+    asked = say("missed garbage pickup", Texter(language="en"))
+    answer = then(asked, "en la esquina de la calle Juárez y Hidalgo")
+    assert answer.language == "en"

@@ -110,8 +110,9 @@ def find_topic(text: str, rules: Rules) -> Topic | None:
     return None
 
 
-def detect_language(text: str, rules: Rules) -> str | None:
-    """The offered language the text is most likely written in, or None when it gives no clue.
+def detect_language(text: str, rules: Rules, *, margin: int = 1) -> str | None:
+    """The offered language the text is most likely written in, or None when it gives no clue
+    (or, with `margin`, when the best language is not ahead of every other by that many cues).
 
     Cues: each language's stop words (small words every sentence has: "the", "my" / "el", "mi"),
     the line's command words and topic keywords ("SUSCRIBIR AGUA"), and, for Spanish, its letters
@@ -131,7 +132,7 @@ def detect_language(text: str, rules: Rules) -> str | None:
     if "es" in scores and _ACCENTED_ES.search(text):
         scores["es"] += 2
     best = max(scores.items(), key=lambda item: item[1], default=(None, 0))
-    if best[1] == 0 or sum(1 for v in scores.values() if v == best[1]) > 1:
+    if best[1] == 0 or any(v > best[1] - margin for code, v in scores.items() if code != best[0]):
         return None
     return best[0]
 

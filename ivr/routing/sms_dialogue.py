@@ -24,6 +24,8 @@ from ivr.routing.sms_commands import (MAX_BODY, Command, body_problem, detect_la
 #: A draft older than this is forgotten: the next text starts afresh.
 PENDING_TTL = timedelta(hours=24)
 MAX_CHOICES = 3
+#: Language cues a text needs beyond the other language's to switch a texter's language.
+SWITCH_MARGIN = 3
 MAX_ADDRESS = 200
 MAX_DESCRIPTION = 1000
 
@@ -101,9 +103,13 @@ def respond(texter: Texter, body: str, media: int, now: datetime, rules: Rules, 
     Twilio's own reading of an opt-out keyword (its `OptOutType`: STOP, START or HELP) when its
     Advanced Opt-Out is on; Twilio has then answered the texter itself, so the line only records it."""
     body = body or ""
+    pending = texter.pending if _fresh(texter.pending, now) else None
     language = texter.language if texter.language in rules.languages else \
         (detect_language(body, rules) or rules.default_language)
-    pending = texter.pending if _fresh(texter.pending, now) else None
+    if texter.language and not pending:
+        # A new text clearly in the other language switches (answers to our question do not:
+        # "calle Juárez 120" is a place, not a choice of Spanish).
+        language = detect_language(body, rules, margin=SWITCH_MARGIN) or language
     ctx = _Context(rules, classifier, now, language, texter, pending)
     if carrier_keyword:
         return _carrier(ctx, carrier_keyword.strip().upper())
