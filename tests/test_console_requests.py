@@ -8,7 +8,7 @@ from console_helpers import Console, add_users, console_config
 
 from ivr.routing import services
 from ivr.routing.load import load_rules
-from ivr.store import audit, db, service_requests
+from ivr.store import audit, db, outbox, service_requests
 
 pytestmark = pytest.mark.db
 
@@ -70,6 +70,11 @@ def test_a_request_is_acknowledged_then_closed_with_notes(app, cases):
         assert [c.by for c in service_requests.history(s, cases["a"])] == ["voice", "alice", "alice"]
         assert [e.action for e in audit.recent(s, 10) if e.action == "console.requests.status"] == \
             ["console.requests.status"] * 2
+        texts = sorted(outbox.search(s, kind="sms"), key=lambda row: row.id)
+    # The citizen agreed to texts: told when it was acknowledged and when it was closed.
+    assert [(row.target, row.payload["purpose"]) for row in texts] == [
+        (PHONE, "status_acknowledged"), (PHONE, "status_closed")]
+    assert "filled" in texts[1].payload["body"] and cases["a"] in texts[1].payload["body"]
 
 
 def test_changes_need_csrf_a_known_status_and_a_known_case(app, cases):

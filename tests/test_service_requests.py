@@ -262,6 +262,14 @@ def test_cli_lists_shows_acknowledges_and_closes_with_numbers_masked(engine, db_
     assert document["contact_phone"] == MASKED
     shown = runner.invoke(cli, ["requests", "show", case, "--url", db_url])
     assert "acknowledged ana" in " ".join(shown.stdout.split()) and "closed cli:" in " ".join(shown.stdout.split())
+    from ivr.store import outbox
+    with Session(engine) as s:          # the citizen agreed to texts: one per change, in the outbox
+        texts = sorted(outbox.search(s, kind="sms"), key=lambda row: row.id)
+    assert [(row.target, row.payload["purpose"]) for row in texts] == [
+        (PHONE, "status_acknowledged"), (PHONE, "status_closed")]
+    assert case in texts[1].payload["body"] and "filled" in texts[1].payload["body"]
+    quiet = runner.invoke(cli, ["requests", "ack", case, "--no-text", "--url", db_url])
+    assert quiet.exit_code == 0 and "text" not in quiet.stdout
     missing = runner.invoke(cli, ["requests", "show", "1111111", "--url", db_url])
     assert missing.exit_code == 1 and "no service request" in missing.output
     assert runner.invoke(cli, ["requests", "list", "--status", "open", "--url", db_url]).stdout.strip() == \
@@ -326,3 +334,23 @@ def test_two_transactions_making_the_same_request_at_once_make_one(engine, notif
     with Session(engine) as s:
         assert rows(s) == 1
     assert len(notified) == 1
+
+
+def test_citizens_are_texted_about_acknowledged_and_closed_requests_only_with_consent(engine, notified):
+    from ivr.service_updates import tell_citizen
+    from ivr.store import outbox
+
+    prompts = RULES_PATH.parent / "prompts"
+    with Session(engine) as s:
+        spanish = make(s, "sms:es", language="es")
+        silent = make(s, "voice:no", text_consent=False)
+        assert tell_citizen(s, spanish, RULES, prompts) is False            # open: nothing to tell
+        closed = service_requests.set_status(s, spanish.case_number, "closed", "bache tapado", "ana")
+        assert tell_citizen(s, closed, RULES, prompts) is True
+        assert tell_citizen(s, closed, RULES, prompts) is False             # the same change: once
+        no_consent = service_requests.set_status(s, silent.case_number, "closed", "", "ana")
+        assert tell_citizen(s, no_consent, RULES, prompts) is False
+        s.commit()
+        (text,) = outbox.search(s, kind="sms")
+    assert text.target == PHONE and spanish.case_number in text.payload["body"]
+    assert "Bache" in text.payload["body"] and "bache tapado" in text.payload["body"]

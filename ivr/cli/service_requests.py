@@ -2,7 +2,8 @@
 
 Contacts are masked unless `--show-numbers` is given (the output is easily pasted into tickets).
 `ack` and `close` record who did it (`--by`, default the login name) and the note; the note of
-the latest change is what Open311 clients see as `status_notes`.
+the latest change is what Open311 clients see as `status_notes`. A citizen who agreed to texts is
+sent one (through the outbox) unless `--no-text` is given.
 """
 from __future__ import annotations
 
@@ -131,38 +132,49 @@ def register(cli: click.Group) -> None:
         for line in _story(request, changes, show_numbers):
             click.echo(line)
 
-    def _change(case: str, status: str, note: str, by: str | None, url: str | None) -> None:
+    def _change(case: str, status: str, note: str, by: str | None, url: str | None, text: bool = True) -> None:
+        from ivr.config import from_environment
+        from ivr.routing.load import load_rules
+        from ivr.service_updates import tell_citizen
         from ivr.store import service_requests
 
         author = by or f"cli:{getpass.getuser()}"
+        settings = from_environment()
         with _session(url) as s:
             try:
                 request = service_requests.set_status(s, case, status, note, author)
             except service_requests.RequestError as exc:
                 raise click.ClickException(str(exc)) from None
+            texted = text and tell_citizen(s, request, load_rules(settings["IVR_RULES_PATH"]),
+                                           settings["IVR_PROMPTS_DIR"])
             s.commit()
-        click.echo(f"case {request.case_number}: {request.status}" + (f" — {note}" if note else ""))
+        click.echo(f"case {request.case_number}: {request.status}" + (f" — {note}" if note else "")
+                   + ("; the citizen is sent a text" if texted else ""))
 
     note_option = click.option("--note", default="", help="What was done or will be (the public status notes).")
     by_option = click.option("--by", default=None, help="Who (default: cli:<login name>).")
+    text_option = click.option("--text/--no-text", default=True, show_default=True,
+                               help="Text the citizen about it, if they agreed to texts.")
 
     @requests_group.command("ack")
     @click.argument("case")
     @note_option
     @by_option
+    @text_option
     @url_option
-    def ack(case: str, note: str, by: str | None, url: str | None) -> None:
+    def ack(case: str, note: str, by: str | None, text: bool, url: str | None) -> None:
         """Acknowledge request CASE: someone has it."""
-        _change(case, "acknowledged", note, by, url)
+        _change(case, "acknowledged", note, by, url, text)
 
     @requests_group.command("close")
     @click.argument("case")
     @note_option
     @by_option
+    @text_option
     @url_option
-    def close(case: str, note: str, by: str | None, url: str | None) -> None:
+    def close(case: str, note: str, by: str | None, text: bool, url: str | None) -> None:
         """Close request CASE (say what was done with --note)."""
-        _change(case, "closed", note, by, url)
+        _change(case, "closed", note, by, url, text)
 
     @requests_group.command("reopen")
     @click.argument("case")

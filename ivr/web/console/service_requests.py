@@ -2,16 +2,19 @@
 
 The same store calls as `ivr requests` (ivr.store.service_requests); contacts are masked on every
 page (agents reach citizens through callbacks, where a claim shows the number). Every change is
-written with the agent's name and the note, and audited.
+written with the agent's name and the note, and audited; a citizen who agreed to texts is told
+when their request is acknowledged or closed (ivr.service_updates).
 """
 from __future__ import annotations
 
 from typing import Any
 
-from flask import abort, flash, redirect, render_template, request, url_for
+from flask import abort, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 
+from ivr import rules_source
 from ivr.routing.services import STATUSES
+from ivr.service_updates import tell_citizen
 from ivr.store import db, service_requests
 from ivr.store.privacy import mask_email
 from ivr.web.console import auth
@@ -64,7 +67,8 @@ def request_status(case: str) -> Any:
                                               current_user.username)
     except service_requests.RequestError:
         abort(404)
-    auth.audited(s, "requests.status", f"request:{changed.case_number}", status=changed.status)
+    texted = tell_citizen(s, changed, rules_source.current_rules(), current_app.config["IVR_PROMPTS_DIR"])
+    auth.audited(s, "requests.status", f"request:{changed.case_number}", status=changed.status, texted=texted)
     s.commit()
-    flash(f"Case {changed.case_number}: {changed.status}.", "info")
+    flash(f"Case {changed.case_number}: {changed.status}." + (" The citizen is sent a text." if texted else ""), "info")
     return redirect(url_for("console.request_page", case=changed.case_number))
