@@ -19,10 +19,12 @@ Conditions (each utterance gets its own seeded draw, the same on every run and f
   noise   telephone-band noise at 12–24 dB SNR, then μ-law
   quiet   −6 to −12 dB, then μ-law
 
-Sets (--set): `dev` (tests/data/dev_utterances_en.jsonl, the classifier's dev set), `unseen_en` and
-`unseen_es` (bench/data/unseen_*.jsonl: written for this benchmark and never tuned on; bench/data/LOG.md
-says when each was first measured and what it gave), `heldout` and `probe` (bench/data), `es`
-(tests/data/utterances_es.jsonl), or a path to any JSON Lines file with text + department|action.
+Sets (--set): `dev` (tests/data/dev_utterances_en.jsonl, the classifier's dev set), `unseen_en`/`_es`,
+`unseen2_en`/`_es` and `unseen3_en`/`_es` (bench/data/unseen*.jsonl: each written for this benchmark
+before it was first measured; bench/data/LOG.md says when each was first measured, what it gave, and
+when it became a development set because something was tuned on it), `heldout` and `probe`
+(bench/data), `es` (tests/data/utterances_es.jsonl), or a path to any JSON Lines file with
+text + department|action.
 
 How a turn is decoded: by default the whole utterance is fed in 20 ms frames and the recogniser's
 final result is routed, which is what a Whisper turn is (one decode per utterance at the end of
