@@ -63,6 +63,7 @@ def test_recogniser_style_sets(classifier, name):
     "a man with a pistol is outside",
     "please hurry i am hiding in the bathroom",                    # danger told by what the caller does
     "the kid fell through the eyes on the lake",                   # "ice" misheard
+    "the whole basement smells like rotten eggs",                  # gas, told by its smell
     "my son drank bleach",
 ])
 def test_near_miss_and_misheard_emergencies(classifier, text):
@@ -134,6 +135,8 @@ def test_two_ordinary_facts_together_are_an_emergency(classifier, text, language
     ("my tap water smells like rotten eggs", "water"),
     ("we are not trapped but there is water over the road", "roads"),
     ("kids keep breaking the windows of the empty house", "police"),
+    ("the water from our kitchen tap smells like rotten eggs", "water"),   # the water's smell, not gas
+    ("the lamp at the bus shelter on my corner is out", "streetlights"),  # a bus shelter, not the animal one
 ])
 def test_one_of_the_facts_alone_is_not_an_emergency(classifier, text, department):
     result = classifier.classify(text, "en")
