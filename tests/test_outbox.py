@@ -232,3 +232,32 @@ def test_stats_count_rows_by_kind_and_status_and_the_oldest_waiting(app, twilio)
         stats = store.stats(s)
     assert stats.by_status()["sent"] == 1 and stats.by_status()["pending"] == 1 and stats.waiting == 1
     assert stats.oldest_waiting is not None and stats.oldest_waiting <= utcnow()
+
+
+def test_rows_due_soon_get_one_chained_wake_up_however_many_drains_end(app, tmp_path):
+    """Alert texts spread one a second (not_before) and retries due within the minute are woken
+    by one chained huey task at the earliest due time — not one per drain, not one per row."""
+    from ivr import jobs
+    from ivr.jobs import outbox as outbox_jobs
+    from ivr.jobs import queue
+
+    queue.configure({"IVR_JOBS_DB": str(tmp_path / "jobs.sqlite3")}, tmp_path)
+    jobs.huey.flush()
+    first = utcnow() + timedelta(seconds=20)
+    with _session(app) as s:
+        for n in range(3):
+            outbox.send_sms(s, to=CITIZEN, body=f"alert {n}", key=f"alert:{n}", purpose="alert",
+                            not_before=first + timedelta(seconds=n))
+        s.commit()
+    jobs.huey.flush()                                 # forget the commit's own wake-up
+    with app.app_context():
+        for _ in range(3):                            # three drains end (three worker threads)
+            outbox_jobs._drain_now()
+    [scheduled] = jobs.huey.pending()                 # a task with an eta waits in the queue
+    assert scheduled.name.endswith("chained_task") and abs((scheduled.eta - first.replace(tzinfo=None)).total_seconds()) < 1
+    assert jobs.huey.get(outbox_jobs.CHAIN_KEY, peek=True) == pytest.approx(first.timestamp())
+    with app.app_context():
+        outbox_jobs.chained_task.call_local()          # the chain's task runs: takes the key, chains again
+    assert jobs.huey.get(outbox_jobs.CHAIN_KEY, peek=True) == pytest.approx(first.timestamp())
+    assert len(jobs.huey.pending()) == 2              # the chain's next link (the first is due but not run here)
+    jobs.huey.flush()

@@ -193,6 +193,13 @@ def retry(s: Session, *, ids: Iterable[int] | None = None, now: datetime | None 
     return _writer(s).execute(statement).rowcount
 
 
+def next_due(s: Session) -> datetime | None:
+    """When the earliest row waiting its turn (pending or failed) becomes due; None if none waits."""
+    found = s.connection().execute(select(func.min(_T.c.next_attempt_at))
+                                   .where(_T.c.status.in_(("pending", "failed")))).scalar()
+    return _as_time(found)
+
+
 def get(s: Session, row_id: int) -> Row | None:
     found = s.connection().execute(select(*_COLUMNS).where(_T.c.id == row_id)).first()
     return _row(found._mapping) if found else None
