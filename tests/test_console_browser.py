@@ -294,3 +294,29 @@ def test_other_pages_render_for_screenshots(page, client, app):
     page.wait_for(lambda d: "Claimed" in d.find_element(By.TAG_NAME, "body").text)
     assert page.driver.find_element(By.ID, "number").text == "+13125550123"
     page.shot("work-item-claimed")
+
+
+def test_service_request_list_and_page_close_with_a_note(page, app):
+    from ivr import rules_source
+    from ivr.routing.services import service_for_intent
+    from ivr.store import db, service_requests
+
+    with app.app_context():
+        s = db.session()
+        made = service_requests.create(
+            s, source_key="sms:SMbrowser", channel="sms", service=service_for_intent(rules_source.current_rules(), "pothole"),
+            description="a deep pothole by the school", address="12 Elm Street", lat=None, long=None, language="en",
+            contact_phone="+13125550177", contact_email=None, text_consent=False)
+        s.commit()
+    page.login("alice")
+    page.go("/console/requests")
+    assert "12 Elm Street" in page.text() and "+13125550177" not in page.text()
+    page.shot("requests")
+    page.driver.find_element(By.LINK_TEXT, made.case_number).click()
+    page.wait_for(lambda d: f"/console/requests/{made.case_number}" in d.current_url)
+    page.driver.find_element(By.ID, "note").send_keys("filled this morning")
+    page.driver.find_element(By.XPATH, "//button[@name='status' and @value='closed']").click()
+    page.wait_for(lambda d: "closed — filled this morning" in d.find_element(By.ID, "status").text)
+    page.driver.set_window_size(390, 844)           # a phone
+    assert page.fits_width()
+    page.shot("request-closed-phone")
