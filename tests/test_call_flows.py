@@ -168,6 +168,8 @@ def test_after_hours_states_hours_and_takes_voicemail(app, sim, clock):
     start_in_english(sim)
     sim.say("there is a deep pothole on my street")
     assert "Streets and Roads is closed now. Opening hours: Monday to Friday, 7 AM to 5 PM." in sim.texts()
+    assert "To leave a message, press 2." in sim.texts()   # beside "report it now" (tests/test_voice_channels.py)
+    sim.press("2")
     sim.record()
     assert record_of(app, sim.sid)["messages"][0]["department"] == "roads"
 
@@ -180,7 +182,8 @@ def test_holiday_closes_the_department_and_a_callback_can_be_requested(app, sim,
     sim.press("1")                               # Buildings and Permits: closed → call back
     assert "Buildings and Permits is closed now" in spoken(sim) and "call back" in spoken(sim)
     assert "closed today for Memorial Day" in spoken(sim)
-    sim.press("1")
+    assert "To get a call back, press 2." in sim.texts()   # 1 reports it now (tests/test_voice_channels.py)
+    sim.press("2")
     assert "We will call you back" in spoken(sim)
     record = record_of(app, sim.sid)
     assert [(m["department"], m["kind"]) for m in record["messages"]] == [("building", "callback")]

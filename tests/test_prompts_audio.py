@@ -171,7 +171,8 @@ def test_spanish_call_hears_only_spanish(tmp_path):
     app = make_app(tmp_path, IVR_TTS="off")
     values = {"advisory": "Si es una emergencia, cuelgue y marque 911.", "description": "un bache",
               "label": "Calles", "digit": "1", "department": "Calles y Carreteras", "position": 2,
-              "minutes": 3, "hours": "de lunes a viernes"}
+              "minutes": 3, "hours": "de lunes a viernes", "service": "Bache", "case": "4 8 2, 7 1 5 3",
+              "message": "Sabemos de la ruptura de la tubería.", "topic": "agua"}
     with app.app_context():
         keys = sorted(serving.catalogue_now()["es"])
     for key in keys:

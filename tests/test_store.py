@@ -113,7 +113,9 @@ def test_add_turn_accepts_routing_dataclasses(s):
                    FakeDecision("menu digit 3", CallState(tried=("a",))))
     s.commit()
     decision = history.call_record(s, "CA5")["turns"][0]["decision"]
-    assert decision == {"reason": "menu digit 3", "state": {**dataclasses.asdict(CallState()), "tried": ["a"]}}
+    # Tuples are stored as JSON lists.
+    expected = {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(CallState()).items()}
+    assert decision == {"reason": "menu digit 3", "state": {**expected, "tried": ["a"]}}
 
 
 def test_unstorable_detail_is_a_clear_error(s):

@@ -9,7 +9,7 @@ Reading a file is the only I/O here (like `zoneinfo` reading its database); `bui
 from __future__ import annotations
 
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterable, Mapping
@@ -110,6 +110,9 @@ class Language:
     whisper: WhisperWording
     phone_groups: Mapping[int, tuple[int, ...]]
     source: str = ""
+    #: Words that pick a spoken choice (report, message, callback, repeat, text, finish,
+    #: something_else, updates, dont_know): the after-hours report and alerts on the phone.
+    choices: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     def name_in(self, language: str) -> str:
         """This language's name for a speaker of `language` (its own name when not given)."""
@@ -221,6 +224,7 @@ def parse_language(text: str, code: str, where: str = "<language>") -> Language:
     missing = [k for k in _WHISPER_KEYS if not whisper.get(k)]
     if whisper and missing:
         r.problems.append(f"'whisper' lacks {', '.join(missing)}")
+    choices = r.get("choices", dict, {}, required=False)
     groups_data = r.get("phone_groups", dict, {})
     groups: dict[int, tuple[int, ...]] = {}
     for length, parts in groups_data.items():
@@ -265,7 +269,8 @@ def parse_language(text: str, code: str, where: str = "<language>") -> Language:
                            closed=str(hours_values["closed"] or ""),
                            closed_today_for=str(hours_values["closed_today_for"] or "")),
         whisper=WhisperWording(**{k: str(whisper.get(k) or "") for k in _WHISPER_KEYS}),
-        phone_groups=groups, source=where)
+        phone_groups=groups, source=where,
+        choices={str(k): r.words(k, data=choices, label=f"choices.{k}") for k in choices})
     if r.problems:
         raise LanguageError(f"{where}: " + "; ".join(r.problems))
     return language

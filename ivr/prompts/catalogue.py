@@ -61,6 +61,25 @@ REQUIRED_KEYS: Mapping[str, frozenset[str]] = {
     "emergency_transfer": frozenset(),
     "error": frozenset(),
     "goodbye": frozenset(),
+    # After hours, "report it now", and alerts (issue 12; ivr/routing/report.py, decide.py).
+    "report_offer_report": frozenset({"digit"}),
+    "report_offer_callback": frozenset({"digit"}),
+    "report_offer_voicemail": frozenset({"digit"}),
+    "report_problem": frozenset(),
+    "report_location": frozenset(),
+    "report_filed": frozenset({"service"}),
+    "case_number": frozenset({"case"}),
+    "case_repeat": frozenset(),
+    "case_text_offer": frozenset(),
+    "case_finish": frozenset(),
+    "case_texted": frozenset(),
+    "report_goodbye": frozenset(),
+    "case_sms": frozenset({"case", "service"}),
+    "alert": frozenset({"message"}),
+    "alert_something_else": frozenset(),
+    "alert_updates": frozenset(),
+    "alert_subscribed": frozenset({"topic"}),
+    "alert_goodbye": frozenset(),
 }
 
 #: Placeholders an extra key (one the flow added but not listed above) may use.

@@ -122,5 +122,80 @@ class Goodbye(Action):
     kind: str = field(init=False, default="goodbye")
 
 
+@dataclass(frozen=True)
+class ReportOffer(Action):
+    """After hours, beside a message or a call back: "report it now". `offers` in key order 1, 2, 3
+    (report, callback, voicemail); `hours` is "" when the offer is repeated (said once is enough)."""
+    department: str
+    name: str
+    hours: str
+    offers: tuple[str, ...]
+    reprompt: str | None = None
+    kind: str = field(init=False, default="after_hours")
+
+
+@dataclass(frozen=True)
+class ReportAsk(Action):
+    """A question of the after-hours report: `what` is "problem" (with `choices`, the department's
+    services as (key, name) for the keypad) or "location"."""
+    what: str
+    choices: tuple[tuple[str, str], ...] = ()
+    reprompt: str | None = None
+    kind: str = field(init=False, default="report_ask")
+
+
+@dataclass(frozen=True)
+class FileReport(Action):
+    """File the service request. The edge does it (it has the store) and hands the case number to
+    `ivr.routing.report.filed`, which decides what the caller hears; never rendered itself."""
+    service: str                 # the service code
+    intent: str
+    department: str
+    description: str             # in the caller's words (the service's name when chosen by key)
+    address: str | None          # None: the caller did not know
+    kind: str = field(init=False, default="report")
+
+
+@dataclass(frozen=True)
+class ReadCase(Action):
+    """The case number, read digit by digit (`spoken`), then: star to repeat, 1 to get it by text
+    (`can_text`), 2 to finish. `first` adds "your report about {service} is filed"."""
+    case: str
+    spoken: str
+    service: str
+    can_text: bool
+    first: bool = True
+    reprompt: str | None = None
+    kind: str = field(init=False, default="case")
+
+
+@dataclass(frozen=True)
+class TextCase(Action):
+    """Text the case number to the caller (the edge enqueues it, once per call), then goodbye."""
+    case: str
+    service: str
+    kind: str = field(init=False, default="text_case")
+
+
+@dataclass(frozen=True)
+class AlertNotice(Action):
+    """An active alert for what the caller is calling about ("We know about …"), then: 1 for
+    something else, 2 for updates by text (`can_subscribe`)."""
+    alert_id: int
+    topic: str
+    text: str
+    can_subscribe: bool = False
+    reprompt: str | None = None
+    kind: str = field(init=False, default="alert")
+
+
+@dataclass(frozen=True)
+class Subscribe(Action):
+    """Subscribe the caller's number to `topic` (the edge does it), thank them and end the call."""
+    topic: str
+    name: str                    # the topic's name in the caller's language
+    kind: str = field(init=False, default="subscribe")
+
+
 #: The eight outcomes `ivr route --json` reports.
 ROUTE_KINDS = ("transfer", "queue", "confirm", "menu", "operator", "voicemail", "after_hours", "emergency")

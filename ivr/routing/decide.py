@@ -8,46 +8,63 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import datetime
 
-from ivr.lang import Language
-from ivr.routing.actions import (AfterHours, Ask, Callback, Confirm, Emergency, Goodbye,
-                                 Operator, Queue, Transfer, Voicemail)
+from ivr.routing import report
+from ivr.routing.actions import (AfterHours, AlertNotice, Ask, Callback, Confirm, Emergency, Goodbye,
+                                 Operator, Queue, Subscribe, Transfer, Voicemail)
+from ivr.routing.asking import MAX_REPROMPTS, answer_languages, call_language, interpret_choice, nothing_said, \
+    reprompt_or
 from ivr.routing.classify import Classification, interpret_language, interpret_yes_no
 from ivr.routing.hours import closure_note, hours_text, is_open
 from ivr.routing.menu import localized, menu_options, show_menu
 from ivr.routing.rules import Department, Fallback, Rules
-from ivr.routing.state import CallState, Decision, Turn
+from ivr.routing.state import CallState, Decision, Notice, Turn
 
-__all__ = ["decide", "route_department", "after_dial", "after_queue", "MAX_REPROMPTS", "MAX_ASKS"]
+__all__ = ["decide", "route_department", "after_dial", "after_queue", "MAX_REPROMPTS", "MAX_ASKS",
+           "CLASSIFIED_STEPS", "ALERT_STEPS"]
 
-#: Reprompts after no input / no match at one step before moving on (menu, then operator).
-MAX_REPROMPTS = 2
 #: "What are you calling about?" is asked at most this often (the first ask + one "ask again").
 MAX_ASKS = 2
+#: Steps where the caller's words are classified: what they are calling about, and whether it is an
+#: emergency — at every step where they speak freely, so an emergency always wins (never a report).
+CLASSIFIED_STEPS = ("welcome", "ask", "confirm", "alert") + report.REPORT_STEPS
 #: Steps at which the caller is listened to; "0" reaches the operator at each of them.
-LISTENING_STEPS = ("welcome", "ask", "confirm", "menu", "callback")
+LISTENING_STEPS = ("menu", "callback") + CLASSIFIED_STEPS
+#: Steps whose answer may meet an active alert (`notice`): the edge looks one up only for these
+#: (by the classified intent, or at `menu` by the topic of the department a key chooses).
+ALERT_STEPS = ("welcome", "ask", "alert", "menu")
+
+_reprompt_or = reprompt_or
+_language = call_language
+_answer_languages = answer_languages
 
 
 def decide(state: CallState, turn: Turn, classification: Classification | None,
-           now: datetime, rules: Rules) -> Decision:
+           now: datetime, rules: Rules, notice: Notice | None = None) -> Decision:
     """The next action after the caller's `turn` at `state.step`.
 
     `classification` is the classifier's reading of `turn.speech` (None when there was no speech).
+    `notice` is an active alert for what the caller is calling about (the edge looks it up for
+    the classified intent at `ALERT_STEPS`); a caller hears each alert once.
     """
     digits = (turn.digits or "").strip()
     if state.step in LISTENING_STEPS and digits == "0":
         return to_operator(state, now, rules, "caller pressed 0")
-    if state.step in ("welcome", "ask", "confirm") and classification is not None and classification.emergency:
+    if state.step in CLASSIFIED_STEPS and classification is not None and classification.emergency:
         return emergency(state, rules, f"emergency detected: {classification.explanation}")
-    if state.step in ("welcome", "ask", "confirm") and turn.emergency_heard:
+    if state.step in CLASSIFIED_STEPS and turn.emergency_heard:
         return emergency(state, rules, f"emergency detected: {turn.emergency_heard}")
+    if state.step in report.REPORT_STEPS:
+        return report.converse(state, turn, classification, rules)
+    if state.step == "alert":
+        return _alert(state, turn, notice, now, rules)
     if state.step == "welcome":
-        return _welcome(state, turn, classification, now, rules)
+        return _welcome(state, turn, classification, now, rules, notice)
     if state.step == "ask":
-        return _answer(state, turn, classification, now, rules)
+        return _answer(state, turn, classification, now, rules, notice)
     if state.step == "confirm":
         return _confirm(state, turn, now, rules)
     if state.step == "menu":
-        return _menu(state, digits, now, rules)
+        return _menu(state, digits, now, rules, notice)
     if state.step == "callback":
         return _callback(state, turn, rules)
     # A turn after the call was routed (a stale or replayed action): nothing more to ask.
@@ -55,7 +72,7 @@ def decide(state: CallState, turn: Turn, classification: Classification | None,
 
 
 def _welcome(state: CallState, turn: Turn, classification: Classification | None,
-             now: datetime, rules: Rules) -> Decision:
+             now: datetime, rules: Rules, notice: Notice | None) -> Decision:
     language = interpret_language(turn.speech, turn.digits, rules)
     if language:
         asked = replace(state, step="ask", language=language, retries=0, asks=1)
@@ -64,7 +81,7 @@ def _welcome(state: CallState, turn: Turn, classification: Classification | None
         return show_menu(state, "", rules, "caller pressed 9 at the greeting")
     if turn.speech and classification is not None and classification.candidates:
         # The caller skipped the language choice and said what they want: answer it directly.
-        return _answer(replace(state, step="ask", asks=1), turn, classification, now, rules)
+        return _answer(replace(state, step="ask", asks=1), turn, classification, now, rules, notice)
     asked = replace(state, step="ask", language=state.language or rules.default_language, retries=0, asks=1)
     if turn.unheard:
         # They said something we could not recognise in time: "please say that again".
@@ -73,16 +90,8 @@ def _welcome(state: CallState, turn: Turn, classification: Classification | None
     return Decision(Ask(), asked, "no language chosen; default language")
 
 
-def _reprompt_or(state: CallState, why: str, again: Decision, give_up: Decision) -> Decision:
-    """Reprompt (counting retries) until MAX_REPROMPTS, then `give_up`."""
-    if state.retries + 1 > MAX_REPROMPTS:
-        return replace(give_up, reason=f"{why} {state.retries + 1} times; {give_up.reason}")
-    return replace(again, state=replace(again.state, retries=state.retries + 1),
-                   reason=f"{why} ({state.retries + 1} of {MAX_REPROMPTS} reprompts)")
-
-
 def _answer(state: CallState, turn: Turn, classification: Classification | None,
-            now: datetime, rules: Rules) -> Decision:
+            now: datetime, rules: Rules, notice: Notice | None = None) -> Decision:
     digits = (turn.digits or "").strip()
     if digits == "9":
         return show_menu(state, "", rules, "caller pressed 9 for the menu")
@@ -99,7 +108,11 @@ def _answer(state: CallState, turn: Turn, classification: Classification | None,
         return to_operator(heard, now, rules, f"caller asked for the operator ({top.explanation})")
     thresholds = rules.thresholds
     asr_doubtful = turn.asr_confidence is not None and turn.asr_confidence < thresholds.confirm
-    if top.confidence >= thresholds.route and not asr_doubtful and top.department:
+    confident = top.confidence >= thresholds.route and not asr_doubtful
+    if notice is not None and notice.alert_id not in state.alerts_heard and top.department \
+            and top.confidence >= thresholds.confirm:
+        return _hear_alert(heard, notice, "route" if confident else "confirm")
+    if confident and top.department:
         decision = route_department(heard, top.department, now, rules)
         return replace(decision, reason=f"confidence {top.confidence:.2f} ≥ route {thresholds.route}; {decision.reason}")
     if top.confidence >= thresholds.confirm and top.department:
@@ -112,6 +125,39 @@ def _answer(state: CallState, turn: Turn, classification: Classification | None,
     again = Decision(Ask(prompt="ask_again", reprompt="no_match"), state, "")
     menu = show_menu(state, "", rules, "offering the keypad menu")
     return _reprompt_or(state, f"confidence {top.confidence:.2f} < confirm {thresholds.confirm}", again, menu)
+
+
+def _hear_alert(state: CallState, notice: Notice, then: str, reprompt: str | None = None) -> Decision:
+    """The alert first ("We know about …"); `then` is what "something else" continues with."""
+    action = AlertNotice(notice.alert_id, notice.topic, notice.text, notice.can_subscribe, reprompt)
+    heard = state.alerts_heard if notice.alert_id in state.alerts_heard else state.alerts_heard + (notice.alert_id,)
+    return Decision(action, replace(state, step="alert", alert_then=then, alerts_heard=heard),
+                    f"alert {notice.alert_id} on {notice.topic} is active for {state.intent or state.department}")
+
+
+def _alert(state: CallState, turn: Turn, notice: Notice | None, now: datetime, rules: Rules) -> Decision:
+    """After the alert: 1 / "something else" continues as if it had not been heard; 2 / "updates"
+    subscribes to the topic by text; silence repeats it once, then the call ends (answered by it)."""
+    keys = {"something_else": "1", **({"updates": "2"} if notice is not None and notice.can_subscribe else {})}
+    chosen = interpret_choice(turn, keys, answer_languages(state, rules))
+    if chosen == "updates" and notice is not None:
+        return Decision(Subscribe(notice.topic, notice.name), replace(state, step="done"),
+                        f"caller subscribed to {notice.topic} updates by text")
+    if chosen == "something_else" or notice is None:
+        # The alert ended meanwhile, or the caller has another problem: carry on as before it.
+        carry_on = replace(state, retries=0)
+        if state.alert_then == "confirm" and state.department in rules.departments:
+            intent = next((i for i in rules.intents if i.id == state.intent), None)
+            description = localized(intent.description if intent else rules.departments[state.department].name,
+                                    state.language, rules)
+            return Decision(Confirm(state.department, state.intent, description), replace(carry_on, step="confirm"),
+                            "caller is calling about something else; confirming")
+        decision = route_department(carry_on, state.department or rules.operator, now, rules)
+        return replace(decision, reason=f"caller is calling about something else; {decision.reason}")
+    key = "no_input" if nothing_said(turn) else "no_match"
+    again = _hear_alert(state, notice, state.alert_then, reprompt=key)
+    return _reprompt_or(replace(state, retries=max(state.retries, 1)), "no answer to the alert", again,
+                        Decision(Goodbye("alert_goodbye"), replace(state, step="done"), "the alert answered the call"))
 
 
 def _confirm(state: CallState, turn: Turn, now: datetime, rules: Rules) -> Decision:
@@ -138,7 +184,7 @@ def _confirm(state: CallState, turn: Turn, now: datetime, rules: Rules) -> Decis
     return _reprompt_or(state, "no yes/no answer", again, show_menu(state, "", rules, "offering the keypad menu"))
 
 
-def _menu(state: CallState, digits: str, now: datetime, rules: Rules) -> Decision:
+def _menu(state: CallState, digits: str, now: datetime, rules: Rules, notice: Notice | None = None) -> Decision:
     path = state.menu_path
     operator = to_operator(state, now, rules, "offering a person")
     if not digits:
@@ -154,6 +200,10 @@ def _menu(state: CallState, digits: str, now: datetime, rules: Rules) -> Decisio
         return _reprompt_or(state, f"invalid key {digits!r}", again, operator)
     if chosen.options:
         return show_menu(state, path + digits, rules, f"caller chose group {path + digits}")
+    if notice is not None and notice.alert_id not in state.alerts_heard and chosen.department:
+        # A department chosen on the keypad whose topic has an active alert: heard first, as when said.
+        chose = replace(state, retries=0, menu_path=path + digits, department=chosen.department)
+        return _hear_alert(chose, notice, "route")
     decision = route_department(replace(state, retries=0, menu_path=path + digits), chosen.department or "", now, rules)
     return replace(decision, reason=f"caller chose {path + digits} on the keypad; {decision.reason}")
 
@@ -170,17 +220,6 @@ def _callback(state: CallState, turn: Turn, rules: Rules) -> Decision:
         return voicemail
     return _reprompt_or(state, "no answer to the call-back offer",
                         Decision(Callback(department), state, ""), voicemail)
-
-
-def _language(state: CallState, rules: Rules) -> Language:
-    """The caller's language file (the default language's if the call's is no longer offered)."""
-    return rules.language(state.language if state.language in rules.languages else rules.default_language)
-
-
-def _answer_languages(state: CallState, rules: Rules) -> list[Language]:
-    """The caller's language first, then the others offered: callers answer yes/no in either."""
-    first = _language(state, rules)
-    return [first] + [rules.language(c) for c in rules.languages if c != first.code]
 
 
 def emergency(state: CallState, rules: Rules, reason: str) -> Decision:
@@ -208,7 +247,8 @@ def to_operator(state: CallState, now: datetime, rules: Rules, reason: str) -> D
                         replace(state, step="voicemail", department=desk.id),
                         f"{reason}; operator desk already tried; voicemail")
     if not is_open(desk, now):
-        decision = route_department(state, desk.id, now, rules)
+        # A caller who asked for a person gets the desk's closed policy, not the report offer.
+        decision = route_department(state, desk.id, now, rules, offer_report=False)
         return replace(decision, reason=f"{reason}; {decision.reason}")
     queue = desk.queue if desk.answer == "queue" else None
     routed = replace(state, step="queued" if queue else "routed", department=desk.id, retries=0,
@@ -216,8 +256,10 @@ def to_operator(state: CallState, now: datetime, rules: Rules, reason: str) -> D
     return Decision(Operator(desk.id, desk.line, queue), routed, f"{reason}; operator desk open")
 
 
-def route_department(state: CallState, department_id: str, now: datetime, rules: Rules) -> Decision:
-    """Send the caller to a department: its answer mode when open, its closed policy otherwise."""
+def route_department(state: CallState, department_id: str, now: datetime, rules: Rules,
+                     offer_report: bool = True) -> Decision:
+    """Send the caller to a department: its answer mode when open, its closed policy otherwise
+    (with "report it now" offered beside it when the problem can be reported)."""
     department = rules.departments.get(department_id)
     if department is None:
         return to_operator(state, now, rules, f"unknown department {department_id!r}")
@@ -229,10 +271,11 @@ def route_department(state: CallState, department_id: str, now: datetime, rules:
                             f"{department.id} open; answers by queue")
         return Decision(Transfer(department.id, name, department.line), replace(state, step="routed"),
                         f"{department.id} open; transfer")
-    return _closed(state, department, name, now, rules)
+    return _closed(state, department, name, now, rules, offer_report)
 
 
-def _closed(state: CallState, department: Department, name: str, now: datetime, rules: Rules) -> Decision:
+def _closed(state: CallState, department: Department, name: str, now: datetime, rules: Rules,
+            offer_report: bool = True) -> Decision:
     policy = department.when_closed
     why = f"{department.id} closed now"
     elsewhere = _elsewhere(state, department, name, policy, f"{why}; after hours", now, rules)
@@ -241,6 +284,8 @@ def _closed(state: CallState, department: Department, name: str, now: datetime, 
     lang = _language(state, rules)
     hours = hours_text(department, lang) + closure_note(department, now, lang)
     then = {"callback": "callback", "message": "goodbye"}.get(policy.action, "voicemail")
+    if offer_report and report.reportable(state, department, rules):
+        return report.offer(state, department, name, hours, then, f"{why}; hours")
     step = {"callback": "callback", "goodbye": "done"}.get(then, "voicemail")
     return Decision(AfterHours(department.id, name, hours, then), replace(state, step=step),
                     f"{why}; hours then {then}")

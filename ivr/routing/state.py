@@ -11,7 +11,10 @@ from ivr.routing.actions import Action
 @dataclass(frozen=True)
 class CallState:
     """Everything the conversation needs between webhooks; stored in the DB as JSON."""
-    step: str = "welcome"        # welcome | ask | confirm | menu | callback | routed | queued | voicemail | emergency | done
+    #: welcome | ask | confirm | menu | callback | routed | queued | voicemail | emergency | done, and
+    #: after hours: after_hours (report/message/call back) | report_problem | report_confirm |
+    #: report_location | report_done; alert (an active alert was heard)
+    step: str = "welcome"
     language: str = "en"
     retries: int = 0             # consecutive no-input / no-match at this step
     asks: int = 0                # times we asked "what are you calling about"
@@ -23,6 +26,12 @@ class CallState:
     tried: tuple[str, ...] = ()  # departments/lines already tried (busy policy never loops)
     seq: int = 0                 # webhook step counter; in every action URL so retries are recognised
     prompt: str = ""             # the words of the last question asked, stored with the answer's turn
+    offers: tuple[str, ...] = ()  # after hours: what the caller may choose (report, callback, voicemail)
+    location: str | None = None  # the report's location as said; "" = the caller does not know
+    case: str = ""               # the case number of the service request filed on this call
+    can_text: bool = False       # the caller's number can receive a text (set when the case is filed)
+    alerts_heard: tuple[int, ...] = ()  # ids of the alerts this caller already heard (never twice)
+    alert_then: str = ""         # after an alert, "something else" continues with: route | confirm
 
 
 @dataclass(frozen=True)
@@ -35,6 +44,17 @@ class Turn:
     #: The caller spoke but no transcript came in time ("busy", "late", "failed"): a reason to
     #: ask again ("please say that again"), not the silence of no input.
     unheard: str | None = None
+
+
+@dataclass(frozen=True)
+class Notice:
+    """An active alert for what the caller is calling about (the edge looks it up; the core decides
+    whether the caller hears it). `text` is already in the caller's language."""
+    alert_id: int
+    topic: str
+    name: str                     # the topic's name in the caller's language ("water service")
+    text: str
+    can_subscribe: bool = False   # the caller's number can get texts about the topic
 
 
 @dataclass(frozen=True)

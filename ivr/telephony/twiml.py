@@ -18,8 +18,9 @@ from twilio.twiml.messaging_response import MessagingResponse
 from twilio.twiml.voice_response import Dial, VoiceResponse
 
 from ivr.lang import locale
-from ivr.routing.actions import (Action, AfterHours, Ask, Callback, Confirm, Emergency, Goodbye, Menu,
-                                 Operator, Queue, Transfer, Voicemail, Welcome)
+from ivr.routing.actions import (Action, AfterHours, AlertNotice, Ask, Callback, Confirm, Emergency, Goodbye,
+                                 Menu, Operator, Queue, ReadCase, ReportAsk, ReportOffer, Subscribe, TextCase,
+                                 Transfer, Voicemail, Welcome)
 from ivr.routing.state import Decision
 
 #: speak(verb, key, language, **values) — `ivr.prompts.speak` in the app, a fake in unit tests.
@@ -169,6 +170,20 @@ def prompt_plan(action: Action) -> PromptPlan:
     elif (isinstance(action, Callback) and not action.done) or \
             (isinstance(action, AfterHours) and action.then == "callback"):
         plan.append(("callback_offer", {}))
+    elif isinstance(action, ReportOffer):
+        plan += [(f"report_offer_{offer}", {"digit": str(key)}) for key, offer in enumerate(action.offers, start=1)]
+    elif isinstance(action, ReportAsk):
+        plan.append((f"report_{action.what}", {}))
+        plan += [("menu_option", {"label": label, "digit": digit}) for digit, label in action.choices]
+    elif isinstance(action, ReadCase):
+        if action.first:
+            plan.append(("report_filed", {"service": action.service}))
+        plan += [("case_number", {"case": action.spoken}), ("case_repeat", {})]
+        plan += [("case_text_offer", {})] if action.can_text else []
+        plan.append(("case_finish", {}))
+    elif isinstance(action, AlertNotice):
+        plan += [("alert", {"message": action.text}), ("alert_something_else", {})]
+        plan += [("alert_updates", {})] if action.can_subscribe else []
     return plan
 
 
@@ -179,8 +194,19 @@ def render(decision: Decision, ctx: RenderContext) -> VoiceResponse:
     response = VoiceResponse()
     if isinstance(action, (Welcome, Ask)):
         listen(response, ctx, state.step, n, lang, prompt_plan(action))
-    elif isinstance(action, Confirm):
+    elif isinstance(action, (Confirm, ReportAsk, ReadCase, AlertNotice)):
         listen(response, ctx, state.step, n, lang, prompt_plan(action))
+    elif isinstance(action, ReportOffer):
+        if action.hours:
+            speak(response, "after_hours", lang, department=action.name, hours=action.hours)
+        listen(response, ctx, state.step, n, lang, prompt_plan(action))
+    elif isinstance(action, (TextCase, Subscribe)):
+        if isinstance(action, TextCase):
+            speak(response, "case_texted", lang)
+        else:
+            speak(response, "alert_subscribed", lang, topic=action.name)
+        speak(response, "goodbye", lang)
+        response.hangup()
     elif isinstance(action, Menu):
         listen(response, ctx, state.step, n, lang, prompt_plan(action), keypad_only=True)
     elif isinstance(action, Transfer):

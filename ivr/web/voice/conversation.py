@@ -17,20 +17,23 @@ from ivr import metrics, prompts
 from ivr import rules_source
 from ivr.routing.actions import Ask, Callback
 from ivr.routing.classify import Classification
-from ivr.routing.decide import decide
+from ivr.routing.decide import CLASSIFIED_STEPS, decide
 from ivr.routing.state import CallState, Decision, Turn
 from ivr.routing.menu import show_menu
 from ivr.routing.rules import Rules
 from ivr.speech import service as speech
 from ivr.store import calls, db, replies
 from ivr.telephony.twiml import CAPTURE_MODES, RenderContext, prompt_plan, render, speech_hints
+from ivr.web.voice import effects
 
 MAX_SPEECH_CHARS = 500      # a caller's answer is a sentence; anything longer is cut, not refused
 _DIGITS = re.compile(r"^[0-9*#]{1,32}$")
 _SID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 #: How a decision's action kind is recorded as the call's outcome so far.
 OUTCOMES = {"transfer": "transferred", "queue": "queued", "operator": "operator", "voicemail": "voicemail",
-            "after_hours": "after_hours", "emergency": "emergency"}
+            "after_hours": "after_hours", "emergency": "emergency",
+            # The caller heard an active alert; if they hang up now, the alert answered the call.
+            "alert": "alert_heard"}
 
 
 def xml(body: str) -> Response:
@@ -128,6 +131,13 @@ def capture_mode(language: str) -> str:
     return mode if mode in CAPTURE_MODES else "twilio"
 
 
+#: Which hints a listening step gets: the intents' words unless listed here.
+_HINT_KINDS = {"confirm": "confirm", "report_confirm": "confirm", "welcome": "welcome",
+               "report_location": "location", "after_hours": "after_hours", "report_done": "report_done",
+               "alert": "alert"}
+#: The spoken choices (the language files' `choices:`) each choice step listens for.
+_CHOICES = {"after_hours": ("report", "voicemail", "callback"), "report_done": ("repeat", "text", "finish"),
+            "alert": ("something_else", "updates")}
 #: hints_for results per (id(rules), language, kind); the Rules object is kept with each entry
 #: so a recycled id() of a dropped rules version can never serve its hints.
 _HINTS: dict[tuple[int, str, str], tuple[Rules, str]] = {}
@@ -140,14 +150,20 @@ def hints_for(current: Rules, language: str, step: str) -> str:
     They depend only on the rules version, the language and the kind of step, so they are
     computed once per rules version (de-duplicating ~1,000 phrases cost ~1 ms per webhook).
     """
-    kind = step if step in ("confirm", "welcome") else "other"
+    kind = _HINT_KINDS.get(step, "other")
     cache_key = (id(current), language, kind)
     cached = _HINTS.get(cache_key)
     if cached is not None and cached[0] is current:
         return cached[1]
     # The words come from the language files (ivr/lang/<code>.yaml) of the languages offered.
     offered = [current.language(code) for code in current.languages]
-    if kind == "confirm":
+    if kind == "location":
+        hints = ""   # an address: any words at all
+    elif kind in _CHOICES:
+        caller = current.language(language) if language in current.languages else offered[0]
+        hints = speech_hints([p for choice in _CHOICES[kind] for lang in (caller, *offered)
+                              for p in lang.choices.get(choice, ())])
+    elif kind == "confirm":
         # Each language's plainest "yes" and "no" first, then the other ways of saying them.
         plain = [w for lang in offered for w in (*lang.yes.words[:1], *lang.no.words[:1])]
         hints = speech_hints(plain + [w for lang in offered for w in (*lang.yes.words[1:], *lang.no.words[1:])])
@@ -197,6 +213,8 @@ def apply(sid: str, previous: CallState, decision: Decision, *, turn: Turn | Non
         # No speech recognition for this language: asking "what are you calling about" is pointless.
         menu = show_menu(decision.state, "", rules(), "no speech recognition for this language")
         decision = dataclasses.replace(menu, reason=f"{decision.reason}; {menu.reason}")
+    # A report is filed (a write) before rendering: the case number it gets is what is read back.
+    decision = effects.perform(sid, decision, rules())
     asked = " ".join(prompts.text(key, decision.state.language, **values)
                      for key, values in prompt_plan(decision.action))
     state = dataclasses.replace(decision.state, seq=previous.seq + 1, prompt=asked[:1000])
@@ -243,7 +261,9 @@ def respond_to_turn(call_sid: str, turn: Turn) -> Response:
         calls.ensure_call(db.session(), call_sid, request.values.get("From", ""), request.values.get("To", ""))
         state = CallState(language=current.default_language)
     classification = None
-    if turn.speech and state.step in ("welcome", "ask", "confirm"):
+    if turn.speech and state.step in CLASSIFIED_STEPS:
         classification = rules_source.current_classifier().classify(turn.speech, state.language)
-    decision = decide(state, turn, classification, now(), current)
+    moment = now()
+    notice = effects.notice_for(call_sid, state, classification, moment, current)
+    decision = decide(state, turn, classification, moment, current, notice=notice)
     return apply(call_sid, state, decision, turn=turn, classification=classification)
