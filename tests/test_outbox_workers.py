@@ -93,3 +93,82 @@ def test_two_worker_processes_never_send_a_text_twice(app_config, db_url, tmp_pa
     # Both processes took part (claims name host:pid:thread), or the test proved nothing.
     processes = {r.claimed_by.split(":")[1] for r in rows}
     assert len(processes) == 2, processes
+
+
+class BlackHole:
+    """A TCP listener that accepts connections and never answers: a send hangs on it."""
+
+    def __init__(self) -> None:
+        import socket
+
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+@pytest.mark.timeout(300)
+def test_a_worker_killed_while_holding_claims_leaves_them_to_another_after_the_lease(app_config, db_url, tmp_path):
+    """Worker A claims texts and hangs sending the first (its 'Twilio' never answers); it is
+    killed (SIGKILL: no clean-up). Its rows stay `sending`, untouched, until the lease ends; then
+    worker B sends each of them exactly once."""
+    import signal
+
+    from ivr import create_app
+
+    lease_s = 30      # long enough for worker B to start (seconds under load) inside it
+    hole = BlackHole()
+    with FakeTwilioRest() as twilio:
+        settings = {"IVR_DATABASE_URL": db_url, "TWILIO_ACCOUNT_SID": ACCOUNT_SID, "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
+                    "IVR_SMS_FROM": "+13125550311", "IVR_OUTBOX_BATCH": "5", "IVR_OUTBOX_LEASE_S": str(lease_s),
+                    "IVR_JOBS_DB": str(tmp_path / "jobs.sqlite3")}
+        app = create_app({**app_config, **settings})
+        env = {**os.environ, **settings, "IVR_PROMPT_CACHE_DIR": app_config["IVR_PROMPT_CACHE_DIR"],
+               "IVR_SPEECH_ENGINE": "twilio", "IVR_CAPTURE": "twilio", "IVR_TTS": "off"}
+        worker_b = None
+        try:
+            jobs.huey.flush()
+            worker_a = _start_worker({**env, "IVR_TWILIO_API_URL": hole.url}, tmp_path / "worker-a.log")
+            with Session(db.engine(app)) as s:
+                for n in range(3):
+                    outbox.send_sms(s, to=f"+1312555{n:04d}", body=f"text {n}", key=f"crash:{n}", purpose="test")
+                s.commit()                                   # wakes worker A
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline:
+                with Session(db.engine(app)) as s:
+                    if store.stats(s).by_status()["sending"] == 3:
+                        break
+                time.sleep(0.2)
+            worker_a.send_signal(signal.SIGKILL)             # dies holding three claims, mid-send
+            worker_a.wait(timeout=30)
+            with Session(db.engine(app)) as s:
+                held = store.search(s)
+            assert [r.status for r in held] == ["sending"] * 3
+            killed_at = time.monotonic()
+            worker_b = _start_worker({**env, "IVR_TWILIO_API_URL": twilio.url}, tmp_path / "worker-b.log")
+            statuses_during_lease = []
+            while time.monotonic() < deadline:
+                deliver_task()
+                with Session(db.engine(app)) as s:
+                    rows = store.search(s)
+                b_running = "Huey consumer started" in (tmp_path / "worker-b.log").read_text()
+                if b_running and time.monotonic() - killed_at < lease_s - 3:   # B polls, well inside the lease
+                    statuses_during_lease.append([r.status for r in rows])
+                if all(r.status == "sent" for r in rows):
+                    break
+                time.sleep(0.5)
+        finally:
+            hole.close()
+            if worker_b is not None:
+                worker_b.terminate()
+                worker_b.wait(timeout=30)
+            jobs.huey.flush()
+            queue.configure(app_config, app.instance_path)
+        bodies = sorted(message["Body"] for message in twilio.messages)
+    assert statuses_during_lease and all(s == ["sending"] * 3 for s in statuses_during_lease)
+    assert [r.status for r in rows] == ["sent"] * 3 and all(r.attempts == 2 for r in rows)
+    assert bodies == ["text 0", "text 1", "text 2"]                 # each once
+    assert all(r.claimed_by.split(":")[1] == str(worker_b.pid) for r in rows)
