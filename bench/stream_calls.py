@@ -354,10 +354,10 @@ def run_callers(server: Server, audio: dict[str, bytes], rows: list[dict], calle
 
 
 def probe_webhooks(base: str, run: Run, done: threading.Event) -> None:
-    """Twice a second, a new caller's `/voice/incoming` while the streams run: are webhooks starved
+    """Every 2 s, a new caller's `/voice/incoming` while the streams run: are webhooks starved
     by the websockets holding threads? (Those probe calls hang up at once and are not counted.)"""
     n = 0
-    while not done.wait(0.5):
+    while not done.wait(2.0):
         sim = SimulatedCall(HttpTransport(base, timeout=20), token=TOKEN, public_url=base,
                             from_=f"+1556{n:07d}", to="+15550003110")
         n += 1
@@ -429,10 +429,10 @@ def report(engine: str, callers: int, run: Run, db: Routed, log: str, memory: li
                   f"p90 {percentile(finish, 90):.0f} ms")
         if decodes:
             print(f"  worker CPU: {cpu_s:.1f} s in all, {1000 * cpu_s / decodes:.0f} ms per decode "
-                  f"(everything the workers did, webhooks included, divided by decodes)")
+                  f"(everything the workers did, webhooks and the probe included, divided by decodes)")
     else:
         print(f"  worker CPU: {cpu_s:.1f} s in all, {1000 * cpu_s / max(run.turns, 1):.0f} ms per stream turn")
-    print(f"  webhooks while the streams run (a new call's /voice/incoming, twice a second): {stats(run.webhook_ms)}")
+    print(f"  webhooks while the streams run (a new call's /voice/incoming every 2 s): {stats(run.webhook_ms)}")
     print(f"  barge-ins cleared: {run.cleared}/{run.barge_ins}")
     print(f"  connection resets: {len(run.resets)}; other errors: {len(run.errors)}"
           + (f"   target: 0 resets  [{verdict(not run.resets)}]" if many else ""))
