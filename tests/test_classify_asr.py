@@ -186,3 +186,16 @@ def test_two_words_written_as_one_are_read_apart(classifier):
 def test_a_real_word_is_never_taken_apart(classifier):
     result = classifier.classify("I want to rent the shelter for a birthday party", "en")
     assert result.top.department == "parks", result.explanation
+
+
+@pytest.mark.parametrize("text, department", [
+    ("hay mucho humor saliendo del edificio", None),               # "humo" misheard: an emergency
+    ("tiraron vasura en el callejón", "sanitation"),               # b/v: "basura"
+    ("hay un vache enorme en mi calle", "roads"),
+])
+def test_spanish_sound_alikes_and_misheard_runs(classifier, text, department):
+    result = classifier.classify(text, "es")
+    if department is None:
+        assert result.emergency, result.explanation
+    else:
+        assert not result.emergency and result.top.department == department, result.explanation
