@@ -227,6 +227,12 @@ def test_bad_posts_get_clear_open311_errors(app, client, key, fields, status, wo
     assert stored(app) == []
 
 
+def test_characters_xml_cannot_carry_do_not_break_the_xml(client, key):
+    case = json_of(post(client, key, description="bell\x07 and form feed\x0c; <b>&amp;</b>"))[0]["service_request_id"]
+    entry = xml_of(client.get(f"/open311/v2/requests/{case}.xml")).find("request")
+    assert entry.findtext("description") == "bell and form feed; <b>&amp;</b>"
+
+
 def test_address_only_and_utf8_text_round_trip(client, key):
     made = post(client, key, lat=None, long=None, address_string="Calle Ñandú 5", description="señal rota — ¡peligro!",
                 service_code="traffic-sign", language="es")
