@@ -33,6 +33,22 @@ UTTERANCES = ROOT / "tests" / "data" / "dev_utterances_en.jsonl"
 PUBLIC = "http://127.0.0.1:5000"   # what the signatures are computed for; nothing listens there
 
 
+class Statements:
+    """Counts the SQL statements SQLAlchemy sends (either dialect), deferred writes included."""
+
+    def __init__(self, engine: Any) -> None:
+        from sqlalchemy import event
+
+        self.count = 0
+        self.kinds: dict[str, int] = {}
+        event.listen(engine, "before_cursor_execute", self._seen)
+
+    def _seen(self, _conn: Any, _cursor: Any, statement: str, *_rest: Any) -> None:
+        self.count += 1
+        kind = " ".join(statement.split()[:3])[:40]
+        self.kinds[kind] = self.kinds.get(kind, 0) + 1
+
+
 class RoundTrips:
     """Counts psycopg2 executes (one network round trip each) on an engine's new connections."""
 
@@ -84,6 +100,7 @@ def main() -> None:
         logging.getLogger().setLevel(logging.WARNING)   # one INFO line per call is not the subject
         gc.freeze()   # as app.py does under gunicorn
         trips = None
+        statements = Statements(db.engine(app))
         if db.engine(app).dialect.driver == "psycopg2":
             trips = RoundTrips()
             trips.install(db.engine(app))
@@ -94,6 +111,7 @@ def main() -> None:
         profile = cProfile.Profile() if args.profile else None
         per_batch = []
         trips_before, webhooks = (trips.count if trips else 0), 0
+        statements.count, statements.kinds = 0, {}
         for batch in range(args.batches):
             stats = Stats()
             caller = in_process_caller(client, stats, utterances)
@@ -111,6 +129,9 @@ def main() -> None:
     print(f"CPU per webhook (ms): {' '.join(f'{value:.2f}' for value in per_batch)}  lowest "
           f"{min(per_batch):.2f}  ({stats.steps} webhooks per batch, profiler "
           f"{'on: times inflated' if profile else 'off'})")
+    print(f"SQL statements per webhook: {statements.count / max(webhooks, 1):.2f} ("
+          + ", ".join(f"{kind!r} {n / max(webhooks, 1):.2f}" for kind, n in
+                      sorted(statements.kinds.items(), key=lambda item: -item[1])) + ")")
     if trips:
         print(f"PostgreSQL round trips per webhook: {(trips.count - trips_before) / max(webhooks, 1):.2f}")
     if profile:

@@ -18,9 +18,9 @@ from __future__ import annotations
 import contextvars
 import json
 import logging
+import os
 import re
 import sys
-import uuid
 from datetime import datetime, timezone
 from typing import Any, Mapping
 
@@ -96,7 +96,7 @@ def bind_call(call_sid: str | None) -> None:
 
 def _begin_request() -> None:
     given = request.headers.get("X-Request-Id", "")
-    request_id_var.set(given if _REQUEST_ID.match(given) else uuid.uuid4().hex[:16])
+    request_id_var.set(given if given and _REQUEST_ID.match(given) else os.urandom(8).hex())
     call_sid_var.set("-")
     bind_call(request.values.get("CallSid") or request.args.get("call"))
 

@@ -29,6 +29,9 @@ NAME_PATTERN = re.compile(r"^[0-9a-f]{32}$")
 #: After a failed render, do not retry the same text for this long (a broken engine would
 #: otherwise cost every webhook its whole budget).
 RETRY_AFTER_S = 60.0
+#: A file seen on disk is trusted this long without another stat (nothing here deletes cache
+#: files; an admin who empties the folder by hand sees <Say>/re-renders within this time).
+SEEN_FOR_S = 30.0
 
 class PromptAudio:
     """Rendered prompt files of one app: lookup, blocking render, render within a budget."""
@@ -43,6 +46,7 @@ class PromptAudio:
         self._lock = threading.Lock()
         self._inflight: dict[str, Future[str]] = {}
         self._failed: dict[str, float] = {}
+        self._seen: dict[str, float] = {}     # name → when its file was last seen on disk
 
     def speaker(self, language: str) -> Speaker:
         """The voice of `language` (KeyError when the line has no such language)."""
@@ -90,7 +94,7 @@ class PromptAudio:
         the caller falls back to <Say>. A render that misses the budget continues.
         """
         name = self.name(text, language)
-        if self.path(name).is_file():
+        if self._on_disk(name):
             return name
         if self.unavailable or self.speaker(language).engine is None:
             return None
@@ -104,6 +108,19 @@ class PromptAudio:
         except (TTSError, OSError, ValueError, KeyError) as exc:
             log.warning("prompt %s could not be rendered (%s); falling back to <Say>", name, exc)
         return None
+
+    def _on_disk(self, name: str) -> bool:
+        """Whether the file of `name` exists (a stat at most every SEEN_FOR_S per name: every
+        webhook asks for one to three prompts, almost always the same few)."""
+        now = time.monotonic()
+        if now - self._seen.get(name, float("-inf")) < SEEN_FOR_S:
+            return True
+        if not self.path(name).is_file():
+            return False
+        if len(self._seen) >= 4096:
+            self._seen.clear()
+        self._seen[name] = now
+        return True
 
     def _submit(self, name: str, text: str, language: str) -> Future[str] | None:
         """One render per name at a time; None while a recent failure is cooling down."""

@@ -34,6 +34,9 @@ log = logging.getLogger(__name__)
 ENGINES = ("piper", "pyttsx3", "say")
 #: Synthesised pieces kept per speaker (a piece is ~1-3 s: 30-100 kB as 8 kHz float32; ≤ ~10 MB).
 PIECES_KEPT = 128
+#: Cache names remembered per speaker: every webhook names one to three prompts, and working a
+#: name out (lexicon, number rules, pieces, SHA-256) cost more than the rest of a <Play>.
+KEYS_KEPT = 4096
 #: <Say voice="Family.Name"> families that read SSML (<sub>, <phoneme>, <say-as>).
 SSML_VOICE_FAMILIES = {"Polly", "Google"}
 
@@ -52,30 +55,44 @@ class Speaker:
     #: or no."), and synthesis is deterministic, so a piece is never synthesised twice in a build.
     _pieces: OrderedDict = field(default_factory=OrderedDict, repr=False, compare=False)
     _pieces_lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+    #: text → (the lexicon it was named with, cache name); a reloaded lexicon names afresh.
+    _keys: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def engine_name(self) -> str:
         return self.engine.id.split(":", 1)[0] if self.engine is not None else "say"
 
-    def spoken(self, text: str, *, phonemes: bool | None = None) -> str:
+    def spoken(self, text: str, *, phonemes: bool | None = None, lexicon: Lexicon | None = None) -> str:
         """The words after the lexicon and the number rules (IPA blocks when the engine reads them)."""
         use_phonemes = bool(self.engine and self.engine.phonemes) if phonemes is None else phonemes
-        return style.numbers_digit_by_digit(self.lexicon().apply(text, phonemes=use_phonemes))
+        lexicon = lexicon if lexicon is not None else self.lexicon()
+        return style.numbers_digit_by_digit(lexicon.apply(text, phonemes=use_phonemes))
 
-    def pieces(self, text: str) -> list[style.Piece]:
+    def pieces(self, text: str, lexicon: Lexicon | None = None) -> list[style.Piece]:
         """What the engine is asked to say, piece by piece (the whole text for engines that do not split)."""
-        cut = style.pieces(self.spoken(text))
+        cut = style.pieces(self.spoken(text, lexicon=lexicon))
         if self.engine is not None and not self.engine.splits and cut:
             slow = any(piece.slow for piece in cut)
             return [style.Piece(" ".join(piece.text for piece in cut), slow, 0.0)]
         return cut
 
     def key(self, text: str) -> str:
-        """Cache name of `text` as this speaker renders it (32 hex digits)."""
+        """Cache name of `text` as this speaker renders it (32 hex digits).
+
+        Remembered per text until the lexicon changes: the engine, the style rules and the level
+        are fixed for the speaker's life, so the lexicon is the only input that can move."""
+        lexicon = self.lexicon()
+        remembered = self._keys.get(text)
+        if remembered is not None and (remembered[0] is lexicon or remembered[0] == lexicon):
+            return remembered[1]
         engine = self.engine.id if self.engine is not None else "say"
-        plan = "\n".join(f"{p.text}\t{int(p.slow)}\t{p.pause_after_s:g}" for p in self.pieces(text))
+        plan = "\n".join(f"{p.text}\t{int(p.slow)}\t{p.pause_after_s:g}" for p in self.pieces(text, lexicon))
         material = f"{engine}\n{style.VERSION}\n{style.SLOW:g}\n{telephone.TARGET_DBFS:g}\n{plan}"
-        return hashlib.sha256(material.encode("utf-8")).hexdigest()[:32]
+        name = hashlib.sha256(material.encode("utf-8")).hexdigest()[:32]
+        if len(self._keys) >= KEYS_KEPT:
+            self._keys.clear()   # prompts with many different values (queue positions): start over
+        self._keys[text] = (lexicon, name)
+        return name
 
     def render(self, text: str) -> bytes:
         """`text` as an 8 kHz μ-law WAV. Raises TTSError (no engine, engine failure, silence)."""

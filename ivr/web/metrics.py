@@ -10,6 +10,7 @@ from __future__ import annotations
 import hmac
 import logging
 import time
+from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, g, request
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -54,9 +55,20 @@ def _observe_webhook(response: Response) -> Response:
     webhook = request.path.startswith(metrics.WEBHOOK_PREFIXES) and request.url_rule is not None and \
         request.headers.get("Upgrade", "").lower() != "websocket"     # a stream lasts the whole turn
     if started is not None and webhook:
-        metrics.WEBHOOK_SECONDS.labels(endpoint=request.url_rule.rule, status=str(response.status_code)).observe(
-            time.perf_counter() - started)
+        _webhook_series(request.url_rule.rule, response.status_code).observe(time.perf_counter() - started)
     return response
+
+
+#: (endpoint rule, status) → its ivr_webhook_duration_seconds child: `labels()` validates and
+#: locks on every call, and the few endpoints × statuses never change.
+_SERIES: dict[tuple[str, int], Any] = {}
+
+
+def _webhook_series(rule: str, status: int) -> Any:
+    series = _SERIES.get((rule, status))
+    if series is None:
+        series = _SERIES[(rule, status)] = metrics.WEBHOOK_SECONDS.labels(endpoint=rule, status=str(status))
+    return series
 
 
 def init_app(app: Flask) -> None:

@@ -84,11 +84,17 @@ def has_gather_input() -> bool:
 
 def request_keys(sid: str, extra: str = "") -> list[str]:
     """Idempotency keys of this request: CallSid + path + step counter (+ `extra`, e.g. the
-    RecordingSid), and Twilio's I-Twilio-Idempotency-Token when sent."""
+    RecordingSid), and Twilio's I-Twilio-Idempotency-Token when sent.
+
+    Worked out once per request: `recall` and `finish` both need them."""
+    known = g.get("ivr_request_keys")
+    if known is not None and known[0] == (sid, extra):
+        return known[1]
     keys = [f"{sid}:{request.path}:{request.args.get('n', '')}:{request.args.get('step', '')}:{extra}"]
     token = request.headers.get("I-Twilio-Idempotency-Token")
     if token:
         keys.append(f"token:{token[:200]}")
+    g.ivr_request_keys = ((sid, extra), keys)
     return keys
 
 
