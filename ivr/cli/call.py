@@ -15,15 +15,16 @@ from typing import Any, Mapping
 import click
 
 from ivr.cli.prompts import _config, _rules
+from ivr.lang import dirs_beside, locale
 from ivr.prompts.cache import audio_store
 from ivr.prompts.catalogue import PromptError, fill, load_catalogue, load_lexicons
 from ivr.prompts.fixed import fixed_texts
 from ivr.routing.hours import hours_by_code
+from ivr.speech.audio import parse_wav
 from ivr.telephony.simulator import HttpTransport, SimulatedCall, SimulatorError, Unreachable
+from ivr.voices import pyttsx3_engine as tts
 
 DEV_TOKEN = "dev-auth-token-not-secret"   # the token `make run` serves with (see Makefile)
-#: espeak voices that speak a typed answer into a Media Stream.
-CALLER_VOICES = {"en": "gmw/en-us", "es": "roa/es-419"}
 WHO = {"line": "line", "agent": "agent hears", "queue": "on hold", "dial": "☎ dialling"}
 
 
@@ -63,11 +64,9 @@ class PromptWords:
 
 
 def speak(words: str, language: str) -> bytes:
-    """A typed answer as the caller's voice: espeak → 8 kHz PCM16."""
-    from ivr.voices import pyttsx3_engine as tts
-    from ivr.speech.audio import parse_wav
-
-    voice = CALLER_VOICES.get(language, CALLER_VOICES["en"])
+    """A typed answer as the caller's voice: espeak (the language file's `tts_voice`) → 8 kHz PCM16."""
+    voice = locale(language, "tts_voice", dirs_beside(_config().get("IVR_RULES_PATH"))) or \
+        locale("en", "tts_voice") or "en"
     return parse_wav(tts.render_wav(words, voice, 150)).at_rate(8000).pcm16
 
 

@@ -298,6 +298,18 @@ def locale(code: str, kind: str, dirs: Iterable[str | Path] = ()) -> str | None:
         return None
 
 
+def language_with_locale(kind: str, value: str, dirs: Iterable[str | Path] = ()) -> str | None:
+    """The code of the language whose locale of `kind` is `value` ("vosk", "en-us" → "en"), or None.
+
+    Admins' files in `dirs` first, then the built-in ones; a file that does not parse is skipped."""
+    for directory in [*dirs, BUILTIN_DIR]:
+        folder = Path(directory)
+        for path in sorted(folder.glob("*.yaml")) if folder.is_dir() else ():
+            if locale(path.stem, kind, dirs) == value:
+                return path.stem
+    return None
+
+
 def load_language(code: str, dirs: Iterable[str | Path] = ()) -> Language:
     """The language `code` from the first of `dirs` that has it, else the built-in file."""
     dirs = tuple(dirs)

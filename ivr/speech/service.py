@@ -22,7 +22,8 @@ from flask import Flask, current_app
 from ivr.routing.rules import Rules
 from ivr.speech.engines.base import Engine, EngineUnavailable
 from ivr.speech.engines.pocketsphinx import DEFAULT_MAX_DECODERS
-from ivr.speech.engines.twilio import TWILIO_LOCALES, TwilioEngine
+from ivr.lang import dirs_beside
+from ivr.speech.engines.twilio import TwilioEngine, twilio_locale
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,8 @@ class SpeechService:
         self._engines: dict[str, tuple[int, Engine]] = {}
         self._lock = threading.Lock()
         self._loading: dict[str, threading.Lock] = {}
+        #: Where an admin's own language files are (their locales say what Twilio hears).
+        self.lang_dirs = dirs_beside(config.get("IVR_RULES_PATH"))
 
     def setting(self, language: str) -> str:
         """The configured engine for `language` (per-language key first), validated."""
@@ -83,8 +86,9 @@ class SpeechService:
                                         f"{language!r} use vosk, twilio or auto")
             return "pocketsphinx"
         if wanted == "twilio":
-            if language not in TWILIO_LOCALES:
-                raise EngineUnavailable(f"Twilio speech has no locale configured for {language!r}")
+            if not twilio_locale(language, self.lang_dirs):
+                raise EngineUnavailable(f"Twilio speech has no locale configured for {language!r} "
+                                        f"(`gather:` in the locales of {language}.yaml)")
             return "twilio"
         if wanted == "keypad":
             return "keypad"
@@ -94,7 +98,7 @@ class SpeechService:
             return "whisper"
         if language == "en" and _pocketsphinx_installed():
             return "pocketsphinx"
-        return "twilio" if language in TWILIO_LOCALES else "keypad"
+        return "twilio" if twilio_locale(language, self.lang_dirs) else "keypad"
 
     def engine_for(self, language: str) -> Engine | None:
         """The loaded engine for `language` (None: keypad only). Loads it on first use.
@@ -129,7 +133,7 @@ class SpeechService:
 
     def _load(self, name: str, language: str, rules: Rules | None) -> Engine:
         if name == "twilio":
-            return TwilioEngine(language)
+            return TwilioEngine(language, self.lang_dirs)
         if name == "vosk":
             from ivr.speech.engines.vosk import VoskEngine, find_model
 

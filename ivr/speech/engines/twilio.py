@@ -6,15 +6,17 @@ Twilio can recognise a language at all, and the BCP-47 locale `<Gather language>
 """
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Iterable
+
+from ivr.lang import locale
 from ivr.speech.engines.base import EngineUnavailable, Grammar, Recognizer
 
-#: Our language codes → the locale Twilio's `<Gather language>` expects. Languages missing here
-#: have no Twilio speech recognition configured and fall back to the keypad.
-TWILIO_LOCALES = {
-    "en": "en-US", "es": "es-US", "fr": "fr-FR", "de": "de-DE", "it": "it-IT", "pt": "pt-BR",
-    "ko": "ko-KR", "ja": "ja-JP", "zh": "zh-CN", "ru": "ru-RU", "pl": "pl-PL", "nl": "nl-NL",
-    "vi": "vi-VN", "ar": "ar-EG", "hi": "hi-IN", "tl": "fil-PH",
-}
+
+def twilio_locale(language: str, dirs: Iterable[str | Path] = ()) -> str | None:
+    """The `<Gather language>` locale of `language`: `gather` in its language file
+    (ivr/lang/<code>.yaml, or lang/ beside the rules). None: Twilio is not set up to hear it."""
+    return locale(language, "gather", dirs)
 
 
 class TwilioEngine:
@@ -22,12 +24,13 @@ class TwilioEngine:
 
     name = "twilio"
 
-    def __init__(self, language: str) -> None:
-        if language not in TWILIO_LOCALES:
-            raise EngineUnavailable(f"no Twilio speech locale is configured for {language!r}; "
-                                    f"known: {', '.join(sorted(TWILIO_LOCALES))}")
+    def __init__(self, language: str, dirs: Iterable[str | Path] = ()) -> None:
+        found = twilio_locale(language, dirs)
+        if not found:
+            raise EngineUnavailable(f"no Twilio speech locale is configured for {language!r}: add "
+                                    f"`gather:` to the locales of its language file ({language}.yaml)")
         self.language = language
-        self.locale = TWILIO_LOCALES[language]
+        self.locale = found
 
     def recognizer(self, sample_rate: int, grammar: Grammar | None = None) -> Recognizer:
         """Always refuses: Twilio decodes inside the call, there is no audio here."""

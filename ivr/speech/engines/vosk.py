@@ -16,13 +16,18 @@ import threading
 from pathlib import Path
 from typing import Any, Mapping
 
+from ivr.lang import dirs_beside, language_with_locale, locale
 from ivr.speech.engines.base import (EngineUnavailable, Grammar, Partial, Result, SingleUse, Word, grammar_key,
                                      mean_confidence)
 
 log = logging.getLogger(__name__)
 
-#: Our language codes → the codes in vosk's model list (its names read vosk-model-small-en-us-0.15).
-VOSK_LANGUAGES = {"en": "en-us", "es": "es", "ko": "ko", "fr": "fr", "de": "de", "pt": "pt", "zh": "cn"}
+
+
+def vosk_code(language: str, config: Mapping[str, Any] | None = None) -> str:
+    """The code in vosk's model list for our `language` (its names read vosk-model-small-en-us-0.15):
+    `vosk` in the locales of the language's file; the language code itself without one."""
+    return locale(language, "vosk", dirs_beside((config or {}).get("IVR_RULES_PATH"))) or language
 
 
 def _vosk() -> Any:
@@ -53,7 +58,7 @@ def find_model(language: str, config: Mapping[str, Any]) -> Path | None:
                                     "directory (it needs am/ and conf/ inside); fix the path or unset it")
         return path
     models_dir = Path(config.get("IVR_MODELS_DIR") or "models")
-    code = VOSK_LANGUAGES.get(language, language)
+    code = vosk_code(language, config)
     for candidate in (models_dir / language, models_dir / code):
         if _is_model_dir(candidate):
             return candidate
@@ -81,7 +86,7 @@ def _match_in(directory: str | Path | None, code: str) -> Path | None:
 
 def missing_model_message(language: str) -> str:
     """What an admin should do when no Vosk model exists for `language`."""
-    code = VOSK_LANGUAGES.get(language, language)
+    code = vosk_code(language)
     return (f"no Vosk model for {language!r}: run `ivr models download {code}` (needs internet), or unzip a "
             f"model from https://alphacephei.com/vosk/models into models/{language}/, or set "
             f"IVR_VOSK_MODEL_{language.upper()}=/path/to/model")
@@ -185,8 +190,8 @@ def download_model(language: str, models_dir: str | Path, *, list_url: str | Non
     import requests
 
     vosk = _vosk()
-    short = next((ours for ours, theirs in VOSK_LANGUAGES.items() if theirs == language), language)
-    code = VOSK_LANGUAGES.get(short, language)
+    short = language_with_locale("vosk", language) or language   # `en-us` is downloaded into models/en/
+    code = vosk_code(short)
     url = list_url or vosk.MODEL_LIST_URL
     target = Path(models_dir) / short
     if _is_model_dir(target):
