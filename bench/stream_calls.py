@@ -45,14 +45,13 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import requests
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from ivr.telephony.simulator import HttpTransport, MediaStream, SimulatedCall, SimulatorError  # noqa: E402
-from tests.speechgen import phone_pcm, synthesize_phone_audio  # noqa: E402
+from tests.speechgen import last_voice_ms, phone_pcm, synthesize_phone_audio  # noqa: E402
 
 TOKEN = "bench-auth-token"
 UTTERANCES = ROOT / "bench" / "data" / "heldout_en.jsonl"
@@ -61,14 +60,6 @@ UTTERANCES = ROOT / "bench" / "data" / "heldout_en.jsonl"
 DECIDED_WITHIN_S = 5.0
 MAX_STEPS = 8
 BIN = Path(sys.executable).parent
-
-
-def last_voice_ms(pcm16: bytes, threshold: float = 400.0) -> int:
-    """End of the last 20 ms frame louder than `threshold` RMS: where the caller's last word ends."""
-    samples = np.frombuffer(pcm16, dtype="<i2").astype(np.float64)
-    frames = samples[: samples.size // 160 * 160].reshape(-1, 160)
-    loud = np.flatnonzero(np.sqrt((frames ** 2).mean(axis=1)) >= threshold)
-    return int((loud[-1] + 1) * 20) if loud.size else 0
 
 
 def percentile(values: list[float], q: float) -> float:

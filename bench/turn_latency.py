@@ -27,8 +27,8 @@ sys.path.insert(0, str(ROOT))
 
 from werkzeug.serving import make_server  # noqa: E402
 
-from tests.fake_twilio_stream import FakeTwilioStream, last_voice_ms  # noqa: E402
-from tests.speechgen import phone_pcm, synthesize_phone_audio  # noqa: E402
+from ivr.telephony.simulator import MediaStream  # noqa: E402
+from tests.speechgen import last_voice_ms, phone_pcm, synthesize_phone_audio  # noqa: E402
 
 UTTERANCES = ROOT / "tests" / "data" / "dev_utterances_en.jsonl"
 TOKEN = "bench-auth-token"
@@ -87,8 +87,8 @@ def main() -> int:
     for index, row in enumerate(rows):
         audio = phone_pcm(synthesize_phone_audio(row["text"])).pcm16
         sid = f"CAbench{index:04d}"
-        with FakeTwilioStream(url, call_sid=sid, parameters={"step": "ask", "n": "1", "language": "en"},
-                              auth_token=TOKEN, signed_url=PUBLIC.replace("https", "wss") + "/voice/stream") as twilio:
+        with MediaStream(url, call_sid=sid, parameters={"step": "ask", "n": "1", "language": "en"},
+                         auth_token=TOKEN, signed_url=PUBLIC.replace("https", "wss") + "/voice/stream") as twilio:
             twilio.send_audio(audio)
             twilio.send_silence(3000)
             twilio.wait_closed(2)

@@ -116,3 +116,11 @@ def stream_decode(engine, audio: Audio, grammar=None) -> tuple:
         if partial:
             partials.append(partial)
     return recognizer.finish(), partials
+
+
+def last_voice_ms(pcm16: bytes, threshold: float = 400.0) -> int:
+    """End of the last 20 ms frame louder than `threshold` RMS: where the caller's last word ends."""
+    samples = np.frombuffer(pcm16, dtype="<i2").astype(np.float64)
+    frames = samples[: samples.size // 160 * 160].reshape(-1, 160)
+    loud = np.flatnonzero(np.sqrt((frames ** 2).mean(axis=1)) >= threshold)
+    return int((loud[-1] + 1) * 20) if loud.size else 0

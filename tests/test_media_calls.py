@@ -18,6 +18,7 @@ from werkzeug.serving import make_server
 
 from ivr.telephony.simulator import FlaskTransport, MediaStream, SimulatedCall
 from tests.conftest import PUBLIC_URL, TEST_AUTH_TOKEN
+from tests.speechgen import last_voice_ms
 
 pytestmark = pytest.mark.speech
 
@@ -67,14 +68,6 @@ def first_voice_ms(pcm16: bytes, threshold: float = 400.0) -> int:
     frames = samples[: samples.size // 160 * 160].reshape(-1, 160)
     loud = np.flatnonzero(np.sqrt((frames ** 2).mean(axis=1)) >= threshold)
     return int(loud[0] * 20) if loud.size else 0
-
-
-def last_voice_ms(pcm16: bytes, threshold: float = 400.0) -> int:
-    """End of the last 20 ms frame louder than `threshold` RMS."""
-    samples = np.frombuffer(pcm16, dtype="<i2").astype(np.float64)
-    frames = samples[: samples.size // 160 * 160].reshape(-1, 160)
-    loud = np.flatnonzero(np.sqrt((frames ** 2).mean(axis=1)) >= threshold)
-    return int((loud[-1] + 1) * 20) if loud.size else 0
 
 
 def phone(client) -> SimulatedCall:

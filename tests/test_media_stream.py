@@ -18,7 +18,8 @@ from werkzeug.serving import make_server
 from twilio.request_validator import RequestValidator
 
 from tests.conftest import PUBLIC_URL, TEST_AUTH_TOKEN
-from tests.fake_twilio_stream import FakeTwilioStream, last_voice_ms
+from ivr.telephony.simulator import MediaStream
+from tests.speechgen import last_voice_ms
 
 SIGNED_URL = PUBLIC_URL.replace("https", "wss") + "/voice/stream"
 POTHOLE = "I want to report a pothole on Main Street"
@@ -62,10 +63,10 @@ def utterance(text: str) -> bytes:
     return phone_pcm(synthesize_phone_audio(text)).pcm16
 
 
-def call(server: str, sid: str, **params: str) -> FakeTwilioStream:
+def call(server: str, sid: str, **params: str) -> MediaStream:
     parameters = {"step": "ask", "n": "1", "language": "en", **params}
-    return FakeTwilioStream(server, call_sid=sid, parameters=parameters,
-                            auth_token=TEST_AUTH_TOKEN, signed_url=SIGNED_URL)
+    return MediaStream(server, call_sid=sid, parameters=parameters,
+                       auth_token=TEST_AUTH_TOKEN, signed_url=SIGNED_URL)
 
 
 def pending_turn(app, sid: str, wait_s: float = 3.0):
@@ -82,7 +83,7 @@ def pending_turn(app, sid: str, wait_s: float = 3.0):
         time.sleep(0.05)
 
 
-def wait_for_prompt(twilio: FakeTwilioStream, wait_s: float = 5.0) -> None:
+def wait_for_prompt(twilio: MediaStream, wait_s: float = 5.0) -> None:
     """Send line silence until the prompt audio starts arriving (first render may take a moment)."""
     deadline = time.monotonic() + wait_s
     while twilio.heard.media_bytes == 0 and time.monotonic() < deadline:
@@ -108,8 +109,8 @@ def department_of(app, text: str) -> str | None:
 
 def test_unsigned_upgrade_is_refused_before_accepting(server):
     with pytest.raises(InvalidStatus) as refused:
-        with FakeTwilioStream(server, call_sid="CAbad", parameters={}, auth_token="wrong-token",
-                              signed_url=SIGNED_URL):
+        with MediaStream(server, call_sid="CAbad", parameters={}, auth_token="wrong-token",
+                         signed_url=SIGNED_URL):
             pass
     assert refused.value.response.status_code == 403
 
