@@ -17,8 +17,8 @@ import pytest
 from werkzeug.serving import make_server
 
 from ivr.telephony.simulator import FlaskTransport, MediaStream, SimulatedCall
-from tests.conftest import PUBLIC_URL, TEST_AUTH_TOKEN
-from tests.speechgen import last_voice_ms
+from conftest import PUBLIC_URL, TEST_AUTH_TOKEN
+from speechgen import last_voice_ms
 
 pytestmark = pytest.mark.speech
 
@@ -57,7 +57,7 @@ def server(app) -> Iterator[tuple[str, str]]:
 
 
 def speech(text: str) -> bytes:
-    from tests.speechgen import phone_pcm, synthesize_phone_audio
+    from speechgen import phone_pcm, synthesize_phone_audio
 
     return phone_pcm(synthesize_phone_audio(text)).pcm16
 

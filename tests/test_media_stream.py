@@ -15,11 +15,9 @@ import pytest
 from websockets.exceptions import InvalidStatus
 from werkzeug.serving import make_server
 
-from twilio.request_validator import RequestValidator
-
-from tests.conftest import PUBLIC_URL, TEST_AUTH_TOKEN
+from conftest import PUBLIC_URL, TEST_AUTH_TOKEN, signed_post
 from ivr.telephony.simulator import MediaStream
-from tests.speechgen import last_voice_ms
+from speechgen import last_voice_ms
 
 SIGNED_URL = PUBLIC_URL.replace("https", "wss") + "/voice/stream"
 POTHOLE = "I want to report a pothole on Main Street"
@@ -58,7 +56,7 @@ def server(app) -> Iterator[str]:
 
 def utterance(text: str) -> bytes:
     """8 kHz PCM16 of `text` as a caller says it (cached after the first run)."""
-    from tests.speechgen import phone_pcm, synthesize_phone_audio
+    from speechgen import phone_pcm, synthesize_phone_audio
 
     return phone_pcm(synthesize_phone_audio(text)).pcm16
 
@@ -173,11 +171,6 @@ def test_silence_is_a_no_input_turn(app, server):
     turn = pending_turn(app, "CAsilent")
     assert turn is not None
     assert (turn.speech, turn.digits) == (None, None)
-
-
-def signed_post(client, path: str, form: dict[str, str]):
-    signature = RequestValidator(TEST_AUTH_TOKEN).compute_signature(PUBLIC_URL + path, form)
-    return client.post(path, data=form, headers={"X-Twilio-Signature": signature})
 
 
 def test_closing_the_stream_leads_to_the_decision(app, client, server):
@@ -341,7 +334,7 @@ def test_a_saturated_decode_pool_asks_the_caller_again_instead_of_silence(app, c
         release.set()
         pool.shutdown()
     assert answer.status_code == 200
-    body = answer.get_data(as_text=True)
+    body = answer.get_data().decode()
     assert "ask_again" in body or "did not catch that" in body, body
     with app.app_context():
         record = history.call_record(db.session(), "CAsaturated")

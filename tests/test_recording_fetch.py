@@ -9,7 +9,7 @@ import pytest
 from flask import Flask
 
 from ivr.web.voice.recording import RecordingUnavailable, fetch_recording
-from tests.https_server import HTTPSServer, trust
+from https_server import HTTPSServer, trust
 
 WAV = b"RIFF....WAVE"
 

@@ -11,7 +11,7 @@ from typing import Iterator
 import pytest
 
 from conftest import TEST_AUTH_TOKEN, signed_post, simulated_call
-from tests.https_server import HTTPSServer, trust
+from https_server import HTTPSServer, trust
 
 ACCOUNT_SID = "AC" + "1" * 32
 POTHOLE = "I want to report a pothole on Main Street"
@@ -102,7 +102,7 @@ def call_record(app, sid: str) -> dict:
 
 @pytest.mark.speech
 def test_recorded_speech_is_downloaded_recognised_and_decided(app, client, recordings):
-    from tests.speechgen import synthesize_phone_audio
+    from speechgen import synthesize_phone_audio
 
     recordings.files["/2010-04-01/Accounts/AC1/Recordings/RE1"] = synthesize_phone_audio(POTHOLE).read_bytes()
     start_call(client, "CArec1")
@@ -136,7 +136,7 @@ def test_unreachable_recording_host_is_no_input(app, client):
 
 def test_oversized_recording_is_refused_as_no_input(app, client, recordings, monkeypatch, caplog):
     """A real WAV (speech, then minutes of line noise) bigger than the limit is not decoded."""
-    from tests.speechgen import synthesize_phone_audio
+    from speechgen import synthesize_phone_audio
 
     from ivr.speech.audio import Audio, parse_wav, wav_bytes
     from ivr.web.voice import recording
@@ -155,7 +155,7 @@ def test_oversized_recording_is_refused_as_no_input(app, client, recordings, mon
 
 def test_a_crash_in_recognition_is_told_apart_from_no_input(app, client, recordings, monkeypatch):
     """A bug (not a bad recording) goes to the rescue: the operator, nothing half-stored."""
-    from tests.speechgen import synthesize_phone_audio
+    from speechgen import synthesize_phone_audio
 
     from ivr.web.voice import recording
 
@@ -180,7 +180,7 @@ def test_unsigned_recording_callback_is_refused(client, recordings):
 @pytest.mark.speech
 def test_the_emergency_watch_reaches_the_decision_on_the_recording_path(app, client, recordings):
     """An emergency the 1-best mishears ("… down and parking") still reaches 911, via the watch."""
-    from tests.speechgen import synthesize_phone_audio
+    from speechgen import synthesize_phone_audio
 
     said = "a power line is down and sparking"
     recordings.files["/RE9"] = synthesize_phone_audio(said).read_bytes()
@@ -194,7 +194,7 @@ def test_the_emergency_watch_reaches_the_decision_on_the_recording_path(app, cli
 
 @pytest.mark.speech
 def test_a_confirm_step_recording_is_recognised_with_the_yes_no_grammar(app, client, recordings):
-    from tests.speechgen import synthesize_phone_audio
+    from speechgen import synthesize_phone_audio
 
     recordings.files["/RE8"] = synthesize_phone_audio("no that's wrong").read_bytes()
     start_call(client, "CArec8")

@@ -195,7 +195,7 @@ def test_the_hourly_task_is_scheduled_and_runs_once_at_a_time(app_config):
 def test_recordings_are_deleted_at_twilio_and_a_failed_delete_is_retried(app, monkeypatch, tmp_path):
     from http.server import BaseHTTPRequestHandler
 
-    from tests.https_server import HTTPSServer, trust
+    from https_server import HTTPSServer, trust
 
     trust(monkeypatch, tmp_path)
     deletes: list[tuple[str, str | None]] = []
