@@ -117,3 +117,16 @@ def test_admin_files_are_found_before_the_built_in_ones(tmp_path):
     assert local.hours.day_range == "{first} through {last}" and builtin("en").hours.day_range == "{first} to {last}"
     rules = parse_rules((ROOT / "routing_rules.yaml").read_text(encoding="utf-8"), "rules.yaml", [tmp_path])
     assert rules.language("en") is local
+
+
+def test_speech_locales_of_a_third_language_come_from_its_file(city):
+    from ivr.speech.engines.twilio import TwilioEngine
+    from ivr.speech.engines.vosk import vosk_code
+    from ivr.speech.service import SpeechService
+
+    assert TwilioEngine("fr", [city / "lang"]).locale == "fr-FR"      # `gather` in lang/fr.yaml
+    with pytest.raises(Exception, match="no Twilio speech locale is configured for 'fr'"):
+        TwilioEngine("fr")                                              # no file: nothing in Python knows French
+    config = {"IVR_RULES_PATH": str(city / "routing_rules.yaml"), "IVR_SPEECH_ENGINE": "twilio"}
+    assert SpeechService(config, lambda: None, city / "cache").choose("fr") == "twilio"
+    assert vosk_code("en") == "en-us" and vosk_code("fr", config) == "fr" and vosk_code("ko") == "ko"
