@@ -101,13 +101,13 @@ def bind_app(app: Flask) -> None:
 
 
 def bound_app() -> Flask:
-    """The app tasks run in; a worker without one builds it from the environment."""
+    """The app tasks run in: `create_app` binds it (the web app, or `ivr worker`'s own app).
+
+    This module does not build an app itself: `ivr` imports it to build one (a cycle)."""
     app = _app.get("app")
     if app is None:
-        from ivr import create_app
-
-        app = create_app({"IVR_WARM": False})
-        bind_app(app)
+        raise RuntimeError("no app is bound to the job queue: run jobs with `ivr worker` (or create_app() "
+                           "first, which binds its app)")
     return app
 
 
