@@ -148,7 +148,9 @@ def test_speech_during_the_prompt_clears_it(app, server):
         twilio.send_silence(2000)
         assert twilio.wait_closed(3)
     assert twilio.heard.clears, "no clear sent when the caller talked over the prompt"
-    assert twilio.heard.clears[0] < twilio.frame_times[last_voice_ms(audio) // 20 + 15]
+    # Order, not time (tests never time anything; bench/turn_latency.py does): the prompt was
+    # cleared while the stream was still open, i.e. while the caller was being heard.
+    assert twilio.heard.closed_at is not None and twilio.heard.clears[0] <= twilio.heard.closed_at
     assert "prompt-end" in twilio.heard.marks_echoed
     turn = pending_turn(app, "CAbargein")
     assert turn is not None and turn.speech and "pothole" in turn.speech.lower()
