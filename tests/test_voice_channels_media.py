@@ -54,7 +54,7 @@ def server(app) -> Iterator[str]:
 
 
 def speech(text: str) -> bytes:
-    from tests.speechgen import phone_pcm, synthesize_phone_audio
+    from speechgen import phone_pcm, synthesize_phone_audio
 
     return phone_pcm(synthesize_phone_audio(text)).pcm16
 
