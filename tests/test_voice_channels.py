@@ -317,3 +317,21 @@ def test_a_department_chosen_on_the_keypad_hears_its_topics_alert(app, sim, cloc
     assert "water main break on Elm Street" in spoken(sim) and heard_count(app, alert_id) == 1
     sim.press("1")                                      # something else: on to the department
     assert sim.find("Dial/Number").text == "+13125550105"
+
+
+def test_a_case_reported_by_phone_answers_status_by_text_from_the_same_number(app, client, sim):
+    """The text the caller gets says "Reply STATUS <case>": the SMS channel answers it."""
+    from conftest import PUBLIC_URL, TEST_AUTH_TOKEN
+    from ivr.telephony.simulator import FlaskTransport, SimulatedTexter
+
+    start(sim)
+    sim.say("there is a pothole on my street")
+    sim.press("1")
+    sim.press("1")
+    case = case_read(sim)
+    same = SimulatedTexter(FlaskTransport(client), token=TEST_AUTH_TOKEN, public_url=PUBLIC_URL, from_=CALLER)
+    reply = same.text(f"STATUS {case}")
+    assert case in reply and "open" in reply, reply
+    other = SimulatedTexter(FlaskTransport(client), token=TEST_AUTH_TOKEN, public_url=PUBLIC_URL,
+                            from_="+13125550999")
+    assert "open" not in other.text(f"STATUS {case}")

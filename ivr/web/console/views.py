@@ -233,7 +233,8 @@ def calls_list() -> Any:
     if page.more and page.rows:
         last = page.rows[-1]
         older = url_for("console.calls_list", **{**args.to_dict(), "before": f"{last.started_at.isoformat()}|{last.sid}"})
-    outcomes = ["transferred", "queued", "operator", "voicemail", "callback", "after_hours", "emergency", "abandoned"]
+    outcomes = ["transferred", "queued", "operator", "voicemail", "callback", "after_hours", "reported",
+                "alert_heard", "emergency", "abandoned"]
     return render_template("console/calls.html", page=page, args=args, older=older, outcomes=outcomes)
 
 
