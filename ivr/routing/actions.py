@@ -162,7 +162,7 @@ class ReadCase(Action):
     (`can_text`), 2 to finish. `first` adds "your report about {service} is filed"."""
     case: str
     spoken: str
-    service: str
+    service: str                 # what was reported, as said in a sentence ("a pothole")
     can_text: bool
     first: bool = True
     reprompt: str | None = None

@@ -194,9 +194,13 @@ def _file(state: CallState, location: str, reason: str, rules: Rules) -> Decisio
 
 # --- the case number ------------------------------------------------------------------------
 def _read(state: CallState, rules: Rules, *, first: bool, reprompt: str | None = None) -> ReadCase:
+    # "Your report about a pothole is filed": the intent's description reads as a sentence does
+    # (the service's name, "Pothole", is a title: it goes in the text message).
+    intent = next((i for i in rules.intents if i.id == state.intent), None)
     service = service_for_intent(rules, state.intent or "")
-    name = service.name_in(state.language) if service else ""
-    return ReadCase(state.case, speak_case_number(state.case, state.language), name, state.can_text,
+    about = localized(intent.description, state.language, rules) if intent else \
+        service.name_in(state.language) if service else ""
+    return ReadCase(state.case, speak_case_number(state.case, state.language), about, state.can_text,
                     first=first, reprompt=reprompt)
 
 
