@@ -40,6 +40,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from ivr.web import sms
     from ivr import jobs
     from ivr.web import console, open311
+    from ivr.web import outbox as outbox_status
     from ivr.web import metrics as web_metrics
 
     db.init_app(app)
@@ -48,6 +49,6 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     rules_source.init_app(app)
     prompts.init_app(app)
     speech.init_app(app)
-    for module in (health, voice, sms, api, media, console, open311):
+    for module in (health, voice, sms, api, media, console, open311, outbox_status):
         module.init_app(app)
     return app

@@ -69,6 +69,8 @@ OUTBOX_DELIVERIES = Counter("ivr_outbox_deliveries", "Outbox delivery attempts b
                             ["kind", "result"])   # result: sent | failed (will retry) | dead
 OUTBOX_SEND_SECONDS = Histogram("ivr_outbox_send_seconds", "Time to hand one message to its provider",
                                 ["kind"], buckets=WEBHOOK_BUCKETS)
+OUTBOX_SMS_DELIVERY = Counter("ivr_outbox_sms_delivery", "Twilio's later word on sent texts (StatusCallback)",
+                              ["status"])   # delivered | undelivered | failed | sent | queued … | other
 # Read from the database when /metrics is scraped (ivr.web.metrics), so every host reports the
 # one shared outbox, wherever its workers run.
 OUTBOX_MESSAGES = Gauge("ivr_outbox_messages", "Outbox rows by kind and status", ["kind", "status"],

@@ -111,7 +111,8 @@ def register(cli: click.Group) -> None:
             return
         for row in rows:
             error = f"  {row.last_error.splitlines()[0][:80]}" if row.last_error else ""
-            click.echo(f"{row.id:>7}  {_when(row.created_at)}  {row.kind:7}  {row.status:7}  {row.attempts:>2}  "
+            status = f"{row.status}/{row.delivery_status}" if row.delivery_status else row.status
+            click.echo(f"{row.id:>7}  {_when(row.created_at)}  {row.kind:7}  {status:7}  {row.attempts:>2}  "
                        f"{_target(row.kind, row.target, show_numbers)}{error}")
 
     @outbox_group.command("show")
@@ -136,6 +137,8 @@ def register(cli: click.Group) -> None:
         if row.claimed_by:
             click.echo(f"  claimed by   {row.claimed_by} until {_when(row.lease_until)} UTC")
         click.echo(f"  provider id  {row.provider_id or '-'}")
+        if row.delivery_status:
+            click.echo(f"  delivery     {row.delivery_status} ({_when(row.delivery_updated_at)} UTC)")
         click.echo(f"  last error   {row.last_error or '-'}")
         click.echo("  payload      " + json.dumps(_payload(row.payload, show_numbers), ensure_ascii=False, indent=2)
                    .replace("\n", "\n               "))

@@ -34,6 +34,8 @@ from ivr.store.outbox import Row
 from ivr.telephony.rest import NotConfigured, rest_client
 
 HTTP_TIMEOUT_S = 10.0
+#: ivr.web.outbox's route for Twilio's StatusCallback (the web layer is not imported here).
+STATUS_CALLBACK_PATH = "/outbox/sms-status"
 SIGNATURE_HEADER = "X-IVR-Signature"
 TIMESTAMP_HEADER = "X-IVR-Timestamp"
 #: HTTP answers worth retrying: timeouts, rate limits, server trouble.
@@ -126,8 +128,9 @@ class Deliverer:
                 options["messaging_service_sid"] = service
             else:
                 options["from_"] = sender
-            if self.config.get("IVR_SMS_STATUS_CALLBACK"):
-                options["status_callback"] = self.config["IVR_SMS_STATUS_CALLBACK"]
+            callback = self._status_callback()
+            if callback:
+                options["status_callback"] = callback
             message = self._twilio.messages.create(**options)
         except NotConfigured as exc:
             return Outcome.retry(f"Twilio not configured: {exc}")
@@ -139,6 +142,13 @@ class Deliverer:
         except (TwilioException, requests.RequestException, OSError) as exc:
             return Outcome.retry(f"Twilio unreachable: {type(exc).__name__}: {str(exc)[:200]}")
         return Outcome.sent(message.sid)
+
+    def _status_callback(self) -> str:
+        """Where Twilio reports delivery: IVR_SMS_STATUS_CALLBACK, else our /outbox/sms-status."""
+        explicit = str(self.config.get("IVR_SMS_STATUS_CALLBACK") or "")
+        if explicit or not self.config.get("IVR_PUBLIC_URL"):
+            return explicit
+        return str(self.config["IVR_PUBLIC_URL"]).rstrip("/") + STATUS_CALLBACK_PATH
 
     # --- e-mail (SMTP) ---------------------------------------------------------------------------------
     def email(self, row: Row) -> Outcome:

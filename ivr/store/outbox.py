@@ -62,11 +62,14 @@ class OutboxMessage(Base):
     next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     claimed_by: Mapped[str | None] = mapped_column(String(128), default=None)
     lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
-    provider_id: Mapped[str | None] = mapped_column(String(128), default=None)   # e.g. Twilio's SM…
+    provider_id: Mapped[str | None] = mapped_column(String(128), default=None, index=True)   # Twilio's SM…
     last_error: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    # What the provider said later (Twilio's StatusCallback: sent, delivered, undelivered, failed).
+    delivery_status: Mapped[str | None] = mapped_column(String(16), default=None)
+    delivery_updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,6 +90,8 @@ class Row:
     created_at: datetime
     updated_at: datetime
     sent_at: datetime | None
+    delivery_status: str | None = None
+    delivery_updated_at: datetime | None = None
 
 
 _T = OutboxMessage.__table__
@@ -191,6 +196,27 @@ def retry(s: Session, *, ids: Iterable[int] | None = None, now: datetime | None 
     statement = update(_T).where(where).values(status="pending", attempts=0, next_attempt_at=now,
                                                claimed_by=None, lease_until=None, updated_at=now)
     return _writer(s).execute(statement).rowcount
+
+
+#: Twilio's message statuses that do not change any more; a late callback cannot undo them.
+FINAL_DELIVERY = ("delivered", "undelivered", "failed", "read", "canceled")
+
+
+def record_delivery(s: Session, provider_id: str, status: str, error: str = "", now: datetime | None = None) -> bool:
+    """The provider's later word on a sent message (Twilio StatusCallback); False if unknown.
+
+    Callbacks may arrive out of order (`sent` after `delivered`): a final status is kept.
+    """
+    now = now or utcnow()
+    values: dict[str, Any] = {"delivery_status": status[:16], "delivery_updated_at": now, "updated_at": now}
+    if error:
+        values["last_error"] = error[:2000]
+    statement = (update(_T).where(_T.c.provider_id == provider_id,
+                                  or_(_T.c.delivery_status.is_(None), _T.c.delivery_status.not_in(FINAL_DELIVERY)))
+                 .values(**values))
+    if _writer(s).execute(statement).rowcount:
+        return True
+    return s.connection().execute(select(_T.c.id).where(_T.c.provider_id == provider_id)).first() is not None
 
 
 def next_due(s: Session) -> datetime | None:
