@@ -220,6 +220,8 @@ def test_silence_at_the_offer_falls_back_to_the_closed_policy(app, sim):
     sim.silence()
     sim.silence()
     assert sim.has("Record") and requests_of(app, sim.sid) == []
+    outcomes = [e["detail"]["outcome"] for e in record_of(app, sim.sid)["events"] if e["kind"] == "outcome"]
+    assert outcomes.count("after_hours") == 1          # the repeated offer is not a second after-hours call
 
 
 def test_message_chosen_instead_of_a_report(app, sim):
@@ -270,9 +272,14 @@ def test_a_caller_who_hangs_up_after_the_alert_was_answered_by_it(app, sim, cloc
     alert_id = publish(app, OPEN)
     start(sim)
     sim.say("no water at my house")
+    sim.silence()                                       # the alert once more, then thanks and goodbye
+    assert "water main break" in spoken(sim)
+    sim.silence()
+    assert sim.verbs()[-1] == "Hangup"
     sim.hang_up()
     record = record_of(app, sim.sid)
     assert record["outcome"] == "alert_heard" and heard_count(app, alert_id) == 1
+    assert [e["detail"]["outcome"] for e in record["events"] if e["kind"] == "outcome"] == ["alert_heard"]
 
 
 def test_subscribing_to_the_topic_from_the_phone(app, sim, clock):

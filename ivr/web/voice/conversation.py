@@ -240,7 +240,8 @@ def apply(sid: str, previous: CallState, decision: Decision, *, turn: Turn | Non
     else:
         calls.add_event(s, sid, "decision", {"after": event or "", **described})
     action = decision.action
-    if action.kind in OUTCOMES:
+    # A repeated offer or alert (a reprompt) is the same outcome, recorded once: reports count them.
+    if action.kind in OUTCOMES and not getattr(action, "reprompt", None):
         calls.set_outcome(s, sid, OUTCOMES[action.kind], department=getattr(action, "department", None),
                           reason=decision.reason)
     if isinstance(action, Callback) and action.done:
