@@ -17,6 +17,7 @@ import itertools
 import json
 import re
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs
@@ -29,8 +30,10 @@ _CREATE = re.compile(r"^/2010-04-01/Accounts/(?P<account>AC[0-9a-f]{32})/(?P<kin
 class FakeTwilioRest:
     """A threaded HTTP server on 127.0.0.1 (a free port) speaking enough of api.twilio.com."""
 
-    def __init__(self, account_sid: str = ACCOUNT_SID, auth_token: str = AUTH_TOKEN, port: int = 0) -> None:
+    def __init__(self, account_sid: str = ACCOUNT_SID, auth_token: str = AUTH_TOKEN, port: int = 0,
+                 delay_s: float = 0.0) -> None:
         self.account_sid, self.auth_token = account_sid, auth_token
+        self.delay_s = delay_s   # each answer waits this long (the real API takes 100-300 ms)
         self.requests: list[dict[str, Any]] = []     # every request: method, path, form, authorised
         self.calls: list[dict[str, str]] = []        # form of each created call
         self.messages: list[dict[str, str]] = []     # form of each created message
@@ -77,6 +80,8 @@ class FakeTwilioRest:
                 length = int(self.headers.get("Content-Length") or 0)
                 raw = self.rfile.read(length).decode("utf-8")
                 form = {k: v[-1] for k, v in parse_qs(raw, keep_blank_values=True).items()}
+                if fake.delay_s:
+                    time.sleep(fake.delay_s)
                 status, body = fake._create(self.path, form, self.headers.get("Authorization", ""))
                 payload = json.dumps(body).encode()
                 self.send_response(status)

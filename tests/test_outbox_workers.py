@@ -44,6 +44,14 @@ def _start_worker(env: dict[str, str], log: Path) -> subprocess.Popen:
                                 env=env, stdout=out, stderr=subprocess.STDOUT, text=True)
 
 
+def _wait_until_consuming(workers: list[subprocess.Popen], logs: list[Path]) -> None:
+    deadline = time.monotonic() + 120
+    while not all(log.exists() and "Huey consumer started" in log.read_text() for log in logs):
+        assert time.monotonic() < deadline and all(w.poll() is None for w in workers), \
+            [log.read_text()[-2000:] for log in logs if log.exists()]
+        time.sleep(0.2)
+
+
 @pytest.mark.timeout(300)
 def test_two_worker_processes_never_send_a_text_twice(app_config, db_url, tmp_path):
     from ivr import create_app
@@ -51,7 +59,9 @@ def test_two_worker_processes_never_send_a_text_twice(app_config, db_url, tmp_pa
     backend = "postgresql" if db_url.startswith("postgresql") else "sqlite"
     queue_settings = {"IVR_REDIS_URL": _redis_or_skip()} if backend == "postgresql" else \
         {"IVR_JOBS_DB": str(tmp_path / "jobs.sqlite3")}
-    with FakeTwilioRest() as twilio:
+    # Twilio answers in 20 ms (it takes 100-300 ms for real): the drains overlap instead of the
+    # first process to wake sending everything before the second looks.
+    with FakeTwilioRest(delay_s=0.02) as twilio:
         settings = {"IVR_DATABASE_URL": db_url, "TWILIO_ACCOUNT_SID": ACCOUNT_SID, "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
                     "IVR_TWILIO_API_URL": twilio.url, "IVR_SMS_FROM": "+13125550311",
                     "IVR_OUTBOX_BATCH": "5", **queue_settings}
@@ -61,6 +71,7 @@ def test_two_worker_processes_never_send_a_text_twice(app_config, db_url, tmp_pa
         logs = [tmp_path / "worker-1.log", tmp_path / "worker-2.log"]
         workers = [_start_worker(env, log) for log in logs]
         try:
+            _wait_until_consuming(workers, logs)     # both poll before there is anything to send
             with Session(db.engine(app)) as s:
                 for n in range(TEXTS):
                     outbox.send_sms(s, to=f"+1312555{n:04d}", body=f"text {n}", key=f"two-workers:{n}",

@@ -28,6 +28,8 @@ def register(cli: click.Group) -> None:
         click.echo(f"ivr worker: queue {jobs.storage_description(app.config, app.instance_path)}, "
                    f"{workers} thread(s), scheduled tasks {'off' if no_periodic else 'on'}")
         # flush_locks: a worker killed mid-task must not leave retention locked for ever.
+        # max_delay: an idle consumer polls at least every second (huey's default backs off to
+        # 10 s), so a text queued after a quiet spell leaves within a second of its commit.
         consumer = jobs.huey.create_consumer(workers=workers, worker_type="thread",
-                                             periodic=not no_periodic, flush_locks=True)
+                                             periodic=not no_periodic, flush_locks=True, max_delay=1.0)
         consumer.run()
