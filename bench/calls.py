@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/calls.py [--concurrency 100] [--mode both|paced|closed]
         [--think 1-3] [--duration 40] [--calls 300] [--workers 2] [--threads 8]
-        [--database-url postgresql+psycopg2://postgres@127.0.0.1:5432/test]
+        [--database-url postgresql://postgres@127.0.0.1:5432/test]
 
 Starts gunicorn itself (identical settings for both apps) on free 127.0.0.1 ports and drives
 `--concurrency` simultaneous calls with one client: signed webhooks, following the TwiML each

@@ -1,7 +1,7 @@
 """Console page speed with a realistic history: p50/p95 of the queue, a call's page and reports.
 
     .venv/bin/python bench/console.py [--calls 100000] [--requests 200]
-        [--database-url postgresql+psycopg2://postgres@127.0.0.1:5432/test] [--keep /tmp/console-bench.sqlite3]
+        [--database-url postgresql://postgres@127.0.0.1:5432/test] [--keep /tmp/console-bench.sqlite3]
 
 Fills a database with `--calls` calls spread over the last 60 days (two turns and three to four
 events each, queue exits for queued calls, some callers waiting now, agents' feedback), then

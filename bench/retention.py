@@ -1,7 +1,7 @@
 """How long retention takes on a database holding a few months of calls.
 
     .venv/bin/python bench/retention.py [--calls 20000] [--days 120]
-        [--database-url postgresql+psycopg2://postgres@127.0.0.1:5432/test]
+        [--database-url postgresql://postgres@127.0.0.1:5432/test]
 
 Fills a fresh database (SQLite in a temporary folder by default) with `--calls` finished calls
 spread evenly over the last `--days` days — each with two turns, a recording, a voicemail message

@@ -1,14 +1,15 @@
 """CPU per webhook in-process: the same simulated calls as bench/calls.py, through Flask's test client.
 
     .venv/bin/python bench/webhook_cpu.py [--calls 150] [--batches 3] [--profile 40]
-        [--database-url postgresql+psycopg2://postgres@127.0.0.1:5432/test]
+        [--database-url postgresql://postgres@127.0.0.1:5432/test [--round-trips]]
 
 No server and no threads, so the number is the app's own work (plus the test client's, about
 0.3 ms) and is steadier than a loaded machine's HTTP latency. Prints the CPU per webhook of each
 batch and the lowest; `--profile N` adds cProfile's N most expensive functions (cumulative).
-On PostgreSQL it also prints the round trips per webhook: psycopg2 runs in autocommit there
-(ivr/store/batch.py), so every round trip is a cursor `execute` (`strace -c -e trace=sendto`
-agrees); a psycopg2 managing its own transactions would also send uncounted BEGIN/COMMIT.
+Also printed: SQL statements per webhook, and with --round-trips on PostgreSQL the round trips
+per webhook (in a run of their own: counting costs CPU), counted
+in libpq's trace of the protocol (psycopg 3's pipeline mode sends several statements per round
+trip: ivr/store/pipeline.py).
 """
 from __future__ import annotations
 
@@ -50,28 +51,42 @@ class Statements:
 
 
 class RoundTrips:
-    """Counts psycopg2 executes (one network round trip each) on an engine's new connections."""
+    """Counts round trips to PostgreSQL on an engine's new connections, from libpq's own trace of
+    the protocol messages each way (F: client, B: server)."""
 
-    def __init__(self) -> None:
-        self.count = 0
+    def __init__(self, folder: str) -> None:
+        self.folder = Path(folder)
+        self.files: list[Any] = []
 
     def install(self, engine: Any) -> None:
-        """Count from now on: later connections get a counting cursor class."""
-        import psycopg2.extensions
+        """Count from now on: later connections are traced."""
+        from psycopg.pq import Trace
         from sqlalchemy import event
 
-        counter = self
-
-        class CountingCursor(psycopg2.extensions.cursor):
-            def execute(self, query: Any, vars: Any = None) -> Any:  # noqa: A002 - psycopg2's name
-                counter.count += 1
-                return super().execute(query, vars)
-
         def on_connect(dbapi_conn: Any, _record: Any) -> None:
-            dbapi_conn.cursor_factory = CountingCursor
+            trace = open(self.folder / f"trace-{len(self.files)}.txt", "w")  # noqa: SIM115 - closed in count
+            self.files.append(trace)
+            dbapi_conn.pgconn.trace(trace.fileno())
+            dbapi_conn.pgconn.set_trace_flags(Trace.SUPPRESS_TIMESTAMPS | Trace.REGRESS_MODE)
 
-        event.listen(engine, "connect", on_connect)
+        event.listen(engine, "connect", on_connect, insert=True)   # before the connection's own set-up
         engine.dispose()   # connections made before (migrations) do not count
+
+    @property
+    def count(self) -> int:
+        """Round trips so far: each time the server answers after the client sent something (the
+        client may send several statements, and several Syncs, before it waits)."""
+        total = 0
+        for trace in self.files:
+            trace.flush()
+            last = ""
+            for line in Path(trace.name).read_text(errors="replace").splitlines():
+                direction = line.split("\t", 1)[0]
+                if direction == "B" and last == "F":
+                    total += 1
+                if direction in ("B", "F"):
+                    last = direction
+        return total
 
 
 def in_process_caller(client: Any, stats: Stats, utterances: list[str]) -> Caller:
@@ -86,6 +101,8 @@ def main() -> None:
     parser.add_argument("--profile", type=int, default=0, help="print the N costliest functions")
     parser.add_argument("--sort", default="cumulative", help="profile order: cumulative or tottime")
     parser.add_argument("--database-url", default="", help="default: a fresh SQLite file")
+    parser.add_argument("--round-trips", action="store_true",
+                        help="PostgreSQL: count round trips (libpq traces every message: CPU figures grow)")
     args = parser.parse_args()
     if not 1 <= args.calls <= 5000 or not 1 <= args.batches <= 20:
         raise SystemExit("--calls must be 1..5000 and --batches 1..20")
@@ -101,8 +118,8 @@ def main() -> None:
         gc.freeze()   # as app.py does under gunicorn
         trips = None
         statements = Statements(db.engine(app))
-        if db.engine(app).dialect.driver == "psycopg2":
-            trips = RoundTrips()
+        if args.round_trips and db.engine(app).dialect.driver == "psycopg":
+            trips = RoundTrips(tmp)
             trips.install(db.engine(app))
         client = app.test_client()
         warm = in_process_caller(client, Stats(), utterances)
@@ -126,6 +143,7 @@ def main() -> None:
                 profile.disable()
             if stats.errors or stats.rescued:
                 print(f"batch {batch}: errors {stats.errors[:3]}, rescued answers {stats.rescued}")
+        trips_after = trips.count if trips else 0   # the traces are in `tmp`
     print(f"CPU per webhook (ms): {' '.join(f'{value:.2f}' for value in per_batch)}  lowest "
           f"{min(per_batch):.2f}  ({stats.steps} webhooks per batch, profiler "
           f"{'on: times inflated' if profile else 'off'})")
@@ -133,7 +151,7 @@ def main() -> None:
           + ", ".join(f"{kind!r} {n / max(webhooks, 1):.2f}" for kind, n in
                       sorted(statements.kinds.items(), key=lambda item: -item[1])) + ")")
     if trips:
-        print(f"PostgreSQL round trips per webhook: {(trips.count - trips_before) / max(webhooks, 1):.2f}")
+        print(f"PostgreSQL round trips per webhook: {(trips_after - trips_before) / max(webhooks, 1):.2f}")
     if profile:
         pstats.Stats(profile).sort_stats(args.sort).print_stats(args.profile)
 

@@ -22,7 +22,7 @@ RULES_PATH = ROOT / "routing_rules.yaml"
 TEST_AUTH_TOKEN = "test-auth-token"
 TEST_API_TOKEN = "test-api-token"
 PUBLIC_URL = "https://ivr.example.test"
-POSTGRES_URL = os.environ.get("IVR_TEST_POSTGRES_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/test")
+POSTGRES_URL = os.environ.get("IVR_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
 
 def _postgres_reachable() -> str | None:

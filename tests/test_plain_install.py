@@ -1,8 +1,10 @@
 """The plain install (`pip install city-ivr`, no extras) runs the line on SQLite; PostgreSQL's
 driver is imported only for a PostgreSQL URL, and without it the error names the extra.
 
-Each check runs in a child Python where importing psycopg2 fails, as on a machine without the
-`postgres` extra (the test venv has it, so blocking it is the honest way to be without it here).
+Each check runs in a child Python where importing psycopg (3, the extra's driver) or psycopg2
+fails, as on a machine without the `postgres` extra (the test venv has it, so blocking it is the
+honest way to be without it here). ``postgresql://`` and ``postgresql+psycopg2://`` URLs are served
+by psycopg 3 (ivr.store.db.postgres_on_psycopg), so without it they name the extra too.
 """
 from __future__ import annotations
 
@@ -16,15 +18,16 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
-# Make `import psycopg2` (and its submodules) fail as if the package were not installed.
+# Make `import psycopg` / `psycopg2` (and their submodules) fail as if not installed.
 WITHOUT_PSYCOPG2 = textwrap.dedent("""
     import sys
-    class _NoPsycopg2:
+    DRIVERS = {"psycopg", "psycopg_binary", "psycopg_c", "psycopg_pool", "psycopg2"}
+    class _NoPostgresDriver:
         def find_spec(self, name, path=None, target=None):
-            if name == "psycopg2" or name.startswith("psycopg2."):
+            if name.split(".")[0] in DRIVERS:
                 raise ModuleNotFoundError(f"No module named {name!r}", name=name)
             return None
-    sys.meta_path.insert(0, _NoPsycopg2())
+    sys.meta_path.insert(0, _NoPostgresDriver())
 """)
 
 
@@ -54,7 +57,7 @@ def test_a_whole_call_on_sqlite_without_the_postgres_driver(tmp_path):
         number = sim.find("Dial").find("Number")
         print("DIALLED", number.text if number is not None else None)
         sim.dial_ends("completed", 60)
-        assert "psycopg2" not in sys.modules, "psycopg2 was imported for a SQLite URL"
+        assert not {{"psycopg", "psycopg2"}} & set(sys.modules), "a PostgreSQL driver was imported for a SQLite URL"
         print("NO-PSYCOPG2")
     """, tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from ivr.routing.state import CallState, Turn
 from ivr.store import models, write
-from ivr.store.batch import DEFER
+from ivr.store.pipeline import DEFER
 from ivr.store.convert import jsonable, state_from_dict, turn_from_dict
 from ivr.store.replies import RESPONSES, stored_key
 
@@ -56,7 +56,7 @@ def ensure_call(s: Session, sid: str, from_: str, to: str) -> None:
 # transaction (measured on SQLite: ~1 ms less CPU per webhook than ORM get + flush). Calls seen in
 # this transaction are remembered in `s.info`, so a writer knows the row exists (the foreign keys
 # need it) without asking the database again. On PostgreSQL the writes are DEFERred: they travel
-# with the webhook's next statement (batch).
+# with the webhook's next statement (pipeline).
 _CALLS = models.Call.__table__
 _INSERT_CALL = {"postgresql": postgresql.insert(_CALLS).on_conflict_do_nothing(),
                 "sqlite": sqlite.insert(_CALLS).on_conflict_do_nothing()}
@@ -65,7 +65,7 @@ _SAVE_STATE = (update(_CALLS).where(_CALLS.c.sid == bindparam("b_sid"))
 _LOAD_STATE = select(_CALLS.c.state).where(_CALLS.c.sid == bindparam("b_sid"))
 _CALL_ROW = (select(_CALLS.c.outcome, _CALLS.c.outcome_detail, _CALLS.c.state)
              .where(_CALLS.c.sid == bindparam("b_sid")))
-# inline(): no RETURNING of the new id (nobody reads it), so the INSERT can be deferred (batch).
+# inline(): no RETURNING of the new id (nobody reads it), so the INSERT can be deferred (pipeline).
 _INSERT_TURN = models.Turn.__table__.insert().inline()
 _INSERT_EVENT = models.Event.__table__.insert().inline()
 _INSERT_RECORDING = models.Recording.__table__.insert().inline()

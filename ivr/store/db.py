@@ -8,9 +8,10 @@ durable together.
 
 SQLite (the embedded default) gets WAL, a busy timeout and foreign keys on every connection,
 and writers that take turns across processes (`sqlite.WriteTurn`);
-PostgreSQL gets a short connect timeout so an unreachable database fails fast rather than
-hanging a Twilio webhook past Twilio's own timeout, and (with psycopg2) `batch`, which sends a
-webhook's writes, BEGIN and COMMIT with its other statements: ~3 round trips instead of ~8.
+PostgreSQL runs on psycopg 3 (``postgresql://`` and ``postgresql+psycopg2://`` URLs are served
+by it too), with a short connect timeout so an unreachable database fails fast rather than
+hanging a Twilio webhook past Twilio's own timeout, and in pipeline mode (`pipeline`), which sends
+a webhook's writes with its next statement or its COMMIT: ~2.5 round trips instead of ~8.
 """
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
 
-from ivr.store import batch, driver, sqlite
+from ivr.store import driver, pipeline, sqlite
 # Tables kept in their own modules join Base.metadata when imported (create_all, migrations).
 from ivr.store import audit, console, outbox, retention, tokens  # noqa: F401
 from ivr.store import alerts, sms_contacts  # noqa: F401 - SMS channel and topic alerts
@@ -54,8 +55,8 @@ def make_engine(url: str) -> Engine:
 
     Raises driver.MissingDriver (naming the extra to install) when the URL's driver is missing.
     """
-    parsed = make_url(url)
-    driver.require(url)
+    parsed = make_url(postgres_on_psycopg(url))
+    driver.require(parsed)
     if parsed.get_backend_name() == "sqlite":
         in_memory = parsed.database in (None, "", ":memory:")
         kwargs: dict[str, Any] = {"connect_args": {"check_same_thread": False}}
@@ -77,12 +78,28 @@ def make_engine(url: str) -> Engine:
     if parsed.get_backend_name() == "postgresql":
         # No pool_pre_ping: its SELECT 1 was one of ~7 round trips per webhook. The webhook's
         # first statement (calls.recall_with_state) detects a dead connection and retries once.
-        engine = create_engine(url, connect_args={"connect_timeout": PG_CONNECT_TIMEOUT_S})
+        pipelined = parsed.get_driver_name() == "psycopg"
+        engine = create_engine(parsed, connect_args={"connect_timeout": PG_CONNECT_TIMEOUT_S},
+                               **(pipeline.ENGINE_ARGS if pipelined else {}))
         event.listen(engine, "connect", _postgres_on_connect)
-        if parsed.get_driver_name() == "psycopg2":   # batch renders statements with psycopg2
-            batch.install(engine)
+        if pipelined:
+            pipeline.install(engine)   # after _postgres_on_connect: the settings are committed first
         return engine
     return create_engine(url, pool_pre_ping=True)
+
+
+#: Drivers whose URLs psycopg 3 serves: the bare name (SQLAlchemy's default driver changes between
+#: releases) and psycopg2 (the driver this project used before; its URLs keep working).
+_PSYCOPG_SERVES = ("postgresql", "postgresql+psycopg2")
+
+
+def postgres_on_psycopg(url: str) -> Any:
+    """`url` with ``postgresql://`` and ``postgresql+psycopg2://`` served by psycopg 3 (the
+    ``postgres`` extra; the store's pipelining needs it); other URLs as they are."""
+    parsed = make_url(url)
+    if parsed.drivername in _PSYCOPG_SERVES:
+        return parsed.set(drivername="postgresql+psycopg")
+    return parsed
 
 
 def _sqlite_on_connect(dbapi_conn: Any, _record: Any) -> None:
@@ -109,10 +126,10 @@ def _postgres_on_connect(dbapi_conn: Any, _record: Any) -> None:
     # the last fraction of a second of calls.
     cursor.execute("SET synchronous_commit = off")
     cursor.close()
-    dbapi_conn.commit()  # psycopg2 opened a transaction for the SET; end it so the setting sticks
+    dbapi_conn.commit()  # the driver opened a transaction for the SET; end it so the setting sticks
 
 
-def is_memory_sqlite(url: str) -> bool:
+def is_memory_sqlite(url: Any) -> bool:
     """True for ``sqlite://`` / ``sqlite:///:memory:`` (tests), where migrations are skipped."""
     parsed = make_url(url)
     return parsed.get_backend_name() == "sqlite" and parsed.database in (None, "", ":memory:")

@@ -7,6 +7,8 @@ surfacing as an ImportError from deep inside SQLAlchemy.
 """
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy.engine import make_url
 
 POSTGRES_EXTRA = "pip install 'city-ivr[postgres]'"
@@ -16,8 +18,8 @@ class MissingDriver(RuntimeError):
     """The database URL names a driver that is not installed (a set-up problem, not a database fault)."""
 
 
-def require(url: str) -> None:
-    """Raise MissingDriver when the DB-API module for `url` cannot be imported."""
+def require(url: Any) -> None:
+    """Raise MissingDriver when the DB-API module for `url` (a string or URL) cannot be imported."""
     parsed = make_url(url)
     try:
         parsed.get_dialect().import_dbapi()

@@ -13,7 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from ivr.store import models
-from ivr.store.batch import DEFER
+from ivr.store.pipeline import DEFER
 
 MAX_KEY = 255
 
@@ -45,7 +45,7 @@ def remember_response(s: Session, key: str, body: str) -> str:
     s.flush()  # the webhook's effects go first, in the same transaction as the answer
     try:
         # A plain INSERT: a duplicate fails it (and with it the whole transaction), so on
-        # PostgreSQL it can be kept and sent with the COMMIT, one round trip (see batch).
+        # PostgreSQL it can be kept and sent with the COMMIT, one round trip (see pipeline).
         s.connection().execute(_INSERT, {"key": stored_key(key), "body": body, "created_at": models.utcnow()},
                                execution_options=DEFER)
         s.commit()

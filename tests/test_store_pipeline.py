@@ -1,5 +1,6 @@
-"""Write-behind on PostgreSQL (ivr/store/batch.py): a webhook's writes are kept and sent with its
-next statement, in order, in the same transaction; SQLite runs them at once.
+"""Write-behind on PostgreSQL (ivr/store/pipeline.py, psycopg 3's pipeline mode): a webhook's
+writes are queued and sent with its next statement or its COMMIT, in order, in the same
+transaction; SQLite runs them at once.
 
 Each test runs on both backends (`db_url`); what is kept is only observable on PostgreSQL.
 """
@@ -14,16 +15,16 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.pool import NullPool
 
 from ivr.routing.state import CallState
-from ivr.store import batch, calls, db, models, replies
+from ivr.store import calls, db, models, pipeline, replies
 from conftest import store_only_app
 
 pytestmark = pytest.mark.db
-SID = "CAbatch000000000000000000000000001"
+SID = "CApipel000000000000000000000000001"
 
 
 @pytest.fixture
 def store_app(db_url):
-    app = store_only_app(db_url, "batch-test")
+    app = store_only_app(db_url, "pipeline-test")
     with app.app_context():
         s = db.session()
         calls.ensure_call(s, SID, "+15551234567", "+15550001111")
@@ -47,7 +48,7 @@ def test_writes_are_kept_until_commit_then_visible(store_app):
         s = db.session()
         calls.save_state(s, SID, CallState(step="ask", heard="pothole"))
         calls.add_event(s, SID, "decision", {"kind": "ask"})
-        assert batch.pending(s.connection()) == (2 if _is_postgres(store_app) else 0)
+        assert pipeline.pending(s.connection()) == (2 if _is_postgres(store_app) else 0)
         assert _other_state(store_app).get("step") != "ask"   # not committed yet
         s.commit()
     assert _other_state(store_app)["step"] == "ask"
@@ -61,7 +62,7 @@ def test_a_read_sees_the_kept_writes_before_it(store_app):
         count = s.connection().execute(select(func.count()).select_from(models.Event)
                                        .where(models.Event.call_sid == SID)).scalar_one()
         assert count == 2
-        assert batch.pending(s.connection()) == 0   # they went with the read
+        assert pipeline.pending(s.connection()) == 0   # they went with the read
         s.rollback()
 
 
@@ -95,7 +96,7 @@ def test_a_failing_kept_write_fails_the_next_statement_and_nothing_is_committed(
         with pytest.raises(IntegrityError):
             s.connection().execute(models.Event.__table__.insert().inline(),
                                    {"call_sid": "CAnobody", "kind": "x", "detail": {}, "created_at": models.utcnow()},
-                                   execution_options=batch.DEFER)
+                                   execution_options=pipeline.DEFER)
             assert _is_postgres(store_app)
             replies.remember_response(s, f"{SID}:/voice/turn:1", "<Response/>")
         s.rollback()
@@ -117,8 +118,8 @@ def test_remember_response_sends_the_writes_with_the_answer(store_app):
 @pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)   # SQLite has no server to lose
 def test_a_pooled_connection_killed_by_the_server_is_replaced_without_failing_the_webhook(db_url):
     """There is no pre-ping: the webhook's first read finds the dead connection and retries once."""
-    name = f"ivr-batch-test-{uuid.uuid4().hex[:12]}"
-    store_app = store_only_app(f"{db_url}&application_name={name}", "batch-test")
+    name = f"ivr-pipeline-test-{uuid.uuid4().hex[:12]}"
+    store_app = store_only_app(f"{db_url}&application_name={name}", "pipeline-test")
     with store_app.app_context():
         s = db.session()
         calls.ensure_call(s, SID, "", "")
