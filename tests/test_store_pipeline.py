@@ -139,3 +139,16 @@ def test_a_pooled_connection_killed_by_the_server_is_replaced_without_failing_th
         assert s.connection().exec_driver_sql("SELECT pg_backend_pid()").scalar_one() != pid
         assert db.ping(store_app) is None
     db.engine(store_app).dispose()
+
+
+def test_a_streamed_read_works_in_pipeline_mode(store_app):
+    """psycopg's server-side cursors do not work in pipeline mode, so `yield_per` (the console's
+    feedback export) is served from a client-side result on PostgreSQL, as on SQLite."""
+    with store_app.app_context():
+        s = db.session()
+        for n in range(7):
+            calls.add_event(s, SID, "decision", {"n": n})
+        s.commit()
+        stmt = select(models.Event.detail).where(models.Event.call_sid == SID).order_by(models.Event.id)
+        seen = [detail["n"] for detail in s.scalars(stmt.execution_options(yield_per=3))]
+    assert seen == list(range(7))

@@ -68,6 +68,9 @@ def install(engine: Engine) -> None:
     # SQLAlchemy wraps the dialect's commit in its error handling (IntegrityError and so on),
     # which an engine event around it would not get.
     engine.dialect.do_commit = _commit  # type: ignore[method-assign]
+    # psycopg's server-side (named) cursors do not work in pipeline mode: `yield_per` and
+    # `stream_results` then fetch the whole result and hand it out in chunks, as on SQLite.
+    engine.dialect.supports_server_side_cursors = False
 
 
 def _enter_pipeline(dbapi_conn: Any, record: Any) -> None:
