@@ -98,14 +98,14 @@ def register(cli: click.Group) -> None:
     @click.argument("username")
     def disable(username: str) -> None:
         """Stop USERNAME from signing in (their open sessions end at the next request)."""
-        from ivr.store import audit
+        from ivr.store import audit, console
         from ivr.web.console import auth
 
         def action(s):  # type: ignore[no-untyped-def]
             user = auth.find(s, username)
             if user is None:
                 raise auth.AccountError(f"no user {username!r}")
-            user.disabled = True
+            console.update_user(s, user.id, disabled=True)
             audit.record(s, "cli", "console.user.disable", username)
 
         _with_session(action)
@@ -116,14 +116,14 @@ def register(cli: click.Group) -> None:
     @click.option("--password-stdin", is_flag=True, required=True, help="Read the new password from standard input.")
     def reset_password(username: str, password_stdin: bool) -> None:
         """Give USERNAME a new password (also lifts a lockout and re-enables the account)."""
-        from ivr.store import audit
+        from ivr.store import audit, console
         from ivr.web.console import auth
 
         password = _read_password()
 
         def action(s):  # type: ignore[no-untyped-def]
             user = auth.set_password(s, username, password)
-            user.disabled = False
+            console.update_user(s, user.id, disabled=False)
             audit.record(s, "cli", "console.user.reset-password", username)
 
         _with_session(action)

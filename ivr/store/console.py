@@ -1,17 +1,19 @@
 """What the web console keeps: its users, agents' routing feedback, versions of the rules and
 prompts, and the work items that turn stored callback requests and voicemails into call-backs.
 
-Typed models only, plus the indexes the console's pages need on the call tables (declared
-here, beside the queries that need them, so the call path's models stay as they are).
+Typed models, the indexes the console's pages need on the call tables (declared here, beside
+the queries that need them, so the call path's models stay as they are), and the console's
+writes: Core statements in the request's transaction, like every store write (ivr.store.write).
 """
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text, update
+from sqlalchemy.orm import Mapped, Session, mapped_column
 
+from ivr.store import write
 from ivr.store.models import Base, Event, UTCDateTime, utcnow
 
 ROLES = ("agent", "supervisor", "admin")
@@ -94,3 +96,45 @@ class WorkItem(Base):
 
 # Reports and the live queue read events by kind over a time range.
 Index("ix_events_kind_created_at", Event.kind, Event.created_at)
+
+
+# --- writes: Core statements in the session's transaction (ivr.store.write); the caller commits --
+_USERS = User.__table__
+_FEEDBACK = Feedback.__table__
+_VERSIONS = ContentVersion.__table__
+_WORK = WorkItem.__table__
+
+
+def add_user(s: Session, **values: Any) -> None:
+    """A new console user (`values`: the User columns; the caller has checked them)."""
+    write.connection(s).execute(_USERS.insert().inline(), {"created_at": utcnow(), **values})
+
+
+def update_user(s: Session, user_id: int, **values: Any) -> None:
+    """Change user `user_id`'s columns (password hash, failed logins, lock, disabled …)."""
+    write.connection(s).execute(update(_USERS).where(_USERS.c.id == user_id).values(**values))
+
+
+def add_feedback(s: Session, **values: Any) -> None:
+    """An agent's verdict on a call's routing (`values`: the Feedback columns)."""
+    write.connection(s).execute(_FEEDBACK.insert().inline(), {"created_at": utcnow(), **values})
+
+
+def add_content_version(s: Session, **values: Any) -> int:
+    """Store a version of the rules or a prompt catalogue; returns its id (versions are numbered)."""
+    return int(write.connection(s).execute(_VERSIONS.insert().returning(_VERSIONS.c.id),
+                                           {"created_at": utcnow(), **values}).scalar_one())
+
+
+def add_work_items(s: Session, messages: list[tuple[int, datetime]]) -> None:
+    """An open work item for each (message id, due at)."""
+    if messages:
+        write.connection(s).execute(_WORK.insert(), [
+            {"message_id": message_id, "status": "open", "due_at": due, "attempts": 0, "history": []}
+            for message_id, due in messages])
+
+
+def update_work_item(s: Session, item_id: int, *conditions: Any, **values: Any) -> int:
+    """Change work item `item_id` (only if `conditions` hold); returns how many rows changed."""
+    return int(write.connection(s).execute(update(_WORK).where(_WORK.c.id == item_id, *conditions)
+                                           .values(**values)).rowcount)

@@ -19,7 +19,7 @@ from flask_login import LoginManager, current_user
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ivr.store import audit, db
+from ivr.store import audit, console, db
 from ivr.store.console import ROLES, User
 from ivr.store.models import utcnow
 
@@ -110,20 +110,21 @@ def check_password(password: str) -> str:
 
 
 def find(s: Session, username: str) -> User | None:
-    return s.scalars(select(User).where(User.username == username)).first()
+    # populate_existing: writes are Core statements (console.update_user), which do not refresh a
+    # User the session already holds.
+    return s.scalars(select(User).where(User.username == username)
+                     .execution_options(populate_existing=True)).first()
 
 
-def add_user(s: Session, username: str, role: str, password: str, line: str = "") -> User:
+def add_user(s: Session, username: str, role: str, password: str, line: str = "") -> None:
     check_username(username)
     if role not in RANK:
         raise AccountError(f"role must be one of {', '.join(ROLES)}")
     check_password(password)
     if find(s, username) is not None:
         raise AccountError(f"user {username!r} already exists")
-    user = User(username=username, role=role, password_hash=_hasher.hash(password), line=line.strip(),
-                disabled=False, failed_logins=0, created_at=utcnow())
-    s.add(user)
-    return user
+    console.add_user(s, username=username, role=role, password_hash=_hasher.hash(password), line=line.strip(),
+                     disabled=False, failed_logins=0)
 
 
 def set_password(s: Session, username: str, password: str) -> User:
@@ -131,9 +132,7 @@ def set_password(s: Session, username: str, password: str) -> User:
     if user is None:
         raise AccountError(f"no user {username!r}")
     check_password(password)
-    user.password_hash = _hasher.hash(password)
-    user.failed_logins = 0
-    user.locked_until = None
+    console.update_user(s, user.id, password_hash=_hasher.hash(password), failed_logins=0, locked_until=None)
     return user
 
 
@@ -157,17 +156,16 @@ def authenticate(s: Session, username: str, password: str) -> tuple[User | None,
     try:
         _hasher.verify(user.password_hash, password or "-")
     except (VerificationError, InvalidHashError):
-        user.failed_logins = (user.failed_logins or 0) + 1
-        if user.failed_logins >= MAX_FAILURES:
-            user.locked_until = now + LOCKOUT
-            user.failed_logins = 0
+        failures = (user.failed_logins or 0) + 1
+        if failures >= MAX_FAILURES:
+            console.update_user(s, user.id, locked_until=now + LOCKOUT, failed_logins=0)
             return user, "locked after repeated failures"
+        console.update_user(s, user.id, failed_logins=failures)
         return user, "wrong password"
+    changes: dict[str, Any] = {"failed_logins": 0, "locked_until": None, "last_login_at": now}
     if _hasher.check_needs_rehash(user.password_hash):
-        user.password_hash = _hasher.hash(password)
-    user.failed_logins = 0
-    user.locked_until = None
-    user.last_login_at = now
+        changes["password_hash"] = _hasher.hash(password)
+    console.update_user(s, user.id, **changes)
     return user, ""
 
 

@@ -23,7 +23,7 @@ from ivr.cli.check import run_check
 from ivr.cli.route import Router, city_timezone
 from ivr import rules_source
 from ivr.routing.problems import Problem
-from ivr.store import audit, db  # noqa: F401 — audit.recent for the users page
+from ivr.store import audit, console, db  # noqa: F401 — audit.recent for the users page
 from ivr.store.console import ROLES, ContentVersion, User
 from ivr.web.console import auth, live
 from ivr.web.console.blueprint import bp
@@ -133,7 +133,7 @@ def rules() -> Any:
             flash("No change: the text is what the line is serving.", "info")
             return redirect(url_for("console.rules"))
         version = live.save(db.session(), live.RULES, text, current_user.username, form.note.data or "")
-        flash(f"Saved as version {version.id}; the line is using it now.", "info")
+        flash(f"Saved as version {version}; the line is using it now.", "info")
         return redirect(url_for("console.rules"))
     return _editor(live.RULES, form, [], _try_form(), None, path.read_text(encoding="utf-8"))
 
@@ -169,10 +169,10 @@ def rollback(version_id: int) -> Any:
         flash(f"Version {version_id} no longer passes the check ({problems[0]}); nothing was changed.", "error")
         return redirect(back)
     saved = live.save(s, item.kind, item.text, current_user.username, f"rollback to version {version_id}")
-    auth.audited(s, "rules.rollback" if item.kind == live.RULES else "prompts.rollback", f"{item.kind}@{saved.id}",
+    auth.audited(s, "rules.rollback" if item.kind == live.RULES else "prompts.rollback", f"{item.kind}@{saved}",
                  to_version=version_id)
     s.commit()
-    flash(f"Rolled back: version {version_id} is serving again (saved as version {saved.id}).", "info")
+    flash(f"Rolled back: version {version_id} is serving again (saved as version {saved}).", "info")
     return redirect(back)
 
 
@@ -194,7 +194,7 @@ def prompts(language: str) -> Any:
             flash("No change: the text is what the line is serving.", "info")
             return redirect(url_for("console.prompts", language=language))
         saved = live.save(db.session(), kind, text, current_user.username, form.note.data or "")
-        flash(f"Saved as version {saved.id}; callers hear it within a second.", "info")
+        flash(f"Saved as version {saved}; callers hear it within a second.", "info")
         return redirect(url_for("console.prompts", language=language))
     return _editor(kind, form, [], _try_form(), None, path.read_text(encoding="utf-8"))
 
@@ -242,7 +242,7 @@ def user_disable(user_id: int) -> Any:
     if user.id == current_user.id:
         flash("You cannot disable your own account.", "error")
         return redirect(url_for("console.users"))
-    user.disabled = True
+    console.update_user(s, user.id, disabled=True)
     auth.audited(s, "user.disable", user.username)
     s.commit()
     flash(f"{user.username} is disabled and signed out.", "info")

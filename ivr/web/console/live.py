@@ -29,7 +29,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from ivr import rules_source
-from ivr.store import audit, db
+from ivr.store import audit, console, db
 from ivr.store.console import ContentVersion
 
 log = logging.getLogger(__name__)
@@ -84,8 +84,9 @@ def newest(s: Session, kind: str) -> ContentVersion | None:
                      .order_by(ContentVersion.id.desc()).limit(1)).first()
 
 
-def save(s: Session, kind: str, text: str, author: str, note: str = "") -> ContentVersion:
-    """Store a new version of `kind` (already validated), audit it, commit, and serve it here now.
+def save(s: Session, kind: str, text: str, author: str, note: str = "") -> int:
+    """Store a new version of `kind` (already validated), audit it, commit, and serve it here now;
+    returns the new version's number.
 
     The first save of a kind also stores what was being served before, so it can be rolled back to.
     """
@@ -93,21 +94,21 @@ def save(s: Session, kind: str, text: str, author: str, note: str = "") -> Conte
     previous = newest(s, kind)
     if previous is None:
         served = path_of(app, kind).read_text(encoding="utf-8")
-        previous = ContentVersion(kind=kind, text=served, sha256=sha(served), author="(file)",
-                                  note="as served before the first console edit", diff="")
-        s.add(previous)
-        s.flush()
+        previous_id, previous_text = console.add_content_version(
+            s, kind=kind, text=served, sha256=sha(served), author="(file)",
+            note="as served before the first console edit", diff=""), served
+    else:
+        previous_id, previous_text = previous.id, previous.text
     name = display_name(kind)
-    diff = "".join(difflib.unified_diff(previous.text.splitlines(keepends=True), text.splitlines(keepends=True),
-                                        f"{name} (version {previous.id})", f"{name} (new)"))
-    version = ContentVersion(kind=kind, text=text, sha256=sha(text), author=author, note=note[:255], diff=diff)
-    s.add(version)
-    s.flush()
+    diff = "".join(difflib.unified_diff(previous_text.splitlines(keepends=True), text.splitlines(keepends=True),
+                                        f"{name} (version {previous_id})", f"{name} (new)"))
+    version = console.add_content_version(s, kind=kind, text=text, sha256=sha(text), author=author,
+                                          note=note[:255], diff=diff)
     changed = sum(1 for line in diff.splitlines() if line[:1] in "+-" and line[:3] not in ("+++", "---"))
     audit.record(s, f"user:{author}", "console.rules.save" if kind == RULES else "console.prompts.save",
-                 f"{kind}@{version.id}", {"note": note[:255], "lines_changed": changed})
+                 f"{kind}@{version}", {"note": note[:255], "lines_changed": changed})
     s.commit()
-    apply_here(app, kind, version.id, text)
+    apply_here(app, kind, version, text)
     return version
 
 

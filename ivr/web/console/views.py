@@ -18,7 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
 from ivr import rules_source
-from ivr.store import calls, db, history, models
+from ivr.store import calls, console, db, history, models
 from ivr.store.console import Feedback, User
 from ivr.store.models import utcnow
 from ivr.store.privacy import mask_number
@@ -285,10 +285,9 @@ def feedback(sid: str) -> Any:
             flash("Choose the department the call should have gone to.", "error")
             return redirect(url_for("console.call", sid=sid))
         verdict, correct = "wrong", form.correct_department.data
-    item = Feedback(call_sid=record["sid"], author=current_user.username, verdict=verdict,
-                    routed_department=routed, correct_department=correct, text=said[:2000],
-                    language=record.get("language") or "en", note=(request.form.get("note") or "")[:500])
-    s.add(item)
+    console.add_feedback(s, call_sid=record["sid"], author=current_user.username, verdict=verdict,
+                         routed_department=routed, correct_department=correct, text=said[:2000],
+                         language=record.get("language") or "en", note=(request.form.get("note") or "")[:500])
     auth.audited(s, "feedback", record["sid"], verdict=verdict, routed=routed, correct=correct)
     s.commit()
     flash("Thank you: routing feedback saved." if verdict == "right"

@@ -17,7 +17,7 @@ from sqlalchemy import select
 from twilio.base.exceptions import TwilioException, TwilioRestException
 from twilio.twiml.voice_response import VoiceResponse
 
-from ivr.store import db, models
+from ivr.store import console, db, models
 from ivr.store.console import WorkItem
 from ivr.store.models import utcnow
 from ivr.store.privacy import mask_number
@@ -40,9 +40,8 @@ def ensure_items(s: Any) -> None:
     missing = s.execute(select(models.Message.id, models.Message.created_at)
                         .outerjoin(WorkItem, WorkItem.message_id == models.Message.id)
                         .where(WorkItem.id.is_(None)).limit(1000)).all()
-    for message_id, created in missing:
-        s.add(WorkItem(message_id=message_id, status="open", due_at=created, attempts=0, history=[]))
     if missing:
+        console.add_work_items(s, [(message_id, created) for message_id, created in missing])
         s.commit()
 
 
@@ -94,8 +93,8 @@ def work_claim(item_id: int) -> Any:
     ActionForm()   # CSRF is checked for every console POST (blueprint)
     s = db.session()
     # A conditional UPDATE: two agents pressing "claim" at once cannot both get the item.
-    claimed = s.execute(WorkItem.__table__.update().where(WorkItem.id == item_id, WorkItem.status == "open")
-                        .values(status="claimed", claimed_by=current_user.username, claimed_at=utcnow())).rowcount
+    claimed = console.update_work_item(s, item_id, WorkItem.status == "open", status="claimed",
+                                       claimed_by=current_user.username, claimed_at=utcnow())
     if claimed:
         auth.audited(s, "work.claim", f"work:{item_id}")
         s.commit()
@@ -112,7 +111,7 @@ def work_release(item_id: int) -> Any:
     s = db.session()
     item, _message, _call = _item(item_id)
     if item.status == "claimed" and (item.claimed_by == current_user.username or current_user.can("supervisor")):
-        item.status, item.claimed_by, item.claimed_at = "open", None, None
+        console.update_work_item(s, item_id, status="open", claimed_by=None, claimed_at=None)
         auth.audited(s, "work.release", f"work:{item_id}")
         s.commit()
         flash("Released back to the list.", "info")
@@ -155,12 +154,11 @@ def work_call(item_id: int) -> Any:
         log.warning("call back for work item %d failed: %s", item_id, type(exc).__name__)
         flash("Twilio could not be reached; try again in a moment.", "error")
         return redirect(url_for("console.work_item", item_id=item_id))
-    item.attempts += 1
-    item.last_attempt_at = utcnow()
-    item.outbound_sid = outbound.sid
-    item.history = [*item.history, {"at": utcnow().isoformat(), "by": current_user.username, "event": "called",
-                                    "call": outbound.sid}]
-    auth.audited(s, "work.call", f"work:{item_id}", call=outbound.sid, attempt=item.attempts)
+    attempts, now = item.attempts + 1, utcnow()
+    console.update_work_item(s, item_id, attempts=attempts, last_attempt_at=now, outbound_sid=outbound.sid,
+                             history=[*item.history, {"at": now.isoformat(), "by": current_user.username,
+                                                      "event": "called", "call": outbound.sid}])
+    auth.audited(s, "work.call", f"work:{item_id}", call=outbound.sid, attempt=attempts)
     s.commit()
     flash("Calling: your phone rings first, then the citizen. Record the outcome when you are done.", "info")
     return redirect(url_for("console.work_item", item_id=item_id))
@@ -176,21 +174,20 @@ def work_outcome(item_id: int) -> Any:
         flash("Claim the item (and choose an outcome) before recording one.", "error")
         return redirect(url_for("console.work_item", item_id=item_id))
     outcome, now = form.outcome.data, utcnow()
-    item.attempts = max(item.attempts, 1)   # dialled by hand rather than from the console: still an attempt
-    item.last_outcome = outcome
-    item.last_attempt_at = now
+    attempts = max(item.attempts, 1)   # dialled by hand rather than from the console: still an attempt
+    changes: dict[str, Any] = {"attempts": attempts, "last_outcome": outcome, "last_attempt_at": now}
     if outcome in FINAL:
-        item.status = "done"
-    elif item.attempts >= MAX_ATTEMPTS:
-        item.status = "gave_up"
+        changes["status"] = "done"
+    elif attempts >= MAX_ATTEMPTS:
+        changes["status"] = "gave_up"
     else:
-        item.status, item.claimed_by, item.claimed_at = "open", None, None
-        item.due_at = now + RETRY_DELAYS[min(max(item.attempts - 1, 0), len(RETRY_DELAYS) - 1)]
-    item.history = [*item.history, {"at": now.isoformat(), "by": current_user.username, "event": outcome,
-                                    "note": form.note.data or ""}]
-    auth.audited(s, "work.outcome", f"work:{item_id}", outcome=outcome,
-                 status=item.status, attempts=item.attempts)
+        changes.update(status="open", claimed_by=None, claimed_at=None,
+                       due_at=now + RETRY_DELAYS[min(max(attempts - 1, 0), len(RETRY_DELAYS) - 1)])
+    changes["history"] = [*item.history, {"at": now.isoformat(), "by": current_user.username, "event": outcome,
+                                          "note": form.note.data or ""}]
+    console.update_work_item(s, item_id, **changes)
+    auth.audited(s, "work.outcome", f"work:{item_id}", outcome=outcome, status=changes["status"], attempts=attempts)
     s.commit()
-    flash({"done": "Done: removed from the list.", "gave_up": f"Given up after {item.attempts} attempts.",
-           "open": f"Back on the list, due again at {item.due_at:%H:%M} UTC."}[item.status], "info")
+    flash({"done": "Done: removed from the list.", "gave_up": f"Given up after {attempts} attempts.",
+           "open": f"Back on the list, due again at {changes.get('due_at', now):%H:%M} UTC."}[changes["status"]], "info")
     return redirect(url_for("console.work_list"))
