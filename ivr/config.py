@@ -49,6 +49,7 @@ _SETTINGS: dict[str, tuple[Any, type]] = {
     "METRICS_TOKEN": ("", str),                # bearer token for /metrics; "" → /metrics is off (404)
     "LOG_FORMAT": ("text", str),               # text | json
     "RECORDING_HOST": ("api.twilio.com", str),  # the one host recordings are fetched from (https)
+    "GIL_SWITCH_MS": (0.5, float),             # served by ivr.wsgi: how long a thread keeps the GIL (see there)
 }
 
 
