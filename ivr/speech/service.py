@@ -183,8 +183,8 @@ class SpeechService:
     def warm(self, languages: tuple[str, ...]) -> None:
         """Load the local engines for `languages` in a background thread, off the start-up path.
 
-        Not in the decode pool: loading takes seconds, and with one decode thread per worker
-        (gunicorn.conf.py) the first callers' decodes would wait behind it and be asked again.
+        Not in the decode pool: loading takes seconds, and with a decode thread per core (two on a
+        2-core machine) the first callers' decodes would wait behind it and be asked again.
         """
         wanted = [language for language in languages if self.choose(language) in LOCAL_ENGINES]
         if wanted:
