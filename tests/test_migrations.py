@@ -96,3 +96,25 @@ def test_cli_prune_forgets_only_old_answers(db_url):
         assert replies.recall_response(s, "fresh") == "<Response/>"
         assert replies.recall_response(s, "stale") is None
     engine.dispose()
+
+
+
+def test_a_migration_in_another_schema_does_not_hold_this_one_up(engine, db_url):
+    """Advisory locks are server-wide: the migration lock is keyed by schema, so another line's
+    schema on the same server (or a parallel test run) migrating does not block this one."""
+    if engine.url.get_backend_name() != "postgresql":
+        pytest.skip("the migration lock across processes is PostgreSQL's advisory lock")
+    from sqlalchemy import text
+
+    other_schema = db_url.rsplit("%3D", 1)[1] + "_other"
+    with engine.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{other_schema}"'))
+    other = db.make_engine(db_url.rsplit("%3D", 1)[0] + "%3D" + other_schema)
+    try:
+        with db._migration_lock(other):   # the other line is mid-migration
+            db.upgrade(engine)            # with one server-wide key: waits, then times out
+        assert "alembic_version" in set(inspect(engine).get_table_names())
+    finally:
+        other.dispose()
+        with engine.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA IF EXISTS "{other_schema}" CASCADE'))

@@ -158,6 +158,10 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
         command.upgrade(config, revision)
 
 
+#: How long a starting process waits for another one's schema migration (PostgreSQL).
+MIGRATION_LOCK_TIMEOUT_MS = 120_000
+
+
 @contextmanager
 def _migration_lock(engine: Engine) -> Iterator[None]:
     """Serialise schema upgrades between worker processes starting at the same moment."""
@@ -170,12 +174,18 @@ def _migration_lock(engine: Engine) -> Iterator[None]:
         with engine.connect() as conn:
             # Arbitrary constant key meaning "IVR schema migration"; a session lock, so it
             # outlives the transactions below and ends with this connection at the latest.
-            conn.execute(text("SELECT pg_advisory_lock(3110311)"))
+            # Keyed by schema too: advisory locks are server-wide, and one server may hold
+            # several lines' schemas (or parallel test runs) that must not wait on each other.
+            # Waiting for another process's migration may take longer than the webhooks'
+            # statement timeout, so this one wait gets its own, longer limit.
+            conn.execute(text(f"SET statement_timeout = {MIGRATION_LOCK_TIMEOUT_MS}"))
+            conn.execute(text("SELECT pg_advisory_lock(3110311, hashtext(current_schema()))"))
+            conn.execute(text(f"SET statement_timeout = {PG_STATEMENT_TIMEOUT_MS}"))
             conn.commit()
             try:
                 yield
             finally:
-                conn.execute(text("SELECT pg_advisory_unlock(3110311)"))
+                conn.execute(text("SELECT pg_advisory_unlock(3110311, hashtext(current_schema()))"))
                 conn.commit()
     else:
         yield
