@@ -1,7 +1,7 @@
 """SMS webhook latency under the README's production command (`gunicorn -c gunicorn.conf.py`).
 
     .venv/bin/python bench/sms.py [--texters 50] [--duration 30] [--think 0.5-2] [--closed]
-        [--database-url postgresql+psycopg2://postgres@127.0.0.1:5432/test] [--speech-engine twilio]
+        [--database-url postgresql://postgres@127.0.0.1:5432/test] [--speech-engine twilio]
 
 Starts gunicorn with the repository's gunicorn.conf.py (2 gthread workers × 32 threads unless
 IVR_WORKERS / IVR_THREADS say otherwise) on a free port, with its own database, then `--texters`
@@ -190,7 +190,9 @@ def fresh_schema(url: str, schema: str = "bench_sms") -> str:
     """`url` pointed at an emptied schema of its own, so the run neither sees nor leaves other tables."""
     import sqlalchemy as sa
 
-    engine = sa.create_engine(url)
+    from ivr.store.db import make_engine
+
+    engine = make_engine(url)        # the app's driver for the URL (psycopg 3 for postgresql://)
     with engine.begin() as conn:
         conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
         conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
