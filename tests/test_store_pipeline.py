@@ -152,3 +152,24 @@ def test_a_streamed_read_works_in_pipeline_mode(store_app):
         stmt = select(models.Event.detail).where(models.Event.call_sid == SID).order_by(models.Event.id)
         seen = [detail["n"] for detail in s.scalars(stmt.execution_options(yield_per=3))]
     assert seen == list(range(7))
+
+
+def test_the_connection_is_usable_after_a_deferred_write_fails_wherever_its_error_surfaces(store_app):
+    """psycopg reports a queued write's error at whichever later execute finds its result
+    already arrived; the statements queued behind it are aborted. The transaction is rolled
+    back there and then, so the next read on the connection works."""
+    import time
+
+    with store_app.app_context():
+        s = db.session()
+        calls.load_state(s, SID)   # the transaction is open (psycopg's BEGIN is its own round trip)
+        with pytest.raises(IntegrityError):
+            s.connection().execute(models.Event.__table__.insert().inline(),
+                                   {"call_sid": "CAnobody", "kind": "x", "detail": {}, "created_at": models.utcnow()},
+                                   execution_options=pipeline.DEFER)
+            time.sleep(0.3)   # the server's answer (the foreign key error) is waiting on the socket
+            calls.add_event(s, SID, "decision", {"after": "the failed write"})   # deferred too
+            replies.remember_response(s, f"{SID}:/voice/turn:7", "<Response/>")
+        s.rollback()
+        assert calls.load_state(s, SID) is not None
+        assert replies.recall_response(s, f"{SID}:/voice/turn:7") is None

@@ -14,8 +14,10 @@ With `install`, every connection of the engine stays in psycopg's pipeline mode
   deferred writes, this statement) goes in one round trip, and its result is there for
   SQLAlchemy as usual (rows, rowcount).
 - COMMIT (psycopg's ``commit()``) sends what is still queued with it, one round trip; a failure
-  (a deferred write's constraint, a duplicate stored answer) is raised by the commit, and the
-  transaction is rolled back at once (`_commit`), so the connection is usable again.
+  (a deferred write's constraint, a duplicate stored answer) is raised by the commit.
+- Whatever statement an error surfaces at (psycopg may report a deferred write's error at any
+  later execute), the transaction is rolled back at once (`_recover`), so the connection is
+  usable again and SQLAlchemy's own rollback finds nothing left to do.
 
 So a typical webhook is two round trips: BEGIN + its read, then its writes + COMMIT. Order is
 kept and everything is one transaction: a rollback, or the connection going back to the pool,
@@ -61,8 +63,7 @@ def install(engine: Engine) -> None:
         try:
             plain_commit(dbapi_conn)
         except Exception:
-            with contextlib.suppress(Exception):
-                dbapi_conn.rollback()
+            _recover(dbapi_conn)
             raise
 
     # SQLAlchemy wraps the dialect's commit in its error handling (IntegrityError and so on),
@@ -109,13 +110,33 @@ def _pipeline(context: Any) -> Any:
     return entry[1] if entry else None
 
 
+def _recover(dbapi_conn: Any) -> None:
+    """After an error, end the transaction and the pipeline's aborted state at once.
+
+    psycopg may report a queued write's error at any later execute (when its result has already
+    arrived); the statements queued behind it are then aborted, and the first rollback() only
+    collects their errors. So roll back until one succeeds: the connection is then clean, and
+    the rollback SQLAlchemy sends next is a no-op.
+    """
+    for _attempt in range(3):
+        try:
+            dbapi_conn.rollback()
+            return
+        except Exception:   # noqa: BLE001 - the error being raised is the caller's; retry
+            continue
+
+
 def _do_execute(cursor: Any, statement: str, parameters: Any, context: Any) -> bool:
     pipeline = _pipeline(context)
     if pipeline is None:
         return False   # the dialect executes it as usual
-    cursor.execute(statement, parameters)
-    if not context.execution_options.get("ivr_defer"):
-        pipeline.sync()
+    try:
+        cursor.execute(statement, parameters)
+        if not context.execution_options.get("ivr_defer"):
+            pipeline.sync()
+    except Exception:
+        _recover(cursor.connection)
+        raise
     return True
 
 
@@ -123,8 +144,12 @@ def _do_execute_no_params(cursor: Any, statement: str, context: Any) -> bool:
     pipeline = _pipeline(context)
     if pipeline is None:
         return False
-    cursor.execute(statement)
-    pipeline.sync()
+    try:
+        cursor.execute(statement)
+        pipeline.sync()
+    except Exception:
+        _recover(cursor.connection)
+        raise
     return True
 
 
@@ -132,8 +157,12 @@ def _do_executemany(cursor: Any, statement: str, parameters: Any, context: Any) 
     pipeline = _pipeline(context)
     if pipeline is None:
         return False
-    cursor.executemany(statement, parameters)
-    pipeline.sync()
+    try:
+        cursor.executemany(statement, parameters)
+        pipeline.sync()
+    except Exception:
+        _recover(cursor.connection)
+        raise
     return True
 
 
