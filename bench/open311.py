@@ -1,7 +1,7 @@
 """What the Open311 endpoint costs with a city's worth of service requests stored.
 
     .venv/bin/python bench/open311.py [--stored 20000] [--days 120] [--rounds 50]
-        [--database-url postgresql+psycopg2://postgres@127.0.0.1:5432/test]
+        [--database-url postgresql+psycopg://postgres@127.0.0.1:5432/test]
 
 Fills a fresh database (SQLite in a temporary folder by default; a PostgreSQL URL gets its own
 schema, dropped afterwards) with `--stored` requests spread over the last `--days` days, then
