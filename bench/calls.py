@@ -246,6 +246,12 @@ def main() -> None:
                "IVR_SPEECH_ENGINE": os.environ.get("IVR_SPEECH_ENGINE", "twilio"),
                # The timing wrappers (timed_target) live in `tmp`.
                "PYTHONPATH": os.pathsep.join(filter(None, [tmp, os.environ.get("PYTHONPATH")]))}
+        # As `make run` does before serving: every fixed prompt rendered, so no measured webhook
+        # waits for a voice to render one on demand (up to IVR_TTS_BUDGET_MS, CPU-heavy meanwhile).
+        built = subprocess.run([str(Path(sys.executable).parent / "ivr"), "prompts", "build"], cwd=ROOT,
+                               env=env, capture_output=True, text=True)
+        if built.returncode != 0:
+            print(f"# ivr prompts build failed ({built.returncode}): {built.stderr.strip().splitlines()[-1:]}")
         print(f"# {args.concurrency} concurrent calls; gunicorn {args.workers} workers × {args.threads} "
               f"threads ({args.worker_class}); {os.cpu_count()} CPUs; load average "
               f"{os.getloadavg()[0]:.2f} at start; db="
