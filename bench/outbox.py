@@ -1,7 +1,7 @@
 """Outbox throughput: N texts queued, delivered by `ivr worker` processes to the fake Twilio REST API.
 
     .venv/bin/python bench/outbox.py [--messages 10000] [--workers 2] [--threads 2] [--batch 50]
-        [--database-url postgresql+psycopg2://postgres@127.0.0.1:5432/test] [--redis-url redis://127.0.0.1:6379/12]
+        [--database-url postgresql+psycopg://postgres@127.0.0.1:5432/test] [--redis-url redis://127.0.0.1:6379/12]
 
 1. Starts the fake Twilio REST API (tests/fake_twilio_rest.py) in a process of its own, so it
    does not share a GIL with what is measured.
