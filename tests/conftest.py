@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from ivr.store.db import postgres_on_psycopg
 from ivr.telephony.simulator import FlaskTransport, Reply, SimulatedCall
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -22,7 +23,11 @@ RULES_PATH = ROOT / "routing_rules.yaml"
 TEST_AUTH_TOKEN = "test-auth-token"
 TEST_API_TOKEN = "test-api-token"
 PUBLIC_URL = "https://ivr.example.test"
-POSTGRES_URL = os.environ.get("IVR_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+# Normalised as the app does, so an older psycopg2 URL in someone's environment (or CI's) still
+# reaches the server through psycopg 3, the only driver installed.
+POSTGRES_URL = postgres_on_psycopg(
+    os.environ.get("IVR_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+).render_as_string(hide_password=False)
 
 
 def _postgres_reachable() -> str | None:
