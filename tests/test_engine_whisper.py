@@ -147,6 +147,8 @@ RAMBLE_ES = ("bueno mire le llamo porque mi mamá vive en la calle Morelos desde
 def sox_bursts() -> np.ndarray:
     """Three short bursts of pink noise shaped like coughs or clicks, made by sox's own synthesiser."""
     if shutil.which("sox") is None:
+        if os.environ.get("IVR_REQUIRE_SOX"):
+            pytest.fail("sox is required (IVR_REQUIRE_SOX) but not installed: apt-get install sox")
         pytest.skip("sox is not installed (apt-get install sox; .ci/run installs it)")
     wav = subprocess.run(["sox", "-n", "-r", str(RATE), "-c", "1", "-b", "16", "-e", "signed-integer",
                           "-t", "wav", "-", "synth", "0.3", "pinknoise", "fade", "q", "0.02", "0.3", "0.2",
