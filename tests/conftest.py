@@ -6,6 +6,7 @@ unreachable PostgreSQL fails instead of skipping.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import urllib.parse
 from pathlib import Path
@@ -124,3 +125,37 @@ def client(app):
 @pytest.fixture
 def runner(app):
     return app.test_cli_runner()
+
+
+class SettableClock:
+    """The app's notion of "now" (IVR_CLOCK), settable per test: `clock.now = NIGHT`."""
+
+    def __init__(self, now) -> None:
+        self.now = now
+
+    def __call__(self):
+        return self.now
+
+
+@contextlib.contextmanager
+def live_media_server(app):
+    """The app on a real threaded server, its English engine warmed (so the first turn is not
+    the model's load): yields (ws:// base URL, the engine `auto` chose for English)."""
+    import threading
+
+    from werkzeug.serving import make_server
+
+    from ivr.speech.service import speech_service
+
+    with app.app_context():
+        engine = speech_service().engine_for("en")
+        if hasattr(engine, "warm"):
+            engine.warm()
+    httpd = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"ws://127.0.0.1:{httpd.server_port}", engine.name
+    finally:
+        httpd.shutdown()
+        thread.join(timeout=5)

@@ -105,6 +105,11 @@ def phone_pcm(path: Path) -> Audio:
     return read_wav(path)
 
 
+def spoken_pcm16(text: str) -> bytes:
+    """`text` spoken by the test voice, as the phone line's 8 kHz 16-bit PCM (what a stream carries)."""
+    return phone_pcm(synthesize_phone_audio(text)).pcm16
+
+
 def stream_decode(engine, audio: Audio, grammar=None) -> tuple:
     """Feed `audio` to a new recogniser of `engine` in 20 ms frames, as a call would.
 

@@ -12,8 +12,8 @@ from sqlalchemy.orm import sessionmaker
 
 from ivr import rules_source
 from ivr.store import calls, db
-from test_call_flows import Clock, record_of, start_in_english
-from conftest import simulated_call
+from test_call_flows import OPEN, record_of, start_in_english
+from conftest import SettableClock, simulated_call
 from ivr.telephony.simulator import SimulatedCall
 
 OPERATOR_LINE = "sip:operator@pbx.city.example.gov"
@@ -23,7 +23,7 @@ OPERATOR_LINE = "sip:operator@pbx.city.example.gov"
 def app_config(app_config, tmp_path):
     rules = tmp_path / "routing_rules.yaml"
     shutil.copy(app_config["IVR_RULES_PATH"], rules)
-    return {**app_config, "IVR_TTS": "off", "IVR_CLOCK": Clock(), "IVR_RULES_PATH": str(rules),
+    return {**app_config, "IVR_TTS": "off", "IVR_CLOCK": SettableClock(OPEN), "IVR_RULES_PATH": str(rules),
             "IVR_OPERATOR_FALLBACK": "+13125550100"}
 
 

@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 import pytest
 
 from ivr.store import db, history
-from conftest import simulated_call
+from conftest import SettableClock, simulated_call
 from ivr.telephony.simulator import SimulatedCall
 
 # Tuesday 10 March 2026, 10:00 in Chicago (CDT): the city is open.
@@ -21,19 +21,9 @@ NIGHT = datetime(2026, 3, 11, 3, 0, tzinfo=timezone.utc)
 MEMORIAL_DAY = datetime(2026, 5, 25, 15, 0, tzinfo=timezone.utc)
 
 
-class Clock:
-    """The app's notion of "now" (IVR_CLOCK), settable per test."""
-
-    def __init__(self) -> None:
-        self.now = OPEN
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
+def clock() -> SettableClock:
+    return SettableClock(OPEN)
 
 
 @pytest.fixture

@@ -14,11 +14,10 @@ from typing import Iterator
 
 import numpy as np
 import pytest
-from werkzeug.serving import make_server
 
 from ivr.telephony.simulator import FlaskTransport, MediaStream, SimulatedCall
-from conftest import PUBLIC_URL, TEST_AUTH_TOKEN
-from speechgen import last_voice_ms
+from conftest import PUBLIC_URL, TEST_AUTH_TOKEN, live_media_server
+from speechgen import last_voice_ms, spoken_pcm16
 
 pytestmark = pytest.mark.speech
 
@@ -42,24 +41,8 @@ def app_config(app_config, db_url):
 @pytest.fixture
 def server(app) -> Iterator[tuple[str, str]]:
     """(ws:// base URL of the app on a real threaded server, the engine `auto` chose for English)."""
-    from ivr.speech.service import speech_service
-
-    with app.app_context():
-        engine = speech_service().engine_for("en")
-        if hasattr(engine, "warm"):
-            engine.warm()
-    httpd = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"ws://127.0.0.1:{httpd.server_port}", engine.name
-    httpd.shutdown()
-    thread.join(timeout=5)
-
-
-def speech(text: str) -> bytes:
-    from speechgen import phone_pcm, synthesize_phone_audio
-
-    return phone_pcm(synthesize_phone_audio(text)).pcm16
+    with live_media_server(app) as served:
+        yield served
 
 
 def first_voice_ms(pcm16: bytes, threshold: float = 400.0) -> int:
@@ -105,9 +88,9 @@ def test_a_spoken_request_is_routed_over_two_stream_turns_at_most(app, client, s
     ws_url, engine = server
     sim = phone(client)
     sim.call()
-    answer_on_stream(sim, ws_url, speech("there is a huge pothole on Main Street"))
+    answer_on_stream(sim, ws_url, spoken_pcm16("there is a huge pothole on Main Street"))
     if sim.has("Connect") and "confirm" in ET.tostring(sim.find("Connect"), encoding="unicode"):
-        answer_on_stream(sim, ws_url, speech("yes"))
+        answer_on_stream(sim, ws_url, spoken_pcm16("yes"))
     assert outcome(app, sim.sid) in (("transferred", "roads"), ("queued", "roads"), ("after_hours", "roads"))
     turns = stream_turns(app, sim.sid)
     assert turns and all(t["speech"] for t in turns)
@@ -121,7 +104,7 @@ def test_a_caller_who_pauses_mid_sentence_is_heard_whole(app, client, server):
     """The decode started at the first pause is thrown away when the caller goes on: the turn
     holds both halves, and the call is not cut off after "I'm calling about"."""
     ws_url, engine = server
-    first, second = speech("I'm calling about"), speech("the broken street light outside my house")
+    first, second = spoken_pcm16("I'm calling about"), spoken_pcm16("the broken street light outside my house")
     first = first[: last_voice_ms(first) * 16]                   # 16 bytes per ms
     second = second[first_voice_ms(second) * 16:]
     gap = np.zeros(8 * 350, dtype="<i2").tobytes()     # 350 ms: a pause, not the end of the turn
@@ -144,7 +127,7 @@ def test_an_emergency_ends_the_turn_and_reaches_the_advisory(app, client, server
     ws_url, _engine = server
     sim = phone(client)
     sim.call()
-    answer_on_stream(sim, ws_url, speech("my kitchen is on fire"))
+    answer_on_stream(sim, ws_url, spoken_pcm16("my kitchen is on fire"))
     assert outcome(app, sim.sid)[0] == "emergency"
     assert stream_turns(app, sim.sid)[0]["reason"] in ("emergency", "early", "silence")
 
@@ -163,7 +146,7 @@ def test_a_saturated_decode_pool_asks_again_instead_of_silence(app, client, serv
     try:
         sim = phone(client)
         sim.call()
-        answer_on_stream(sim, ws_url, speech("there is a huge pothole on Main Street"))
+        answer_on_stream(sim, ws_url, spoken_pcm16("there is a huge pothole on Main Street"))
     finally:
         release.set()
         pool.shutdown()
@@ -187,10 +170,10 @@ def test_a_call_over_several_stream_turns_silence_then_the_request_then_yes(app,
     sim = phone(client)
     sim.call()
     answer_on_stream(sim, ws_url, b"")                       # turn 1: silence
-    answer_on_stream(sim, ws_url, speech("the traffic light on Elm Street is stuck on red"))
+    answer_on_stream(sim, ws_url, spoken_pcm16("the traffic light on Elm Street is stuck on red"))
     said = 2
     while sim.has("Connect") and said < 4:                  # a confirmation (or a second try)
-        answer_on_stream(sim, ws_url, speech("yes"))
+        answer_on_stream(sim, ws_url, spoken_pcm16("yes"))
         said += 1
     assert outcome(app, sim.sid) in (("transferred", "traffic"), ("queued", "traffic"), ("after_hours", "traffic"))
     turns = stream_turns(app, sim.sid)
@@ -240,7 +223,7 @@ def test_a_stream_handler_that_raises_gives_its_pool_slot_back(app, client, serv
             for _ in range(3):
                 sim = phone(client)
                 sim.call()
-                stream = answer_on_stream(sim, ws_url, speech("there is a huge pothole on Main Street"))
+                stream = answer_on_stream(sim, ws_url, spoken_pcm16("there is a huge pothole on Main Street"))
                 assert stream.closed, "a failing handler must still close the stream"
                 assert sim.has("Connect") or sim.has("Gather"), "the call must go on after the fault"
         # Each failing call got its decode into the pool: the dead ones before it had left room.
@@ -258,7 +241,7 @@ def test_a_stream_handler_that_raises_gives_its_pool_slot_back(app, client, serv
         assert ran == [], "a dead call's queued decode ran anyway"
     sim = phone(client)
     sim.call()
-    answer_on_stream(sim, ws_url, speech("there is a huge pothole on Main Street"))
+    answer_on_stream(sim, ws_url, spoken_pcm16("there is a huge pothole on Main Street"))
     turns = stream_turns(app, sim.sid)
     assert turns and turns[0]["speech"] and not turns[0].get("unheard"), turns
     pool.shutdown()

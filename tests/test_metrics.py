@@ -15,8 +15,8 @@ import pytest
 from prometheus_client import REGISTRY
 
 from ivr import rules_source
-from test_call_flows import Clock, start_in_english
-from conftest import simulated_call
+from test_call_flows import OPEN, start_in_english
+from conftest import SettableClock, simulated_call
 
 TOKEN = "metrics-secret"
 ROOT = Path(__file__).resolve().parent.parent
@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 @pytest.fixture
 def app_config(app_config):
-    return {**app_config, "IVR_TTS": "off", "IVR_CLOCK": Clock(), "IVR_METRICS_TOKEN": TOKEN}
+    return {**app_config, "IVR_TTS": "off", "IVR_CLOCK": SettableClock(OPEN), "IVR_METRICS_TOKEN": TOKEN}
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from conftest import PUBLIC_URL, TEST_AUTH_TOKEN
+from conftest import PUBLIC_URL, SettableClock, TEST_AUTH_TOKEN
 from ivr.store import db, service_requests, sms_contacts
 from ivr.store.alerts import topics_of
 from ivr.telephony.simulator import FlaskTransport, SimulatedTexter
@@ -27,17 +27,9 @@ PHONE = "+13125550142"
 CASE = re.compile(r"\b(\d{7})\b")
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = OPEN
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
+def clock() -> SettableClock:
+    return SettableClock(OPEN)
 
 
 @pytest.fixture

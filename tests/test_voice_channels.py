@@ -13,7 +13,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from conftest import simulated_call
+from conftest import SettableClock, simulated_call
 from fake_twilio_rest import ACCOUNT_SID, AUTH_TOKEN, FakeTwilioRest
 from ivr.store import alerts, db, history, service_requests
 from ivr.store import outbox as outbox_rows
@@ -26,17 +26,9 @@ OPEN = datetime(2026, 3, 10, 15, 0, tzinfo=timezone.utc)
 CALLER = "+13125550123"
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = NIGHT
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
+def clock() -> SettableClock:
+    return SettableClock(NIGHT)
 
 
 @pytest.fixture

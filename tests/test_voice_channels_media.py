@@ -8,14 +8,13 @@ text. No wall-clock asserts.
 from __future__ import annotations
 
 import re
-import threading
 from datetime import datetime, timezone
 from typing import Iterator
 
 import pytest
-from werkzeug.serving import make_server
 
-from conftest import PUBLIC_URL, TEST_AUTH_TOKEN
+from conftest import PUBLIC_URL, TEST_AUTH_TOKEN, live_media_server
+from speechgen import spoken_pcm16
 from ivr.store import db, history, service_requests
 from ivr.store import outbox as outbox_rows
 from ivr.telephony.simulator import FlaskTransport, SimulatedCall
@@ -39,24 +38,9 @@ def app_config(app_config):
 
 @pytest.fixture
 def server(app) -> Iterator[str]:
-    from ivr.speech.service import speech_service
+    with live_media_server(app) as (url, _engine):
+        yield url
 
-    with app.app_context():
-        engine = speech_service().engine_for("en")
-        if hasattr(engine, "warm"):
-            engine.warm()
-    httpd = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"ws://127.0.0.1:{httpd.server_port}"
-    httpd.shutdown()
-    thread.join(timeout=5)
-
-
-def speech(text: str) -> bytes:
-    from speechgen import phone_pcm, synthesize_phone_audio
-
-    return phone_pcm(synthesize_phone_audio(text)).pcm16
 
 
 def step_of(call: SimulatedCall) -> str:
@@ -65,7 +49,7 @@ def step_of(call: SimulatedCall) -> str:
 
 
 def turn(call: SimulatedCall, ws: str, *, words: str = "", keys: str = "") -> None:
-    call.connect_stream(audio=speech(words) if words else b"", digits=keys, ws_base=ws, timeout_s=90)
+    call.connect_stream(audio=spoken_pcm16(words) if words else b"", digits=keys, ws_base=ws, timeout_s=90)
     assert call.stream is not None and call.stream.closed, "the server never ended the turn"
 
 
