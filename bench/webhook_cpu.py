@@ -1,11 +1,15 @@
 """CPU per webhook in-process: the same simulated calls as bench/calls.py, through Flask's test client.
 
     .venv/bin/python bench/webhook_cpu.py [--calls 150] [--batches 3] [--profile 40]
-        [--database-url postgresql://postgres@127.0.0.1:5432/test [--round-trips]]
+        [--database-url postgresql://postgres@127.0.0.1:5432/test [--round-trips]] [--minimal]
 
 No server and no threads, so the number is the app's own work (plus the test client's, about
 0.3 ms) and is steadier than a loaded machine's HTTP latency. Prints the CPU per webhook of each
 batch and the lowest; `--profile N` adds cProfile's N most expensive functions (cumulative).
+Also printed: the part of it the webhook's thread spent inside the app's WSGI callable (the rest
+is the simulated caller — signing, the test client, parsing TwiML — and background threads such
+as prompt renders). `--minimal` measures bench/calls.py's minimal
+fixed-TwiML Flask app the same way instead: the floor the IVR is compared with.
 Also printed: SQL statements per webhook, and with --round-trips on PostgreSQL the round trips
 per webhook (in a run of their own: counting costs CPU), counted
 in libpq's trace of the protocol (psycopg 3's pipeline mode sends several statements per round
@@ -94,15 +98,44 @@ def in_process_caller(client: Any, stats: Stats, utterances: list[str]) -> Calle
     return Caller(FlaskTransport(client), PUBLIC, stats, utterances, 12, False, Plan(1, 1, 0, 0), float("inf"))
 
 
+class AppClock:
+    """CPU seconds the request's own thread spent inside the app's WSGI callable (the view, hooks
+    and Flask): not the background threads (prompt renders), which the process figure includes."""
+
+    def __init__(self, app: Any) -> None:
+        self.seconds = 0.0
+        inner = app.wsgi_app
+
+        def timed(environ: Any, start_response: Any) -> Any:
+            started = time.thread_time()
+            try:
+                return inner(environ, start_response)
+            finally:
+                self.seconds += time.thread_time() - started
+
+        app.wsgi_app = timed
+
+
+def minimal_app() -> Any:
+    """bench/calls.py's minimal fixed-TwiML Flask app (no signature check, no database)."""
+    from calls import MINIMAL_APP
+
+    namespace: dict[str, Any] = {"__name__": "minimal_app"}
+    exec(compile(MINIMAL_APP, "minimal_app", "exec"), namespace)   # noqa: S102 - our own source text
+    return namespace["app"]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=150, help="calls per batch")
     parser.add_argument("--batches", type=int, default=3)
     parser.add_argument("--profile", type=int, default=0, help="print the N costliest functions")
     parser.add_argument("--sort", default="cumulative", help="profile order: cumulative or tottime")
+    parser.add_argument("--profile-out", default="", help="also save the profile there (pstats file)")
     parser.add_argument("--database-url", default="", help="default: a fresh SQLite file")
     parser.add_argument("--round-trips", action="store_true",
                         help="PostgreSQL: count round trips (libpq traces every message: CPU figures grow)")
+    parser.add_argument("--minimal", action="store_true", help="measure the minimal fixed-TwiML app instead")
     args = parser.parse_args()
     if not 1 <= args.calls <= 5000 or not 1 <= args.batches <= 20:
         raise SystemExit("--calls must be 1..5000 and --batches 1..20")
@@ -111,48 +144,60 @@ def main() -> None:
     from ivr.store import db
 
     with tempfile.TemporaryDirectory(prefix="ivr-cpu-") as tmp:
-        app = create_app({"IVR_DATABASE_URL": args.database_url or f"sqlite:///{tmp}/cpu.sqlite3",
-                          "TWILIO_AUTH_TOKEN": TOKEN, "IVR_PUBLIC_URL": PUBLIC, "IVR_CAPTURE": "twilio",
-                          "IVR_SPEECH_ENGINE": "twilio"})
+        if args.minimal:
+            app, statements = minimal_app(), None
+        else:
+            app = create_app({"IVR_DATABASE_URL": args.database_url or f"sqlite:///{tmp}/cpu.sqlite3",
+                              "TWILIO_AUTH_TOKEN": TOKEN, "IVR_PUBLIC_URL": PUBLIC, "IVR_CAPTURE": "twilio",
+                              "IVR_SPEECH_ENGINE": "twilio"})
+            statements = Statements(db.engine(app))
         logging.getLogger().setLevel(logging.WARNING)   # one INFO line per call is not the subject
         gc.freeze()   # as app.py does under gunicorn
         trips = None
-        statements = Statements(db.engine(app))
-        if args.round_trips and db.engine(app).dialect.driver == "psycopg":
+        if statements and args.round_trips and db.engine(app).dialect.driver == "psycopg":
             trips = RoundTrips(tmp)
             trips.install(db.engine(app))
+        clock = AppClock(app)
         client = app.test_client()
         warm = in_process_caller(client, Stats(), utterances)
         for n in range(20):   # first use renders prompts and fills caches
             warm.call(n)
         profile = cProfile.Profile() if args.profile else None
-        per_batch = []
+        per_batch, in_app = [], []
         trips_before, webhooks = (trips.count if trips else 0), 0
-        statements.count, statements.kinds = 0, {}
+        if statements:
+            statements.count, statements.kinds = 0, {}
         for batch in range(args.batches):
             stats = Stats()
             caller = in_process_caller(client, stats, utterances)
             if profile:
                 profile.enable()
-            started = time.process_time()
+            started, clock.seconds = time.process_time(), 0.0
             for n in range(args.calls):
                 caller.call(1000 + batch * args.calls + n)
             per_batch.append((time.process_time() - started) * 1000 / max(stats.steps, 1))
+            in_app.append(clock.seconds * 1000 / max(stats.steps, 1))
             webhooks += stats.steps
             if profile:
                 profile.disable()
-            if stats.errors or stats.rescued:
+            if (stats.errors or stats.rescued) and not args.minimal:   # the minimal app's calls never end
                 print(f"batch {batch}: errors {stats.errors[:3]}, rescued answers {stats.rescued}")
         trips_after = trips.count if trips else 0   # the traces are in `tmp`
     print(f"CPU per webhook (ms): {' '.join(f'{value:.2f}' for value in per_batch)}  lowest "
           f"{min(per_batch):.2f}  ({stats.steps} webhooks per batch, profiler "
           f"{'on: times inflated' if profile else 'off'})")
-    print(f"SQL statements per webhook: {statements.count / max(webhooks, 1):.2f} ("
-          + ", ".join(f"{kind!r} {n / max(webhooks, 1):.2f}" for kind, n in
-                      sorted(statements.kinds.items(), key=lambda item: -item[1])) + ")")
+    best = per_batch.index(min(per_batch))
+    print(f"  of which inside the app (ms): {' '.join(f'{value:.2f}' for value in in_app)}  in the lowest "
+          f"batch {in_app[best]:.2f}")
+    if statements:
+        print(f"SQL statements per webhook: {statements.count / max(webhooks, 1):.2f} ("
+              + ", ".join(f"{kind!r} {n / max(webhooks, 1):.2f}" for kind, n in
+                          sorted(statements.kinds.items(), key=lambda item: -item[1])) + ")")
     if trips:
         print(f"PostgreSQL round trips per webhook: {(trips_after - trips_before) / max(webhooks, 1):.2f}")
     if profile:
+        if args.profile_out:
+            profile.dump_stats(args.profile_out)
         pstats.Stats(profile).sort_stats(args.sort).print_stats(args.profile)
 
 
