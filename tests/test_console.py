@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from conftest import simulated_call
 from console_helpers import (OPEN, PASSWORD, Console, add_users, console_config, queued_call, token,
                              transferred_call)
 from fake_twilio_rest import ACCOUNT_SID, AUTH_TOKEN, FakeTwilioRest
@@ -97,6 +98,25 @@ def test_cookies_are_secure_and_httponly_in_production(tmp_path, app_config):
     response = console.login("pat", PASSWORD)
     cookie = response.headers["Set-Cookie"]
     assert "Secure" in cookie and "HttpOnly" in cookie
+
+
+def test_webhooks_set_no_session_cookie_and_console_sessions_still_work(app, client):
+    """The session interface skips work on requests without a session cookie (ivr.web.console
+    CookieSessions): webhooks must get no cookie, and signing in and out must behave as before."""
+    call = simulated_call(client)
+    for step in (call.call, call.silence, lambda: call.say("I got a parking ticket and I want to contest it")):
+        reply = step()
+        assert reply.status_code == 200 and "Set-Cookie" not in reply.headers, reply.headers
+    console = Console(app)
+    assert console.get("/console/queue").status_code == 302            # no session: to the login page
+    signed_in = console.login("alice", PASSWORD)
+    assert signed_in.status_code == 302 and "session=" in signed_in.headers["Set-Cookie"]
+    assert console.get("/console/queue").status_code == 200             # the cookie carries the user
+    signed_out = console.post("/console/logout")
+    assert signed_out.status_code == 302
+    assert console.get("/console/queue").status_code == 302
+    console.client.set_cookie("session", "forged.value.here")
+    assert console.get("/console/queue").status_code == 302
 
 
 def test_users_cli_has_no_default_user_and_manages_accounts(app_config, monkeypatch, tmp_path):
