@@ -183,16 +183,17 @@ def _pool_siblings(scores: list[float], departments: list[str | None]) -> list[f
     """Credit each intent with SIBLING_SHARE of its best sibling's score.
 
     Evidence spread over intents of one department ("dead" + "skunk") still points at it.
+    Only the few classes that scored are visited (there are hundreds; the rest stay 0.0).
     """
+    scored = [(cls, score) for cls, score in enumerate(scores) if score > 0]
     best: dict[str | None, list[float]] = {}
-    for cls, score in enumerate(scores):
-        if score > 0:
-            best.setdefault(departments[cls], []).append(score)
+    for cls, score in scored:
+        best.setdefault(departments[cls], []).append(score)
     top2 = {d: sorted(v, reverse=True)[:2] + [0.0] for d, v in best.items()}
-    pooled = []
-    for cls, score in enumerate(scores):
-        first, second = top2[departments[cls]][:2] if score > 0 else (0.0, 0.0)
-        pooled.append(score + SIBLING_SHARE * (second if score == first else first) if score > 0 else 0.0)
+    pooled = [0.0] * len(scores)
+    for cls, score in scored:
+        first, second = top2[departments[cls]][:2]
+        pooled[cls] = score + SIBLING_SHARE * (second if score == first else first)
     return pooled
 
 

@@ -91,7 +91,11 @@ class EmergencyCues:
                 if cue.keys[0] not in self.negations and self._negated(keys, start):
                     continue
                 found.append(CueMatch(cue.text, frozenset(span)))
+        heard = set(keys)
         for text, parts in self.together:
+            # A part can only be found from its first word: most entries are out at a set lookup.
+            if not all(part[0] in heard for part in parts):
+                continue
             spans = [self._part(keys, part) for part in parts]
             if all(span is not None for span in spans):
                 found.append(CueMatch(text, frozenset().union(*spans)))
