@@ -49,9 +49,9 @@ def test_auto_without_whisper_falls_back_to_pocketsphinx_then_twilio(tmp_path, m
 
 
 def test_auto_without_a_whisper_model_for_a_language_falls_back(tmp_path, monkeypatch):
-    from ivr.speech.engines import whisper
+    from ivr.speech.engines.whisper import models
 
-    monkeypatch.setattr(whisper, "packaged_model", lambda language, config: None)
+    monkeypatch.setattr(models, "packaged_model", lambda language, config: None)
     speech = service(tmp_path)
     assert speech.choose("en") == "pocketsphinx" and speech.choose("es") == "twilio"
     with pytest.raises(EngineUnavailable, match="no multilingual Whisper model for 'es'"):

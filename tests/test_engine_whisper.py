@@ -21,9 +21,10 @@ from conftest import RULES_PATH
 from ivr.routing.classify import Classifier
 from ivr.routing.load import load_rules
 from ivr.speech.audio import parse_wav, read_wav
-from ivr.speech.engines import whisper
 from ivr.speech.engines.base import EngineUnavailable, Grammar, Recognizer
-from ivr.speech.engines.whisper import WhisperEngine, find_model
+from ivr.speech.engines.whisper import WhisperEngine, find_model, hallucination, models
+from ivr.speech.engines.whisper import engine as whisper_engine
+from ivr.speech.engines.whisper import prompt as whisper_prompt
 from speechgen import stream_decode, synthesize_espeak_phone_audio, synthesize_phone_audio
 
 RATE = 8000
@@ -280,25 +281,25 @@ def test_a_grammar_biases_but_free_speech_still_comes_through(english):
 def test_the_recognizer_meets_the_protocol_and_caps_its_buffer(english):
     recognizer = english.recognizer(RATE)
     assert isinstance(recognizer, Recognizer) and english.partials is False
-    recognizer.accept(b"\0\0" * int(whisper.MAX_AUDIO_S * RATE + RATE))
-    assert recognizer.truncated and recognizer.buffered_s == whisper.MAX_AUDIO_S
+    recognizer.accept(b"\0\0" * int(whisper_engine.MAX_AUDIO_S * RATE + RATE))
+    assert recognizer.truncated and recognizer.buffered_s == whisper_engine.MAX_AUDIO_S
     assert recognizer.finish().text == ""
 
 
 # -- biasing and the hallucination checks ---------------------------------------------------------
 def test_the_prompt_carries_emergency_cues_first_then_every_kind_of_call(rules):
-    prompt = whisper.bias_prompt(rules, "en")
+    prompt = whisper_prompt.bias_prompt(rules, "en")
     assert prompt.startswith("fire")
     for word in ("not breathing", "gun", "pothole", "graffiti", "water main"):
         assert word in prompt
-    assert len(prompt.split()) <= whisper.PROMPT_WORDS
-    assert "incendio" in whisper.bias_prompt(rules, "es")
+    assert len(prompt.split()) <= whisper_prompt.PROMPT_WORDS
+    assert "incendio" in whisper_prompt.bias_prompt(rules, "es")
 
 
 def test_the_prompt_fits_the_token_budget(english, rules):
     tokens = english._model.hf_tokenizer.encode(" " + english.prompt).ids
-    assert 0 < len(tokens) <= whisper.PROMPT_TOKENS
-    assert whisper.PROMPT_TOKENS + 5 + whisper.MAX_TOKENS <= 448
+    assert 0 < len(tokens) <= whisper_prompt.PROMPT_TOKENS
+    assert whisper_prompt.PROMPT_TOKENS + 5 + hallucination.MAX_TOKENS <= 448
 
 
 class _Segment:
@@ -308,7 +309,7 @@ class _Segment:
 
 
 def test_segments_the_model_was_not_hearing_are_dropped():
-    result = whisper.combine([
+    result = hallucination.combine([
         _Segment(" I need to report a pothole."),
         _Segment(" Thank you.", no_speech=0.9, logprob=-1.1),     # heard no speech, unsure of its words
         _Segment(" Thanks for watching!", logprob=-2.3),          # guessing, whatever it says
@@ -320,9 +321,9 @@ def test_segments_the_model_was_not_hearing_are_dropped():
 
 
 def test_the_token_cap_follows_the_audio_length():
-    assert whisper.max_tokens(0.5) == whisper.MIN_TOKENS
-    assert whisper.max_tokens(5) == 40
-    assert whisper.max_tokens(120) == whisper.MAX_TOKENS
+    assert hallucination.max_tokens(0.5) == hallucination.MIN_TOKENS
+    assert hallucination.max_tokens(5) == 40
+    assert hallucination.max_tokens(120) == hallucination.MAX_TOKENS
 
 
 # -- finding models -------------------------------------------------------------------------------
@@ -334,11 +335,11 @@ def test_packaged_models_serve_english_and_spanish():
 
 
 def test_the_joined_base_model_is_verified(tmp_path):
-    path = whisper.joined_base_model({"IVR_WHISPER_CACHE": str(tmp_path)})
+    path = models.joined_base_model({"IVR_WHISPER_CACHE": str(tmp_path)})
     model = path / "model.bin"
-    assert model.stat().st_size == whisper.BASE_SIZE
+    assert model.stat().st_size == models.BASE_SIZE
     digest = hashlib.sha256(model.read_bytes()).hexdigest()
-    assert digest == whisper.BASE_SHA256
+    assert digest == models.BASE_SHA256
     assert {p.name for p in path.iterdir()} == {"model.bin", "config.json", "tokenizer.json", "vocabulary.json"}
 
 
@@ -352,7 +353,7 @@ def test_a_corrupt_part_is_refused_and_nothing_is_left_in_place(tmp_path):
         (side / name).write_text("{}")
     cache = tmp_path / "cache"
     with pytest.raises(EngineUnavailable, match="corrupt.*force-reinstall"):
-        whisper.joined_base_model({"IVR_WHISPER_CACHE": str(cache)}, ([part1, part2], side))
+        models.joined_base_model({"IVR_WHISPER_CACHE": str(cache)}, ([part1, part2], side))
     assert not list(cache.rglob("model.bin*"))
 
 
@@ -391,11 +392,11 @@ def test_download_offline_says_what_to_do(tmp_path, monkeypatch):
     import huggingface_hub.constants as constants
     monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")
     with pytest.raises(EngineUnavailable, match="looks offline.*install by hand"):
-        whisper.download_model("small", tmp_path)
+        models.download_model("small", tmp_path)
     assert not list(tmp_path.iterdir())                            # no half-downloaded model left
     assert os.environ["HF_HUB_OFFLINE"] == "1"                     # the line stays offline afterwards
     with pytest.raises(EngineUnavailable, match="unknown Whisper model"):
-        whisper.download_model("gigantic", tmp_path)
+        models.download_model("gigantic", tmp_path)
 
 
 def test_english_only_model_refuses_spanish():
@@ -404,8 +405,8 @@ def test_english_only_model_refuses_spanish():
 
 
 def test_model_info_for_status():
-    info = whisper.model_info(find_model("es", {}))
-    assert info["bytes"] == whisper.BASE_SIZE and info["name"] == "base"
+    info = models.model_info(find_model("es", {}))
+    assert info["bytes"] == models.BASE_SIZE and info["name"] == "base"
     assert json.loads(Path(info["path"], "config.json").read_text())["lang_ids"]
 
 

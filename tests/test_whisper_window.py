@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ivr.speech.engines.whisper import FULL_WINDOW_FRAMES, _short_window
+from ivr.speech.engines.whisper.window import FULL_WINDOW_FRAMES, short_window
 
 
 def padded(frames_with_audio: int) -> np.ndarray:
@@ -15,7 +15,7 @@ def padded(frames_with_audio: int) -> np.ndarray:
 
 def widths(min_frames: int, features: np.ndarray) -> int:
     seen = []
-    _short_window(lambda f: seen.append(f.shape[-1]), min_frames)(features)
+    short_window(lambda f: seen.append(f.shape[-1]), min_frames)(features)
     return seen[0]
 
 
