@@ -23,7 +23,7 @@ from ivr.routing.menu import show_menu
 from ivr.routing.rules import Rules
 from ivr.speech import service as speech
 from ivr.store import calls, db, replies
-from ivr.telephony.twiml import CAPTURE_MODES, RenderContext, prompt_plan, render, speech_hints
+from ivr.telephony.twiml import CAPTURE_MODES, RenderContext, prompt_plan, render, speech_hints, twiml_text
 from ivr.web.voice import effects
 
 MAX_SPEECH_CHARS = 500      # a caller's answer is a sentence; anything longer is cut, not refused
@@ -227,7 +227,7 @@ def apply(sid: str, previous: CallState, decision: Decision, *, turn: Turn | Non
     decision = dataclasses.replace(decision, state=state)
     # Render and describe before the first write: a write transaction holds SQLite's database
     # lock (and PostgreSQL's row lock) until the commit, so nothing slow happens inside it.
-    body = str(render(decision, context(sid, state, rules())))
+    body = twiml_text(render(decision, context(sid, state, rules())))
     described = describe(decision)
     if new_call is not None:
         calls.ensure_call(s, sid, *new_call)
