@@ -3,13 +3,11 @@
 """
 from __future__ import annotations
 
-import os
 import random
 import threading
 import time
 import urllib.parse
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from ivr.telephony.simulator import Reply, SimulatedCall, SimulatorError, Transport
@@ -123,16 +121,3 @@ class Caller:
                 # A <Dial> without an action is the IVR's rescue answer (safe_webhook): the
                 # webhook failed. It is valid TwiML, so only this count shows the failure.
                 self.stats.rescued += 1
-
-
-def server_cpu_seconds(master_pid: int) -> dict[int, float]:
-    """User+system CPU seconds used so far by gunicorn's master and each worker, by pid (Linux)."""
-    used: dict[int, float] = {}
-    children = Path(f"/proc/{master_pid}/task/{master_pid}/children").read_text().split()
-    for pid in [master_pid, *map(int, children)]:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except FileNotFoundError:
-            continue
-        used[pid] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    return used

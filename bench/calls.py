@@ -28,11 +28,9 @@ Production on 2 cores: `gunicorn --workers 2 --worker-class gthread --threads 8 
 from __future__ import annotations
 
 import argparse
-import http.client
 import json
 import os
 import random
-import socket
 import statistics
 import subprocess
 import sys
@@ -41,7 +39,8 @@ import threading
 import time
 from pathlib import Path
 
-from call_sim import APP_TIME_HEADER, TOKEN, Caller, Plan, Stats, server_cpu_seconds
+from call_sim import APP_TIME_HEADER, TOKEN, Caller, Plan, Stats
+from serve import Gunicorn, free_port, server_cpu_seconds
 
 from ivr.telephony.simulator import HttpTransport
 
@@ -91,35 +90,6 @@ def timed_target(target: str, folder: Path) -> str:
     module = target.split(":")[0]
     Path(folder, f"timed_{module}.py").write_text(TIMED_WRAPPER.format(module=module, header=APP_TIME_HEADER))
     return f"timed_{module}:app"
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 nobody listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def start_gunicorn(target: str, port: int, env: dict[str, str], args: argparse.Namespace,
-                   cwd: Path) -> subprocess.Popen[bytes]:
-    """gunicorn serving `target` on 127.0.0.1:`port`, once /healthz answers 200."""
-    command = [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers",
-               str(args.workers), "--worker-class", args.worker_class, "--threads", str(args.threads),
-               "--log-level", "warning", "--timeout", "60", target]
-    proc = subprocess.Popen(command, cwd=cwd, env=env)
-    deadline = time.monotonic() + 120  # the IVR loads rules, prompts and recognisers at start
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"gunicorn {target} exited with {proc.returncode}")
-        try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-            conn.request("GET", "/healthz")
-            if conn.getresponse().status == 200:
-                return proc
-        except OSError:
-            time.sleep(0.3)
-    proc.terminate()
-    raise SystemExit(f"gunicorn {target} did not answer /healthz within 120 s")
 
 
 def run(port: int, master_pid: int, plan: Plan, utterances: list[str], step_cap: int,
@@ -203,18 +173,16 @@ def plans(args: argparse.Namespace) -> dict[str, Plan]:
 def bench_app(target: str, port: int, env: dict[str, str], cwd: Path, args: argparse.Namespace,
               utterances: list[str], step_caps: dict[str, int] | None = None) -> dict[str, Stats]:
     """Start one app under gunicorn, warm it up, run every plan against it, stop it."""
-    server = start_gunicorn(target, port, env, args, cwd)
+    command = ["--bind", f"127.0.0.1:{port}", "--workers", str(args.workers), "--worker-class", args.worker_class,
+               "--threads", str(args.threads), "--log-level", "warning", "--timeout", "60", target]
     results: dict[str, Stats] = {}
-    try:
+    with Gunicorn(command, port=port, env=env, cwd=cwd, start_s=120) as server:
         # Unmeasured: prompts render to audio on first use and every worker loads lazily.
         warm = Plan(min(args.concurrency, 8), args.warmup, 60, 90)
         run(port, server.pid, warm, utterances, MAX_STEPS, cut_is_normal=step_caps is not None)
         for name, plan in plans(args).items():
             cap = step_caps[name] if step_caps else MAX_STEPS
             results[name] = run(port, server.pid, plan, utterances, cap, cut_is_normal=step_caps is not None)
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
     return results
 
 

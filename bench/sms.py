@@ -25,28 +25,25 @@ default engines).
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import random
 import re
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from call_sim import server_cpu_seconds  # noqa: E402
+from serve import Gunicorn, free_port, server_cpu_seconds  # noqa: E402
 
-from ivr.telephony.simulator import HttpTransport, SimulatedTexter, SimulatorError  # noqa: E402
+from ivr import create_app  # noqa: E402
+from ivr.telephony.simulator import FlaskTransport, HttpTransport, SimulatedTexter, SimulatorError  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
-BIN = Path(sys.executable).parent
 TOKEN = "bench-auth-token"
 CASE = re.compile(r"\b(\d{7})\b")
 REPORTS = ["pothole at 120 Main St", "streetlight out on Elm Street", "the streetlight is out at 5 Oak St",
@@ -70,49 +67,19 @@ class Stats:
             self.texts += 1
 
 
-class Server:
-    """`gunicorn -c gunicorn.conf.py` on a free port, its own database, stopped on exit."""
-
-    def __init__(self, database_url: str | None, speech_engine: str, workdir: Path) -> None:
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = probe.getsockname()[1]
-        self.base = f"http://127.0.0.1:{self.port}"
-        self.env = {**os.environ, "TWILIO_AUTH_TOKEN": TOKEN, "IVR_PUBLIC_URL": self.base,
-                    "IVR_DATABASE_URL": database_url or f"sqlite:///{workdir / 'ivr-sms.sqlite3'}",
-                    "IVR_BIND": f"127.0.0.1:{self.port}", "IVR_JOBS_DB": str(workdir / "jobs.sqlite3"),
-                    "IVR_LOG_LEVEL": "warning", "IVR_TTS": "off"}
-        if speech_engine != "auto":
-            self.env["IVR_SPEECH_ENGINE"] = speech_engine
-            self.env["IVR_CAPTURE"] = "twilio"
-        self.command = [str(BIN / "gunicorn"), "-c", str(ROOT / "gunicorn.conf.py")]
-        self.log_path = workdir / "gunicorn.log"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def __enter__(self) -> "Server":
-        self.log = self.log_path.open("w")
-        self.proc = subprocess.Popen(self.command, cwd=ROOT, env=self.env, stdout=self.log, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise SystemExit(f"gunicorn exited with {self.proc.returncode}; see {self.log_path}")
-            try:
-                with urllib.request.urlopen(self.base + "/healthz", timeout=2) as answer:
-                    if answer.status == 200:
-                        return self
-            except OSError:
-                time.sleep(0.5)
-        raise SystemExit(f"gunicorn did not answer /healthz within 180 s; see {self.log_path}")
-
-    def __exit__(self, *exc: object) -> None:
-        if self.proc is not None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=40)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-        self.log.close()
+def production_server(database_url: str | None, speech_engine: str, workdir: Path) -> Gunicorn:
+    """`gunicorn -c gunicorn.conf.py` on a free port, with its own database (started by `with`)."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = {**os.environ, "TWILIO_AUTH_TOKEN": TOKEN, "IVR_PUBLIC_URL": base,
+           "IVR_DATABASE_URL": database_url or f"sqlite:///{workdir / 'ivr-sms.sqlite3'}",
+           "IVR_BIND": f"127.0.0.1:{port}", "IVR_JOBS_DB": str(workdir / "jobs.sqlite3"),
+           "IVR_LOG_LEVEL": "warning", "IVR_TTS": "off"}
+    if speech_engine != "auto":
+        env["IVR_SPEECH_ENGINE"] = speech_engine
+        env["IVR_CAPTURE"] = "twilio"
+    return Gunicorn(["-c", str(ROOT / "gunicorn.conf.py")], port=port, env=env, cwd=ROOT,
+                    log_path=workdir / "gunicorn.log")
 
 
 def conversation(texter: SimulatedTexter, rng: random.Random, stats: Stats, think: tuple[float, float],
@@ -160,11 +127,10 @@ def conversation(texter: SimulatedTexter, rng: random.Random, stats: Stats, thin
         send("help", "HELP")
 
 
-def run(server: Server, args: argparse.Namespace) -> tuple[Stats, float, dict[int, float], dict[int, float]]:
+def run(server: Gunicorn, args: argparse.Namespace) -> tuple[Stats, float, dict[int, float], dict[int, float]]:
     stats = Stats()
     think = (0.0, 0.0) if args.closed else tuple(float(x) for x in args.think.split("-"))  # type: ignore[assignment]
     stop_at = time.monotonic() + args.duration
-    assert server.proc is not None
 
     def texter_thread(n: int) -> None:
         rng = random.Random(args.seed * 1000 + n)
@@ -176,14 +142,14 @@ def run(server: Server, args: argparse.Namespace) -> tuple[Stats, float, dict[in
             conversation(texter, rng, stats, think, cases)  # type: ignore[arg-type]
 
     threads = [threading.Thread(target=texter_thread, args=(n,), daemon=True) for n in range(args.texters)]
-    cpu_before = server_cpu_seconds(server.proc.pid)
+    cpu_before = server_cpu_seconds(server.pid)
     started = time.monotonic()
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join(timeout=args.duration + 120)
     seconds = time.monotonic() - started
-    return stats, seconds, cpu_before, server_cpu_seconds(server.proc.pid)
+    return stats, seconds, cpu_before, server_cpu_seconds(server.pid)
 
 
 def fresh_schema(url: str, schema: str = "bench_sms") -> str:
@@ -207,11 +173,6 @@ def pct(values: list[float], q: float) -> float:
 
 def in_process(args: argparse.Namespace) -> None:
     """CPU per text through Flask's test client (no server, no threads): the app's own work."""
-    import logging
-
-    from ivr import create_app
-    from ivr.telephony.simulator import FlaskTransport
-
     with tempfile.TemporaryDirectory(prefix="bench-sms-") as tmp:
         app = create_app({"IVR_DATABASE_URL": args.database_url or f"sqlite:///{Path(tmp) / 'ivr.sqlite3'}",
                           "TWILIO_AUTH_TOKEN": TOKEN, "IVR_PUBLIC_URL": "https://bench.example", "IVR_TTS": "off",
@@ -257,8 +218,8 @@ def main() -> None:
         in_process(args)
         return
     load_before = os.getloadavg()
-    with tempfile.TemporaryDirectory(prefix="bench-sms-") as tmp, Server(args.database_url, args.speech_engine,
-                                                                         Path(tmp)) as server:
+    with tempfile.TemporaryDirectory(prefix="bench-sms-") as tmp, production_server(args.database_url, args.speech_engine,
+                                                                                    Path(tmp)) as server:
         warm = SimulatedTexter(HttpTransport(server.base), token=TOKEN, public_url=server.base, from_="+13125559999")
         for body in ("HELP", "pothole at 1 Main St", "STATUS 1234567"):
             warm.text(body)

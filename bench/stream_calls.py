@@ -2,9 +2,9 @@
 
     .venv/bin/python bench/stream_calls.py [--callers 1,20] [--calls 2] [--engine auto,pocketsphinx]
 
-For each engine it starts the README's production command (`gunicorn -c gunicorn.conf.py`, or the
-README's gthread command where that file does not exist yet) on a free local port, with a fresh
-SQLite database and the prompts rendered, so the stream plays them and callers can barge in.
+For each engine it starts the README's production command (`gunicorn -c gunicorn.conf.py`, through
+bench/serve.py) on a free local port, with a fresh SQLite database and the prompts rendered, so the
+stream plays them and callers can barge in.
 Then, for each caller count N, N simulated phones call at once (starts spread over 2 s):
 
 - a signed `POST /voice/incoming`, then whatever the TwiML says, as Twilio would: `<Connect><Stream>`
@@ -32,8 +32,6 @@ import argparse
 import json
 import os
 import random
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -45,10 +43,10 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import requests
-
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from serve import GUNICORN, Gunicorn, free_port  # noqa: E402
 
 from ivr.telephony.simulator import HttpTransport, MediaStream, SimulatedCall, SimulatorError  # noqa: E402
 from tests.speechgen import last_voice_ms, phone_pcm, synthesize_phone_audio  # noqa: E402
@@ -189,90 +187,24 @@ class Phone:
 
 
 # -- the server ---------------------------------------------------------------------------------
-class Server:
-    """The README's production command on a free port, with its own database and prompt cache."""
-
-    def __init__(self, engine: str, workdir: Path) -> None:
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = probe.getsockname()[1]
-        self.base = f"http://127.0.0.1:{self.port}"
-        self.log_path = workdir / f"gunicorn-{engine}.log"
-        self.env = {**os.environ, "TWILIO_AUTH_TOKEN": TOKEN, "IVR_PUBLIC_URL": self.base,
-                    "IVR_DATABASE_URL": f"sqlite:///{workdir / f'ivr-{engine}.sqlite3'}",
-                    "IVR_PROMPT_CACHE_DIR": str(ROOT / "instance" / "prompt-cache"),
-                    "IVR_CAPTURE": "stream", "IVR_BIND": f"127.0.0.1:{self.port}"}
-        if engine != "auto":
-            self.env["IVR_SPEECH_ENGINE_EN"] = engine
-        conf = ROOT / "gunicorn.conf.py"
-        if conf.exists():
-            self.command = [str(BIN / "gunicorn"), "-c", str(conf), "--bind", f"127.0.0.1:{self.port}"]
-        else:
-            self.command = [str(BIN / "gunicorn"), "-k", "gthread", "-w", "2", "--threads", "32",
-                            "--bind", f"127.0.0.1:{self.port}", "app:app"]
-        self.proc: subprocess.Popen | None = None
-
-    def __enter__(self) -> "Server":
-        subprocess.run([str(BIN / "ivr"), "prompts", "build"], cwd=ROOT, env=self.env, check=False,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        self.log = self.log_path.open("w")
-        self.proc = subprocess.Popen(self.command, cwd=ROOT, env=self.env, stdout=self.log,
-                                     stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                if requests.get(self.base + "/healthz", timeout=2).status_code < 500 and len(self.workers()) >= 1:
-                    break
-            except requests.RequestException:
-                time.sleep(0.5)
-        else:
-            raise RuntimeError(f"server did not start; see {self.log_path}")
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.proc is not None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=40)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-        self.log.close()
-
-    def workers(self) -> list[int]:
-        assert self.proc is not None
-        path = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children")
-        return [int(pid) for pid in path.read_text().split()] if path.exists() else []
-
-    def memory_mb(self) -> list[tuple[float, float]]:
-        """(resident MB now, peak resident MB) per worker."""
-        sizes = []
-        for pid in self.workers():
-            try:
-                status = Path(f"/proc/{pid}/status").read_text()
-            except FileNotFoundError:
-                continue
-            fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
-            sizes.append((int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024))
-        return sizes
-
-    def cpu_s(self) -> float:
-        """CPU seconds (user + system) the workers have used so far."""
-        ticks = os.sysconf("SC_CLK_TCK")
-        total = 0.0
-        for pid in self.workers():
-            try:
-                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            except FileNotFoundError:
-                continue
-            total += (int(fields[11]) + int(fields[12])) / ticks
-        return total
-
-    def log_text(self) -> str:
-        self.log.flush()
-        return self.log_path.read_text(errors="replace")
+def production_server(engine: str, workdir: Path) -> Gunicorn:
+    """The README's production command on a free port, with its own database and the prompts
+    rendered (`ivr prompts build`, as `make run` does) into its prompt cache."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = {**os.environ, "TWILIO_AUTH_TOKEN": TOKEN, "IVR_PUBLIC_URL": base,
+           "IVR_DATABASE_URL": f"sqlite:///{workdir / f'ivr-{engine}.sqlite3'}",
+           "IVR_PROMPT_CACHE_DIR": str(ROOT / "instance" / "prompt-cache"),
+           "IVR_CAPTURE": "stream", "IVR_BIND": f"127.0.0.1:{port}"}
+    if engine != "auto":
+        env["IVR_SPEECH_ENGINE_EN"] = engine
+    subprocess.run([str(BIN / "ivr"), "prompts", "build"], cwd=ROOT, env=env, check=False,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return Gunicorn(["-c", str(ROOT / "gunicorn.conf.py"), "--bind", f"127.0.0.1:{port}"], port=port, env=env,
+                    cwd=ROOT, log_path=workdir / f"gunicorn-{engine}.log", start_s=120)
 
 
-def warm(server: Server, audio: dict[str, bytes], rows: list[dict]) -> None:
+def warm(server: Gunicorn, audio: dict[str, bytes], rows: list[dict]) -> None:
     """One call per worker before timing, so model loading is not in the numbers."""
     run = Run()
     phones = [Phone(server.base, run, rows[i % len(rows)], 9000 + i, audio) for i in range(4)]
@@ -317,7 +249,7 @@ def routed(db_url: str, calls: dict[str, dict]) -> Routed:
     return Routed(right, len(calls), misses, turns)
 
 
-def run_callers(server: Server, audio: dict[str, bytes], rows: list[dict], callers: int, calls: int) -> Run:
+def run_callers(server: Gunicorn, audio: dict[str, bytes], rows: list[dict], callers: int, calls: int) -> Run:
     run = Run()
     lock = threading.Lock()
     queue = list(range(callers * calls))
@@ -455,8 +387,8 @@ def main() -> int:
     workdir = Path(tempfile.mkdtemp(prefix="ivr-stream-bench-"))
     print(f"machine: {os.cpu_count()} cores; load average {uptime()}; utterances {args.file.name} ({len(rows)})")
     for engine in args.engine.split(","):
-        with Server(engine, workdir) as server:
-            print(f"\nserver: {' '.join(Path(c).name if i == 0 else c for i, c in enumerate(server.command))} "
+        with production_server(engine, workdir) as server:
+            print(f"\nserver: gunicorn {' '.join(server.command[len(GUNICORN):])} "
                   f"(engine {engine}); log {server.log_path}")
             warm(server, audio, rows)
             for callers in (int(c) for c in args.callers.split(",")):
