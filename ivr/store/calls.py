@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Any, Mapping
+import json
+import re
+from typing import Any, Mapping, Sequence
 
-from sqlalchemy import Select, bindparam, null, select, update
+from sqlalchemy import Select, String, Update, bindparam, cast, func, literal, null, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
@@ -60,17 +62,18 @@ def ensure_call(s: Session, sid: str, from_: str, to: str) -> None:
 _CALLS = models.Call.__table__
 _INSERT_CALL = {"postgresql": postgresql.insert(_CALLS).on_conflict_do_nothing(),
                 "sqlite": sqlite.insert(_CALLS).on_conflict_do_nothing()}
-_SAVE_STATE = (update(_CALLS).where(_CALLS.c.sid == bindparam("b_sid"))
-               .values(state=bindparam("b_state"), language=bindparam("b_language")))
 _LOAD_STATE = select(_CALLS.c.state).where(_CALLS.c.sid == bindparam("b_sid"))
-_CALL_ROW = (select(_CALLS.c.outcome, _CALLS.c.outcome_detail, _CALLS.c.state)
+_CALL_ROW = (select(_CALLS.c.outcome, _CALLS.c.state)
              .where(_CALLS.c.sid == bindparam("b_sid")))
 # inline(): no RETURNING of the new id (nobody reads it), so the INSERT can be deferred (pipeline).
 _INSERT_TURN = models.Turn.__table__.insert().inline()
 _INSERT_EVENT = models.Event.__table__.insert().inline()
 _INSERT_RECORDING = models.Recording.__table__.insert().inline()
 _INSERT_MESSAGE = models.Message.__table__.insert().inline()
+_PENDING = select(_CALLS.c.pending_turn).where(_CALLS.c.sid == bindparam("b_sid"))
 _CALLER = select(_CALLS.c.from_number).where(_CALLS.c.sid == bindparam("b_sid"))
+#: An outcome to record: its name and details (e.g. ``("queued", {"department": "roads"})``).
+Outcome = tuple[str, Mapping[str, Any]]
 KNOWN_CALLS = "ivr.store.known_calls"   # s.info key; emptied on rollback (see db.init_app)
 
 
@@ -139,14 +142,20 @@ def _recall_with_state_query(keys: int) -> Select[Any]:
     return select(*answers, state)
 
 
-def save_state(s: Session, sid: str, state: CallState) -> None:
-    """Store `state` as the call's current conversation state (and its language)."""
+def save_state(s: Session, sid: str, state: CallState, outcomes: Sequence[Outcome] = (), *,
+               clear_pending_turn: bool = False) -> None:
+    """Store `state` as the call's current conversation state (and its language), with this
+    webhook's `outcomes` (see `set_outcome`), in one UPDATE of the call's row.
+
+    `clear_pending_turn`: the webhook used the turn a media stream parked (`pending_turn`).
+    """
     if not isinstance(state, CallState):
         raise TypeError(f"save_state needs a CallState, got {type(state).__name__}")
     sid = _existing_sid(s, sid)
-    data = jsonable(dataclasses.asdict(state))
-    _writer(s).execute(_SAVE_STATE, {"b_sid": sid, "b_state": data, "b_language": state.language},
-                       execution_options=DEFER)
+    columns = {"state": jsonable(dataclasses.asdict(state)), "language": state.language}
+    if clear_pending_turn:
+        columns[_CLEAR_PENDING] = None
+    _update_call(s, sid, columns, outcomes)
 
 
 def add_turn(s: Session, sid: str, step: str, prompt: str, heard: str | None, digits: str | None,
@@ -179,18 +188,68 @@ def add_event(s: Session, sid: str, kind: str, detail: Mapping[str, Any]) -> Non
 def set_outcome(s: Session, sid: str, outcome: str, **detail: Any) -> None:
     """Record how the call was (or is being) resolved, e.g. ``set_outcome(s, sid, "queued",
     queue="roads", wait_s=42)``; the latest outcome wins, details accumulate."""
+    _update_call(s, _existing_sid(s, sid), {}, [(outcome, detail)])
+
+
+def _update_call(s: Session, sid: str, columns: Mapping[str, Any], outcomes: Sequence[Outcome]) -> None:
+    """One UPDATE of the call's row: `columns` as given, and the last of `outcomes` with every
+    outcome's details merged into the stored ones by the database itself (no read first, and
+    the merge is atomic with the write), plus an ``outcome`` event for each."""
+    checked = [(_checked_outcome(name), jsonable(dict(detail))) for name, detail in outcomes]
+    detail: dict[str, Any] = {}
+    for _name, more in checked:
+        detail.update(more)
+    conn = _writer(s)
+    params: dict[str, Any] = {"b_sid": sid, **{f"b_{column}": value for column, value in columns.items()
+                                               if column != _CLEAR_PENDING}}
+    keys: tuple[str, ...] | None = None
+    if checked:
+        keys = tuple(detail)
+        params["b_outcome"] = checked[-1][0]
+        if conn.dialect.name == "sqlite":
+            params.update({f"d{n}": json.dumps(value) for n, value in enumerate(detail.values())})
+        else:
+            params["b_detail"] = detail
+    if columns or checked:
+        conn.execute(_call_update(conn.dialect.name, tuple(columns), keys), params, execution_options=DEFER)
+    for name, more in checked:
+        add_event(s, sid, "outcome", {"outcome": name, **more})
+
+
+def _checked_outcome(outcome: str) -> str:
     if not outcome or len(outcome) > 32:
         raise ValueError(f"outcome must be 1-32 characters, got {outcome!r}")
-    clean = jsonable(detail)
-    sid = _check_sid(sid)
-    _set_outcome(s, sid, outcome, clean, _row(s, sid).outcome_detail)
+    return outcome
 
 
-def _set_outcome(s: Session, sid: str, outcome: str, clean: dict[str, Any], before: dict[str, Any] | None) -> None:
-    _writer(s).execute(update(_CALLS).where(_CALLS.c.sid == sid).values(
-        outcome=outcome, outcome_detail={**(before or {}), **clean}),
-        execution_options=DEFER)
-    add_event(s, sid, "outcome", {"outcome": outcome, **clean})
+#: `_update_call` column meaning "pending_turn becomes NULL".
+_CLEAR_PENDING = "pending_turn=NULL"
+_DETAIL_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+
+
+@functools.lru_cache(maxsize=64)
+def _call_update(dialect: str, columns: tuple[str, ...], detail_keys: tuple[str, ...] | None) -> Update:
+    """UPDATE calls SET <columns>[, outcome, outcome_detail = stored details merged with new ones]
+    WHERE sid = :b_sid. A handful of shapes (which columns, which detail keys), so cached."""
+    values: dict[str, Any] = {column: bindparam(f"b_{column}") for column in columns if column != _CLEAR_PENDING}
+    if _CLEAR_PENDING in columns:
+        values["pending_turn"] = null()   # SQL NULL (a JSON-typed None would be stored as 'null')
+    if detail_keys is not None:
+        values["outcome"] = bindparam("b_outcome")
+        stored = _CALLS.c.outcome_detail
+        if dialect == "sqlite":
+            # json_set replaces each key's value, as dict.update does (a None is stored as null;
+            # json_patch would delete the key instead). json() makes the bound text a JSON value.
+            for key in detail_keys:
+                if not _DETAIL_KEY.match(key):
+                    raise ValueError(f"outcome detail keys are identifiers, got {key!r}")
+            pairs = [part for n, key in enumerate(detail_keys)
+                     for part in (literal(f'$."{key}"'), func.json(bindparam(f"d{n}", type_=String)))]
+            values["outcome_detail"] = func.json_set(stored, *pairs) if pairs else stored
+        else:   # PostgreSQL: jsonb's || is the same shallow merge
+            values["outcome_detail"] = cast(cast(stored, postgresql.JSONB).op("||")(
+                bindparam("b_detail", type_=postgresql.JSONB)), postgresql.JSON)
+    return update(_CALLS).where(_CALLS.c.sid == bindparam("b_sid")).values(values)
 
 
 def end_call(s: Session, sid: str, status: str, duration_s: float | None = None) -> None:
@@ -198,17 +257,16 @@ def end_call(s: Session, sid: str, status: str, duration_s: float | None = None)
     sid = _check_sid(sid)
     row = _row(s, sid)
     ended = status in ENDED_STATUSES
-    values: dict[str, Any] = {"status": status[:32]}
+    columns: dict[str, Any] = {"status": status[:32]}
     if ended:
-        values.update(ended_at=models.utcnow(), duration_s=duration_s)
-    _writer(s).execute(update(_CALLS).where(_CALLS.c.sid == sid).values(values), execution_options=DEFER)
-    if ended and row.outcome is None:
-        _set_outcome(s, sid, "abandoned", {"at_step": state_from_dict(row.state).step}, row.outcome_detail)
+        columns.update(ended_at=models.utcnow(), duration_s=duration_s)
+    abandoned = [("abandoned", {"at_step": state_from_dict(row.state).step})] if ended and row.outcome is None else []
+    _update_call(s, sid, columns, abandoned)
     add_event(s, sid, "status", {"status": status, "duration_s": duration_s})
 
 
 def _row(s: Session, sid: str) -> Any:
-    """The call's outcome, outcome_detail and state (the call is created when new)."""
+    """The call's outcome and state (the call is created when new)."""
     row = s.connection().execute(_CALL_ROW, {"b_sid": sid}).first()
     if row is None:
         ensure_call(s, sid, "", "")
@@ -247,6 +305,15 @@ def put_pending_turn(s: Session, sid: str, turn: Turn) -> None:
     sid = _existing_sid(s, sid)
     _writer(s).execute(update(_CALLS).where(_CALLS.c.sid == sid).values(
         pending_turn=jsonable(dataclasses.asdict(turn))))
+
+
+def pending_turn(s: Session, sid: str) -> Turn | None:
+    """The turn parked for call `sid`, read only: the webhook that uses it clears it with the
+    call's state (`save_state(clear_pending_turn=True)`), so the read stays outside the write
+    turn. A Twilio retry racing its original reads it too, and is answered by whichever commits
+    first (its stored answer: `replies.remember_response`)."""
+    parked = s.connection().execute(_PENDING, {"b_sid": _check_sid(sid)}).scalar()
+    return turn_from_dict(parked) if parked is not None else None
 
 
 def take_pending_turn(s: Session, sid: str) -> Turn | None:

@@ -208,11 +208,14 @@ def describe(decision: Decision) -> dict[str, Any]:
 
 def apply(sid: str, previous: CallState, decision: Decision, *, turn: Turn | None = None,
           classification: Classification | None = None, event: str | None = None,
-          first: Sequence[tuple[str, Mapping[str, Any]]] = (), new_call: tuple[str, str] | None = None) -> Response:
+          first: Sequence[tuple[str, Mapping[str, Any]]] = (), new_call: tuple[str, str] | None = None,
+          took_pending_turn: bool = False, recording: tuple[str, float | None] | None = None) -> Response:
     """Store the decision's effects, render its TwiML and commit both (see `finish`).
 
     `first`: events (kind, detail) to record before the decision's, e.g. the dial's status.
     `new_call`: (From, To) of a call that starts with this decision (its row is created first).
+    `took_pending_turn`: `turn` is the one a media stream parked; it is cleared with the state.
+    `recording`: (URL, seconds) of the recording `turn` was heard in, kept with the call.
     """
     s = db.session()
     if isinstance(decision.action, Ask) and capture_mode(decision.state.language) == "keypad":
@@ -220,52 +223,72 @@ def apply(sid: str, previous: CallState, decision: Decision, *, turn: Turn | Non
         menu = show_menu(decision.state, "", rules(), "no speech recognition for this language")
         decision = dataclasses.replace(menu, reason=f"{decision.reason}; {menu.reason}")
     # A report is filed (a write) before rendering: the case number it gets is what is read back.
-    decision = effects.perform(sid, decision, rules())
+    decision, filed = effects.file_report(sid, decision, rules())
     asked = " ".join(prompts.text(key, decision.state.language, **values)
                      for key, values in prompt_plan(decision.action))
     state = dataclasses.replace(decision.state, seq=previous.seq + 1, prompt=asked[:1000])
     decision = dataclasses.replace(decision, state=state)
-    # Render and describe before the first write: a write transaction holds SQLite's database
-    # lock (and PostgreSQL's row lock) until the commit, so nothing slow happens inside it.
+    # Render and describe before the first write: a write transaction holds SQLite's write turn
+    # (both workers wait for it) and PostgreSQL's row lock until the commit, so the writes below
+    # go back to back and nothing slow happens between them.
     body = twiml_text(render(decision, context(sid, state, rules())))
     described = describe(decision)
+    action = decision.action
+    outcomes = ([filed] if filed else []) + outcomes_of(decision)
     if new_call is not None:
         calls.ensure_call(s, sid, *new_call)
     for kind, detail in first:
         calls.add_event(s, sid, kind, detail)
-    calls.save_state(s, sid, state)
+    if recording is not None:
+        calls.add_recording(s, sid, recording[0], "utterance", recording[1])
+    effects.perform(sid, decision, rules())
     if turn is not None:
         calls.add_turn(s, sid, previous.step, previous.prompt, turn.speech, turn.digits, turn.asr_confidence,
                        classification, described)
     else:
         calls.add_event(s, sid, "decision", {"after": event or "", **described})
-    action = decision.action
-    # A repeated offer or alert (a reprompt) is the same outcome, recorded once: reports count them.
-    if action.kind in OUTCOMES and not getattr(action, "reprompt", None):
-        calls.set_outcome(s, sid, OUTCOMES[action.kind], department=getattr(action, "department", None),
-                          reason=decision.reason)
     if isinstance(action, Callback) and action.done:
         calls.add_message(s, sid, action.department, "callback", None)
-        calls.set_outcome(s, sid, "callback", department=action.department)
+    # The state and the outcome in one UPDATE of the call's row (the outcome's details are
+    # merged by the database: no read of the row first).
+    calls.save_state(s, sid, state, outcomes, clear_pending_turn=took_pending_turn)
     answer = finish(sid, body)
     metrics.observe_decision(previous.step, action, decision.reason, answered=turn is not None)
     return answer
 
 
-def respond_to_turn(call_sid: str, turn: Turn) -> Response:
+def outcomes_of(decision: Decision) -> list[calls.Outcome]:
+    """The outcomes `decision` records for the reports: its action's (once: a repeated offer or
+    alert, a reprompt, is the same outcome) and a call back's."""
+    action = decision.action
+    found: list[calls.Outcome] = []
+    if action.kind in OUTCOMES and not getattr(action, "reprompt", None):
+        found.append((OUTCOMES[action.kind], {"department": getattr(action, "department", None),
+                                              "reason": decision.reason}))
+    if isinstance(action, Callback) and action.done:
+        found.append(("callback", {"department": action.department}))
+    return found
+
+
+def respond_to_turn(call_sid: str, turn: Turn, *, took_pending_turn: bool = False,
+                    recording: tuple[str, float | None] | None = None) -> Response:
     """The caller answered (`turn`) at the call's current step: decide, store and answer TwiML.
 
     400 for a missing/malformed CallSid; other edges should wrap their view in `safe_webhook`.
+    `took_pending_turn`: `turn` is the one a media stream parked (cleared with the state);
+    `recording`: (URL, seconds) of the recording `turn` was heard in (stored with the turn).
     """
     if not _SID.match(call_sid or ""):
         abort(400, description="CallSid is missing or malformed; Twilio always sends it")
     state = stored_state(call_sid)
     current = rules()
+    new_call = None
     if state is not None:
         g.ivr_language = state.language  # the rescue answer, if any, speaks the caller's language
     else:
-        # A turn for a call we never greeted (e.g. the database was restored): start it properly.
-        calls.ensure_call(db.session(), call_sid, request.values.get("From", ""), request.values.get("To", ""))
+        # A turn for a call we never greeted (e.g. the database was restored): start it properly
+        # (its row is created with the webhook's other writes, after deciding and rendering).
+        new_call = (request.values.get("From", ""), request.values.get("To", ""))
         state = CallState(language=current.default_language)
     classification = None
     if turn.speech and state.step in CLASSIFIED_STEPS:
@@ -273,4 +296,5 @@ def respond_to_turn(call_sid: str, turn: Turn) -> Response:
     moment = now()
     notice = effects.notice_for(call_sid, state, classification, moment, current)
     decision = decide(state, turn, classification, moment, current, notice=notice)
-    return apply(call_sid, state, decision, turn=turn, classification=classification)
+    return apply(call_sid, state, decision, turn=turn, classification=classification, new_call=new_call,
+                 took_pending_turn=took_pending_turn, recording=recording)

@@ -4,7 +4,8 @@ The core (`ivr.routing`) decides; this module does the I/O a decision implies, i
 transaction, so it commits once with the answer (`conversation.apply`) and a Twilio retry of the
 same webhook is answered from storage, repeating nothing:
 - `FileReport` → `service_requests.create` with source key ``voice:<CallSid>`` (one request per
-  call whatever is retried), then `report.filed` decides how the case number is read back;
+  call whatever is retried), then `report.filed` decides how the case number is read back
+  (`file_report`, the one effect before rendering); the others are `perform`ed after rendering:
 - `TextCase` → `outbox.send_sms` to the caller's number, keyed ``voice-case:<CallSid>`` (texted
   once per call), and the request remembers the consent;
 - `Subscribe` → `alerts.subscribe` (channel voice);
@@ -77,12 +78,35 @@ def notice_for(sid: str, state: CallState, classification: Classification | None
     return Notice(alert.id, alert.topic, name, alert.text(state.language), can_subscribe=can_text(caller_number(sid)))
 
 
-def perform(sid: str, decision: Decision, rules: Rules) -> Decision:
-    """Do what `decision` asks of the edge; returns the decision to render (a filed report's
-    case number is only known once it is filed)."""
+def file_report(sid: str, decision: Decision, rules: Rules) -> tuple[Decision, calls.Outcome | None]:
+    """File the report a `FileReport` decision asks for: the decision to render (it reads the
+    case number back) and the outcome to record with the call's state. Other decisions pass.
+
+    The one effect that must come before rendering (the case number is only known once filed).
+    """
     action = decision.action
-    if isinstance(action, FileReport):
-        return _file(sid, decision, action, rules)
+    if not isinstance(action, FileReport):
+        return decision, None
+    service = service_for_intent(rules, action.intent)
+    if service is None:
+        raise LookupError(f"intent {action.intent!r} has no service to file a request under")
+    number = caller_number(sid)
+    state = decision.state
+    filed = service_requests.create(
+        db.session(), source_key=f"voice:{sid}", channel="voice", service=service,
+        description=action.description, address=action.address, lat=None, long=None,
+        language=state.language, contact_phone=number or None, contact_email=None,
+        text_consent=False, call_sid=sid, rules=rules)
+    log.info("call %s: filed case %s (%s)", sid, filed.case_number, service.code)
+    outcome = ("reported", {"department": service.department, "service": service.code,
+                            "case": filed.case_number, "reason": decision.reason})
+    return report.filed(decision, filed.case_number, can_text(number), rules), outcome
+
+
+def perform(sid: str, decision: Decision, rules: Rules) -> None:
+    """Do the writes the rendered `decision` asks of the edge (a report is filed earlier, by
+    `file_report`). Called among the webhook's other writes, after rendering."""
+    action = decision.action
     s = db.session()
     state = decision.state
     if isinstance(action, TextCase):
@@ -101,22 +125,3 @@ def perform(sid: str, decision: Decision, rules: Rules) -> Decision:
             log.info("call %s: %s subscribed to %s by voice", sid, mask_number(number), action.topic)
     elif isinstance(action, AlertNotice) and action.reprompt is None:
         alerts.count_alert_heard(s, action.alert_id, "voice")
-    return decision
-
-
-def _file(sid: str, decision: Decision, action: FileReport, rules: Rules) -> Decision:
-    service = service_for_intent(rules, action.intent)
-    if service is None:
-        raise LookupError(f"intent {action.intent!r} has no service to file a request under")
-    number = caller_number(sid)
-    state = decision.state
-    filed = service_requests.create(
-        db.session(), source_key=f"voice:{sid}", channel="voice", service=service,
-        description=action.description, address=action.address, lat=None, long=None,
-        language=state.language, contact_phone=number or None, contact_email=None,
-        text_consent=False, call_sid=sid, rules=rules)
-    log.info("call %s: filed case %s (%s)", sid, filed.case_number, service.code)
-    calls.set_outcome(db.session(), sid, "reported", department=service.department, service=service.code,
-                      case=filed.case_number, reason=decision.reason)
-    return report.filed(decision, filed.case_number, can_text(number), rules)
-

@@ -59,19 +59,20 @@ def recorded() -> Response:
     url = request.form.get("RecordingUrl", "")
     digits = request.form.get("Digits", "")
     digits = digits if digits and set(digits) <= KEYPAD else None
-    speech, confidence, watched = None, None, None
+    speech, confidence, watched, recording = None, None, None, None
     if url:
         try:
             language = _call_language(call_sid)
             text, confidence, watched = transcribe(fetch_recording(url), language,
                                                    request.args.get("step", ""))
             speech = text or None
-            _note_recording(call_sid, url, request.form.get("RecordingDuration"))
+            recording = (url, _seconds(request.form.get("RecordingDuration")))
         except RecordingUnavailable as exc:
             log.warning("call %s: recording unusable, treating as no input: %s", call_sid, exc)
+    # The recording is kept with the call among the turn's writes (after deciding and rendering).
     return respond_to_turn(call_sid, Turn(speech=speech, digits=digits,
                                           asr_confidence=confidence if speech else None,
-                                          emergency_heard=watched))
+                                          emergency_heard=watched), recording=recording)
 
 
 def fetch_recording(url: str, *, max_bytes: int | None = None, timeout: float = DOWNLOAD_TIMEOUT_S) -> bytes:
@@ -208,13 +209,9 @@ def _call_language(call_sid: str) -> str:
     return state.language if state else current_rules().default_language
 
 
-def _note_recording(call_sid: str, url: str, duration: str | None) -> None:
-    """Keep the recording's URL with the call; committed with the turn by `respond_to_turn`."""
+def _seconds(duration: str | None) -> float | None:
+    """Twilio's RecordingDuration as seconds (None when missing or not a number)."""
     try:
-        seconds = float(duration) if duration else None
+        return float(duration) if duration else None
     except ValueError:
-        seconds = None
-    try:
-        calls.add_recording(db.session(), call_sid, url, "utterance", seconds)
-    except (SQLAlchemyError, ValueError) as exc:
-        log.error("call %s: could not note the recording (%s)", call_sid, type(exc).__name__)
+        return None

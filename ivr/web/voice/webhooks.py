@@ -74,8 +74,11 @@ def turn() -> Response:
         return replay
     answer = parse_turn()
     if not has_gather_input():
-        # A media stream parks what it recognised before Twilio fetches this Connect action.
-        answer = calls.take_pending_turn(db.session(), sid) or answer
+        # A media stream parks what it recognised before Twilio fetches this Connect action; it
+        # is read now and cleared with the call's state, among the webhook's writes.
+        parked = calls.pending_turn(db.session(), sid)
+        if parked is not None:
+            return respond_to_turn(sid, parked, took_pending_turn=True)
     return respond_to_turn(sid, answer)
 
 
