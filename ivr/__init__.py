@@ -13,8 +13,9 @@ if TYPE_CHECKING:
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """Build the app: defaults from the environment, then `config` overrides (tests)."""
-    # Imported here, not at the top: importing the pure core (`ivr.routing`) loads this package,
-    # and must not load Flask with it (tests/test_core_purity.py).
+    # Every import in this function is here, not at the top: importing the pure core
+    # (`ivr.routing`) loads this package, and must not load Flask, the store or any other edge
+    # with it (tests/test_core_purity.py). None of them breaks a cycle.
     from flask import Flask
 
     app = Flask(__name__, instance_relative_config=True)

@@ -42,7 +42,7 @@ def notified(monkeypatch):
         calls.append((request, rules))
         return 1
 
-    monkeypatch.setattr(service_requests, "_notifier", lambda: notify)
+    monkeypatch.setattr(service_requests, "notify_department", notify)
     return calls
 
 
@@ -189,7 +189,7 @@ def test_the_departments_targets_get_one_outbox_row_each_once(engine):
     from ivr.routing.rules import NotifyTarget
     from ivr.store import outbox
 
-    assert service_requests._notifier() is notify_department
+    assert service_requests.notify_department is notify_department
     targets = (NotifyTarget("email", "roads@city.example.gov"),
                NotifyTarget("webhook", "https://crm.example.gov/hooks", secret_env="IVR_ROADS_SECRET"))
     roads = replace(RULES.departments["roads"], notify=targets)
@@ -220,15 +220,6 @@ def test_a_rolled_back_request_notifies_nobody(engine):
         s.rollback()
     with Session(engine) as s:
         assert outbox.search(s) == []
-
-
-def test_without_an_outbox_the_request_is_still_kept(engine, monkeypatch):
-    monkeypatch.setattr(service_requests, "_notifier", lambda: None)
-    with Session(engine) as s:
-        request = make(s)
-        s.commit()
-    with Session(engine) as s:
-        assert service_requests.by_case(s, request.case_number) == request
 
 
 # ---- ivr requests ---------------------------------------------------------------------------------

@@ -14,6 +14,13 @@ from typing import Any, Iterator
 
 import click
 
+from ivr.cli.db import session
+from ivr.config import from_environment
+from ivr.prompts.sms_texts import SmsTexts
+from ivr.routing.load import load_rules
+
+# A command imports the store, the app and the job queue when it runs, not here: see ivr/cli/__init__.py.
+
 _UNIT_S = {"m": 60, "h": 3600, "d": 86400}
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([mhd])\s*$", re.IGNORECASE)
 
@@ -37,24 +44,10 @@ def parse_until(value: str | None, now: datetime) -> datetime | None:
 @contextmanager
 def _context(url: str | None) -> Iterator[tuple[Any, Any, Any]]:
     """(session, rules, SMS texts) for a command, outside the web app."""
-    from sqlalchemy.orm import Session
-
-    from ivr.cli.db import _database_url
-    from ivr.config import from_environment
-    from ivr.prompts.sms_texts import SmsTexts
-    from ivr.routing.load import load_rules
-    from ivr.store import db
-
     settings = from_environment()
     rules = load_rules(settings["IVR_RULES_PATH"])
-    engine = db.make_engine(_database_url(url))
-    try:
-        if not db.is_memory_sqlite(str(engine.url)):
-            db.upgrade(engine)
-        with Session(engine) as s:
-            yield s, rules, SmsTexts(settings["IVR_PROMPTS_DIR"], rules.languages)
-    finally:
-        engine.dispose()
+    with session(url) as s:
+        yield s, rules, SmsTexts(settings["IVR_PROMPTS_DIR"], rules.languages)
 
 
 def _when(value: datetime | None) -> str:

@@ -5,27 +5,12 @@ A token is printed once, when it is made; the database keeps only its hash.
 from __future__ import annotations
 
 import json
-from contextlib import contextmanager
-from typing import Iterator
 
 import click
 
-
-@contextmanager
-def _session(url: str | None) -> Iterator[object]:
-    from sqlalchemy.orm import Session
-
-    from ivr.cli.db import _database_url
-    from ivr.store import db
-
-    engine = db.make_engine(_database_url(url))
-    try:
-        if not db.is_memory_sqlite(str(engine.url)):
-            db.upgrade(engine)        # the token tables exist even before the app first started
-        with Session(engine) as s:
-            yield s
-    finally:
-        engine.dispose()
+from ivr.cli.db import session
+from ivr.store import audit, tokens
+from ivr.store.tokens import SCOPE_CALLS, SCOPES
 
 
 def _when(value: object) -> str:
@@ -34,8 +19,6 @@ def _when(value: object) -> str:
 
 def register(cli: click.Group) -> None:
     """Add the `api` command group to `cli`."""
-    from ivr.store.tokens import SCOPE_CALLS, SCOPES
-
     url_option = click.option("--url", envvar="IVR_DATABASE_URL", help="Database URL (default: the app's).")
 
     @cli.group("api")
@@ -53,15 +36,13 @@ def register(cli: click.Group) -> None:
     @url_option
     def add(name: str, scopes: tuple[str, ...], url: str | None) -> None:
         """Make token NAME and print it (only this once)."""
-        from ivr.store import audit, tokens
-
-        with _session(url) as s:
+        with session(url) as s:
             try:
-                token = tokens.add(s, name, list(scopes))  # type: ignore[arg-type]
+                token = tokens.add(s, name, list(scopes))
             except tokens.TokenError as exc:
                 raise click.ClickException(str(exc)) from None
-            audit.record(s, "cli", "api.tokens.add", name, {"scopes": sorted(set(scopes))})  # type: ignore[arg-type]
-            s.commit()  # type: ignore[attr-defined]
+            audit.record(s, "cli", "api.tokens.add", name, {"scopes": sorted(set(scopes))})
+            s.commit()
         click.echo(token)
         click.echo(f"token {name!r} ({' '.join(tokens.check_scopes(list(scopes)))}); it is shown only now: "
                    f"send it as 'Authorization: Bearer <token>'", err=True)
@@ -70,10 +51,8 @@ def register(cli: click.Group) -> None:
     @url_option
     def listing(url: str | None) -> None:
         """Every token: name, scopes, made, last used, revoked."""
-        from ivr.store import tokens
-
-        with _session(url) as s:
-            found = tokens.listing(s)  # type: ignore[arg-type]
+        with session(url) as s:
+            found = tokens.listing(s)
         if not found:
             click.echo("no API tokens (make one with `ivr api tokens add NAME`)")
         for token in found:
@@ -86,15 +65,13 @@ def register(cli: click.Group) -> None:
     @url_option
     def revoke(name: str, url: str | None) -> None:
         """Revoke token NAME at once (kept in the list, for the audit log's sake)."""
-        from ivr.store import audit, tokens
-
-        with _session(url) as s:
+        with session(url) as s:
             try:
-                tokens.revoke(s, name)  # type: ignore[arg-type]
+                tokens.revoke(s, name)
             except tokens.TokenError as exc:
                 raise click.ClickException(str(exc)) from None
-            audit.record(s, "cli", "api.tokens.revoke", name)  # type: ignore[arg-type]
-            s.commit()  # type: ignore[attr-defined]
+            audit.record(s, "cli", "api.tokens.revoke", name)
+            s.commit()
         click.echo(f"token {name!r} revoked")
 
     @api_group.command("audit")
@@ -104,10 +81,8 @@ def register(cli: click.Group) -> None:
     @url_option
     def audit_log(limit: int, actor: str | None, as_json: bool, url: str | None) -> None:
         """The newest audit entries: who read or changed what, and when."""
-        from ivr.store import audit
-
-        with _session(url) as s:
-            entries = audit.recent(s, limit, actor=actor)  # type: ignore[arg-type]
+        with session(url) as s:
+            entries = audit.recent(s, limit, actor=actor)
         for entry in entries:
             if as_json:
                 click.echo(json.dumps({"at": _when(entry.at), "actor": entry.actor, "action": entry.action,

@@ -11,18 +11,19 @@ from typing import Any
 
 import click
 
+from ivr.cli.db import database_url
+from ivr.store.privacy import mask_number, mask_record
+
+# A command imports the store, the app and the job queue when it runs, not here: see ivr/cli/__init__.py.
+
 
 def _number(value: str | None, show: bool) -> str:
-    from ivr.store.privacy import mask_number
-
     if show or (value or "").startswith("hash:"):    # a hashed number (retention) cannot be dialled
         return value or "?"
     return mask_number(value)
 
 
 def _numbers(document: dict[str, Any], show: bool) -> dict[str, Any]:
-    from ivr.store.privacy import mask_record
-
     return document if show else mask_record(document)
 
 
@@ -74,10 +75,9 @@ def register(cli: click.Group) -> None:
         """Recent calls, or the story of CALL_SID: questions, answers, decisions and reasons."""
         from sqlalchemy.orm import Session
 
-        from ivr.cli.db import _database_url
         from ivr.store import db, history
 
-        engine = db.make_engine(_database_url(url))
+        engine = db.make_engine(database_url(url))
         try:
             with Session(engine) as session:
                 if call_sid:

@@ -5,16 +5,46 @@ to migrate before a deploy or check what a database is at.
 """
 from __future__ import annotations
 
+import os
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
 import click
+from flask import Flask
 from sqlalchemy import Engine
+from sqlalchemy.orm import Session
+
+from ivr import create_app
+
+# A command imports the store, the app and the job queue when it runs, not here: see ivr/cli/__init__.py.
 
 
-def _database_url(url: str | None) -> str:
+def database_url(url: str | None = None) -> str:
+    """`url`, else IVR_DATABASE_URL, else the app's default SQLite file in its instance folder
+    (what create_app() would use, without building the app and loading its recognisers)."""
+    url = url or os.environ.get("IVR_DATABASE_URL")
     if url:
         return url
-    from ivr import create_app
+    instance = Path(Flask("ivr", instance_relative_config=True).instance_path)
+    instance.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{instance / 'ivr.sqlite3'}"
 
-    return str(create_app().config["IVR_DATABASE_URL"])
+
+@contextmanager
+def session(url: str | None = None) -> Iterator[Session]:
+    """A session on `database_url(url)` for a command that needs only the store (not the app).
+    The schema is upgraded first: a command may run before the app ever started."""
+    from ivr.store import db   # lazily, like every command's store: see ivr/cli/__init__.py
+
+    engine = db.make_engine(database_url(url))
+    try:
+        if not db.is_memory_sqlite(str(engine.url)):
+            db.upgrade(engine)
+        with Session(engine) as s:
+            yield s
+    finally:
+        engine.dispose()
 
 
 def register(cli: click.Group) -> None:
@@ -31,7 +61,7 @@ def register(cli: click.Group) -> None:
         """Migrate the database schema to REVISION."""
         from ivr.store import db
 
-        engine = db.make_engine(_database_url(url))
+        engine = db.make_engine(database_url(url))
         try:
             db.upgrade(engine, revision)
             click.echo(f"database at {_current(engine) or 'base'}")
@@ -44,7 +74,7 @@ def register(cli: click.Group) -> None:
         """Print the schema revision the database is at, and whether that is the newest."""
         from ivr.store import db
 
-        engine = db.make_engine(_database_url(url))
+        engine = db.make_engine(database_url(url))
         try:
             at = _current(engine)
         finally:
@@ -61,7 +91,6 @@ def register(cli: click.Group) -> None:
     def prune(url: str | None, dry_run: bool, hours: int | None) -> None:
         """Apply retention now (the worker does it every hour): transcripts, recordings, numbers,
         stored webhook answers and per-call prompt renders older than their IVR_RETAIN_*_DAYS."""
-        from ivr import create_app
         from ivr.jobs import retention
 
         overrides: dict[str, object] = {"IVR_WARM": False, **({"IVR_DATABASE_URL": url} if url else {})}

@@ -10,6 +10,11 @@ from datetime import date
 
 import click
 
+from ivr.config import shipped
+from ivr.routing.hours import closures_between
+from ivr.routing.load import load_rules
+from ivr.routing.problems import ConfigError
+
 
 def register(cli: click.Group) -> None:
     """Add `holidays` to `cli`."""
@@ -23,11 +28,6 @@ def register(cli: click.Group) -> None:
                   help="Rules file (default: $IVR_RULES_PATH or the shipped routing_rules.yaml).")
     def holidays(year: int | None, dept_id: str | None, lang: str | None, rules_path: str | None) -> None:
         """The closures of YEAR (default: this year): date, weekday, hours closed and name."""
-        from ivr.config import shipped
-        from ivr.routing.hours import closures_between
-        from ivr.routing.problems import ConfigError
-        from ivr.routing.load import load_rules
-
         path = rules_path or os.environ.get("IVR_RULES_PATH") or str(shipped("routing_rules.yaml"))
         try:
             rules = load_rules(path)

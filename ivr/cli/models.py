@@ -5,6 +5,12 @@ from pathlib import Path
 
 import click
 
+from ivr.config import from_environment
+from ivr.routing.load import load_rules
+from ivr.speech.engines.base import EngineUnavailable
+
+# The recognisers are imported when a command runs, not here: see ivr/cli/__init__.py.
+
 
 def register(cli: click.Group) -> None:
     @cli.group()
@@ -15,10 +21,7 @@ def register(cli: click.Group) -> None:
     @click.option("--language", "languages", multiple=True, help="Language code (default: the rules' languages).")
     def status(languages: tuple[str, ...]) -> None:
         """Show the engine, its model and the capture mode each language would use on this machine."""
-        from ivr.config import from_environment
-        from ivr.routing.load import load_rules
         from ivr.speech.engines import whisper
-        from ivr.speech.engines.base import EngineUnavailable
         from ivr.speech.engines.vosk import find_model
         from ivr.speech.service import SpeechService
 
@@ -50,9 +53,6 @@ def register(cli: click.Group) -> None:
     def download(name: str, models_dir: Path | None) -> None:
         """Download a model: `whisper-base`, `whisper-small` … (faster-whisper's downloader), or the
         small Vosk model for a language (en-us, es, …) through vosk's model list."""
-        from ivr.config import from_environment
-        from ivr.speech.engines.base import EngineUnavailable
-
         target_dir = models_dir or Path(from_environment()["IVR_MODELS_DIR"])
         try:
             if name.startswith("whisper-"):

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import click
 
-from ivr.cli.service_requests import _session
+from ivr.cli.db import session
+from ivr.store import audit, tokens
 
 
 def _when(value: object) -> str:
@@ -31,9 +32,7 @@ def register(cli: click.Group) -> None:
     @url_option
     def add(name: str, url: str | None) -> None:
         """Make key NAME (e.g. the CRM or app that will post) and print it, only this once."""
-        from ivr.store import audit, tokens
-
-        with _session(url) as s:
+        with session(url) as s:
             try:
                 key = tokens.add(s, name, [tokens.SCOPE_OPEN311])
             except tokens.TokenError as exc:
@@ -48,9 +47,7 @@ def register(cli: click.Group) -> None:
     @url_option
     def listing(url: str | None) -> None:
         """Every Open311 key: name, made, last used, revoked."""
-        from ivr.store import tokens
-
-        with _session(url) as s:
+        with session(url) as s:
             found = [t for t in tokens.listing(s) if tokens.SCOPE_OPEN311 in t.scope_set]
         if not found:
             click.echo("no Open311 keys (make one with `ivr open311 keys add NAME`)")
@@ -63,9 +60,7 @@ def register(cli: click.Group) -> None:
     @url_option
     def revoke(name: str, url: str | None) -> None:
         """Revoke key NAME at once (kept in the list, for the audit log's sake)."""
-        from ivr.store import audit, tokens
-
-        with _session(url) as s:
+        with session(url) as s:
             found = next((t for t in tokens.listing(s) if t.name == name), None)
             if found is None or tokens.SCOPE_OPEN311 not in found.scope_set:
                 raise click.ClickException(f"no Open311 key named {name!r} (`ivr open311 keys list`)")

@@ -15,7 +15,10 @@ from typing import Any
 
 import click
 
+from ivr import create_app
 from ivr.store.privacy import mask_number
+
+# A command imports the store, the app and the job queue when it runs, not here: see ivr/cli/__init__.py.
 
 
 def _target(kind: str, target: str, show: bool) -> str:
@@ -46,8 +49,6 @@ def _open(url: str | None) -> tuple[Any, Any]:
 
     if url:
         return db.make_engine(url), None
-    from ivr import create_app
-
     app = create_app({"IVR_WARM": False})
     from ivr.jobs.outbox import wake
 

@@ -18,10 +18,15 @@ from zoneinfo import ZoneInfo
 
 import click
 
+from ivr.config import shipped
 from ivr.routing.classify import Classifier
+from ivr.routing.decide import decide
 from ivr.routing.problems import ConfigError
 from ivr.routing.rules import Rules
 from ivr.routing.load import load_rules
+from ivr.routing.state import CallState, Turn
+from ivr.speech.emergency import emergency_in_alternatives
+from ivr.speech.transcribe import recognize_file
 
 #: Fields `ivr route` computes; in --batch an input field of the same name is moved to "input".
 RESULT_FIELDS = ("text", "language", "intent", "department", "confidence", "action", "explanation",
@@ -55,9 +60,6 @@ class Router:
 
         `emergency_heard`: the recogniser's emergency watch verdict (audio only; ivr.speech.emergency).
         """
-        from ivr.routing.decide import decide
-        from ivr.routing.state import CallState, Turn
-
         classification = self.classifier.classify(text, language)
         turn = Turn(speech=text, asr_confidence=asr_confidence, emergency_heard=emergency_heard)
         decision = decide(CallState(step="ask", language=language), turn, classification, now, self.rules)
@@ -100,10 +102,8 @@ def parse_when(value: str | None, zone: ZoneInfo) -> datetime:
     return when.replace(tzinfo=zone) if when.tzinfo is None else when
 
 
-def _route_audio(router: Router, audio: Path, language: str, now: datetime) -> dict[str, Any]:
-    from ivr.speech.emergency import emergency_in_alternatives
-    from ivr.speech.transcribe import recognize_file
-
+def route_audio(router: Router, audio: Path, language: str, now: datetime) -> dict[str, Any]:
+    """Recognise the recording at `audio`, then route what was heard (`ivr route --audio`, the console)."""
     heard, engine = recognize_file(str(audio), language, router.rules)
     transcript, asr_confidence = heard.text, heard.confidence
     watched = emergency_in_alternatives(router.classifier, heard, language)
@@ -125,7 +125,7 @@ def route_line(router: Router, raw: str, base: Path, default_language: str | Non
     try:
         language = router.language(item.get("lang") or default_language)
         if isinstance(item.get("audio"), str):
-            result = _route_audio(router, base / item["audio"], language, now)
+            result = route_audio(router, base / item["audio"], language, now)
         elif isinstance(item.get("text"), str):
             result = router.route(item["text"], language, now)
         else:
@@ -188,8 +188,6 @@ def register(cli: click.Group) -> None:
         """What the line would do if a caller said TEXT first (no server, no network)."""
         if sum(x is not None for x in (text, batch, audio)) != 1:
             raise click.UsageError("give exactly one of TEXT, --batch FILE or --audio FILE")
-        from ivr.config import shipped
-
         path = rules_path or os.environ.get("IVR_RULES_PATH") or str(shipped("routing_rules.yaml"))
         try:
             router = Router.load(path)
@@ -207,7 +205,7 @@ def register(cli: click.Group) -> None:
                 return
             lang = router.language(language)
             if audio is not None:
-                result = _route_audio(router, audio, lang, now)
+                result = route_audio(router, audio, lang, now)
             else:
                 result = router.route(text or "", lang, now)
         except ValueError as exc:  # bad --at/--lang, unreadable audio

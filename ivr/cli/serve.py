@@ -10,6 +10,8 @@ import sys
 
 import click
 
+from ivr import create_app
+
 
 def register(cli: click.Group) -> None:
     @cli.command()
@@ -19,8 +21,6 @@ def register(cli: click.Group) -> None:
                   help="Also run `ivr worker` (background jobs) while serving.")
     def serve(host: str, port: int, worker: bool) -> None:
         """Serve the webhooks and the media-stream websocket."""
-        from ivr import create_app
-
         app = create_app()
         click.echo(f"Serving the city line on http://{host}:{port} (rules: {app.config['IVR_RULES_PATH']})")
         child = subprocess.Popen([sys.executable, "-m", "ivr.cli", "worker", "--workers", "1"]) if worker else None

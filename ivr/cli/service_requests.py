@@ -9,29 +9,17 @@ from __future__ import annotations
 
 import getpass
 import json
-from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any
 
 import click
 
+from ivr.cli.db import session
+from ivr.config import from_environment
+from ivr.routing.load import load_rules
 from ivr.routing.services import STATUSES, ServiceRequest, StatusChange
+from ivr.store.privacy import mask_email, mask_number
 
-
-@contextmanager
-def _session(url: str | None) -> Iterator[Any]:
-    from sqlalchemy.orm import Session
-
-    from ivr.cli.db import _database_url
-    from ivr.store import db
-
-    engine = db.make_engine(_database_url(url))
-    try:
-        if not db.is_memory_sqlite(str(engine.url)):
-            db.upgrade(engine)
-        with Session(engine) as s:
-            yield s
-    finally:
-        engine.dispose()
+# A command imports the store, the app and the job queue when it runs, not here: see ivr/cli/__init__.py.
 
 
 def _when(value: Any) -> str:
@@ -39,8 +27,6 @@ def _when(value: Any) -> str:
 
 
 def _document(request: ServiceRequest, show: bool) -> dict[str, Any]:
-    from ivr.store.privacy import mask_email, mask_number
-
     document = {name: getattr(request, name) for name in ServiceRequest.__dataclass_fields__}
     document["created_at"], document["updated_at"] = _when(request.created_at), _when(request.updated_at)
     if not show:
@@ -100,7 +86,7 @@ def register(cli: click.Group) -> None:
         """The newest requests first."""
         from ivr.store import service_requests
 
-        with _session(url) as s:
+        with session(url) as s:
             found = service_requests.search(s, status=status or None, service_code=service_code or None,
                                             department=department or None, limit=limit)
         if not found and not as_json:
@@ -118,7 +104,7 @@ def register(cli: click.Group) -> None:
         """One request (CASE: its case number) and its history."""
         from ivr.store import service_requests
 
-        with _session(url) as s:
+        with session(url) as s:
             request = service_requests.by_case(s, case)
             changes = service_requests.history(s, case) if request else []
         if request is None:
@@ -133,14 +119,12 @@ def register(cli: click.Group) -> None:
             click.echo(line)
 
     def _change(case: str, status: str, note: str, by: str | None, url: str | None, text: bool = True) -> None:
-        from ivr.config import from_environment
-        from ivr.routing.load import load_rules
         from ivr.service_updates import tell_citizen
         from ivr.store import service_requests
 
         author = by or f"cli:{getpass.getuser()}"
         settings = from_environment()
-        with _session(url) as s:
+        with session(url) as s:
             try:
                 request = service_requests.set_status(s, case, status, note, author)
             except service_requests.RequestError as exc:

@@ -10,7 +10,11 @@ import sys
 import click
 from sqlalchemy import select
 
-from ivr.store.console import ROLES
+from ivr.cli.db import session
+from ivr.store import audit, console
+from ivr.store.console import ROLES, User
+
+# A command imports the store, the app and the job queue when it runs, not here: see ivr/cli/__init__.py.
 
 
 def _read_password() -> str:
@@ -18,21 +22,6 @@ def _read_password() -> str:
     if not password:
         raise click.UsageError("no password on standard input (echo … | ivr users add NAME --role agent --password-stdin)")
     return password
-
-
-def database_url() -> str:
-    """IVR_DATABASE_URL, else the app's default SQLite file in its instance folder."""
-    import os
-    from pathlib import Path
-
-    from flask import Flask
-
-    url = os.environ.get("IVR_DATABASE_URL")
-    if url:
-        return url
-    instance = Path(Flask("ivr", instance_relative_config=True).instance_path)   # as create_app()
-    instance.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{instance / 'ivr.sqlite3'}"
 
 
 def register(cli: click.Group) -> None:
@@ -44,24 +33,16 @@ def register(cli: click.Group) -> None:
 
     def _with_session(action):  # type: ignore[no-untyped-def]
         # Only the store: building the whole app would load the speech models for nothing.
-        from sqlalchemy.orm import Session
-
-        from ivr.store import db
         from ivr.web.console.auth import AccountError
 
-        engine = db.make_engine(database_url())
-        try:
-            db.upgrade(engine)
-            with Session(engine) as s:
-                try:
-                    result = action(s)
-                    s.commit()
-                    return result
-                except AccountError as exc:
-                    s.rollback()
-                    raise click.ClickException(str(exc)) from None
-        finally:
-            engine.dispose()
+        with session() as s:
+            try:
+                result = action(s)
+                s.commit()
+                return result
+            except AccountError as exc:
+                s.rollback()
+                raise click.ClickException(str(exc)) from None
 
     @users.command("add")
     @click.argument("username")
@@ -70,7 +51,6 @@ def register(cli: click.Group) -> None:
     @click.option("--line", default="", help="The user's phone line (E.164 or sip:), for screen pops and call-backs.")
     def add(username: str, role: str, password_stdin: bool, line: str) -> None:
         """Create USERNAME with ROLE."""
-        from ivr.store import audit
         from ivr.web.console import auth
 
         password = _read_password()
@@ -85,8 +65,6 @@ def register(cli: click.Group) -> None:
     @users.command("list")
     def list_() -> None:
         """Every user: name, role, line, state."""
-        from ivr.store.console import User
-
         def action(s):  # type: ignore[no-untyped-def]
             return [(u.username, u.role, u.line, "disabled" if u.disabled else "active")
                     for u in s.scalars(select(User).order_by(User.username))]
@@ -98,7 +76,6 @@ def register(cli: click.Group) -> None:
     @click.argument("username")
     def disable(username: str) -> None:
         """Stop USERNAME from signing in (their open sessions end at the next request)."""
-        from ivr.store import audit, console
         from ivr.web.console import auth
 
         def action(s):  # type: ignore[no-untyped-def]
@@ -116,7 +93,6 @@ def register(cli: click.Group) -> None:
     @click.option("--password-stdin", is_flag=True, required=True, help="Read the new password from standard input.")
     def reset_password(username: str, password_stdin: bool) -> None:
         """Give USERNAME a new password (also lifts a lockout and re-enables the account)."""
-        from ivr.store import audit, console
         from ivr.web.console import auth
 
         password = _read_password()

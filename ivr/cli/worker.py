@@ -10,6 +10,10 @@ import logging
 
 import click
 
+from ivr import create_app
+
+# A command imports the store, the app and the job queue when it runs, not here: see ivr/cli/__init__.py.
+
 
 def register(cli: click.Group) -> None:
     @cli.command()
@@ -18,7 +22,7 @@ def register(cli: click.Group) -> None:
     @click.option("--no-periodic", is_flag=True, help="Do not run scheduled tasks (retention) here.")
     def worker(workers: int, no_periodic: bool) -> None:
         """Run the job consumer with its scheduled tasks until stopped (Ctrl-C / SIGTERM)."""
-        from ivr import create_app, jobs
+        from ivr import jobs
 
         # Workers run jobs, not calls: no recogniser or voice is loaded ahead for them.
         app = create_app({"IVR_WARM": False})

@@ -34,6 +34,10 @@ from huey.exceptions import TaskLockedException
 from sqlalchemy.orm import Session
 
 from ivr.jobs.queue import app_periodic_task, app_task, huey
+from ivr.prompts.fixed import fixed_texts
+from ivr.prompts.serving import catalogue_now, prompt_audio
+from ivr.routing.hours import hours_by_code
+from ivr.rules_source import current_rules
 from ivr.store import db
 from ivr.store import retention as store_retention
 from ivr.store.models import utcnow
@@ -128,11 +132,6 @@ def _prune_renders(app: Flask, days: float, dry_run: bool) -> int:
 def _fixed_names(app: Flask) -> set[str] | None:
     """Cache names of every prompt knowable ahead (what `ivr prompts build` renders)."""
     try:
-        from ivr.prompts.fixed import fixed_texts
-        from ivr.prompts.serving import catalogue_now, prompt_audio
-        from ivr.routing.hours import hours_by_code
-        from ivr.rules_source import current_rules
-
         with app.app_context():
             catalogue = catalogue_now()
             store = prompt_audio()

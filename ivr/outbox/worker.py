@@ -23,10 +23,10 @@ import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
 from flask import Flask
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import sessionmaker
 
 from ivr import metrics
 from ivr.outbox.delivery import Deliverer, Outcome
@@ -34,6 +34,7 @@ from ivr.store import db
 from ivr.store import outbox as store
 from ivr.store.models import utcnow
 from ivr.store.privacy import mask_number
+from ivr.store.sms_contacts import opted_out
 
 log = logging.getLogger(__name__)
 
@@ -76,15 +77,6 @@ class DrainReport:
             self.next_retry_at = retry_at
 
 
-def _opted_out_check() -> Callable[[Session, str], bool] | None:
-    """ivr.store.sms_contacts.opted_out, when the SMS channel is installed (the sms helper's table)."""
-    try:
-        from ivr.store.sms_contacts import opted_out   # optional: the outbox works without the SMS channel
-    except ImportError:
-        return None
-    return opted_out
-
-
 def drain(app: Flask, *, max_rows: int | None = None, deliverer: Deliverer | None = None,
           worker: str | None = None) -> DrainReport:
     """Deliver due rows until none is left (or `max_rows` were handled)."""
@@ -94,7 +86,6 @@ def drain(app: Flask, *, max_rows: int | None = None, deliverer: Deliverer | Non
     worker = worker or worker_id()
     own_deliverer = deliverer is None
     deliverer = deliverer or Deliverer(config)
-    opted_out = _opted_out_check()
     report = DrainReport()
     sessions = sessionmaker(db.engine(app), expire_on_commit=False)
     try:
@@ -106,7 +97,7 @@ def drain(app: Flask, *, max_rows: int | None = None, deliverer: Deliverer | Non
             if not rows:
                 break
             for row in rows:
-                _deliver_one(app, sessions, deliverer, row, worker, opted_out, report)
+                _deliver_one(app, sessions, deliverer, row, worker, report)
     finally:
         if own_deliverer:
             deliverer.close()
@@ -114,10 +105,10 @@ def drain(app: Flask, *, max_rows: int | None = None, deliverer: Deliverer | Non
 
 
 def _deliver_one(app: Flask, sessions: Any, deliverer: Deliverer, row: store.Row, worker: str,
-                 opted_out: Callable[[Session, str], bool] | None, report: DrainReport) -> None:
+                 report: DrainReport) -> None:
     config = app.config
     outcome: Outcome | None = None
-    if row.kind == "sms" and opted_out is not None:
+    if row.kind == "sms":
         with sessions() as s:
             if opted_out(s, row.target):
                 outcome = Outcome.dead("not sent: the number opted out (STOP)")

@@ -21,6 +21,8 @@ from flask import Flask, current_app
 
 from ivr.routing.rules import Rules
 from ivr.speech.engines.base import Engine, EngineUnavailable
+from ivr.config import shipped
+from ivr.speech.engines import pocketsphinx, vosk, whisper
 from ivr.speech.engines.pocketsphinx import DEFAULT_MAX_DECODERS
 from ivr.lang import dirs_beside
 from ivr.speech.engines.twilio import TwilioEngine, twilio_locale
@@ -66,13 +68,10 @@ class SpeechService:
             return self._choice[language]
 
     def _resolve(self, language: str) -> str:
-        from ivr.speech.engines import whisper
-        from ivr.speech.engines.vosk import find_model, missing_model_message
-
         wanted = self.setting(language)
         if wanted == "vosk":
-            if find_model(language, self.config) is None:
-                raise EngineUnavailable(missing_model_message(language))
+            if vosk.find_model(language, self.config) is None:
+                raise EngineUnavailable(vosk.missing_model_message(language))
             return "vosk"
         if wanted == "whisper":
             if not whisper.whisper_installed():
@@ -92,7 +91,7 @@ class SpeechService:
             return "twilio"
         if wanted == "keypad":
             return "keypad"
-        if find_model(language, self.config) is not None:
+        if vosk.find_model(language, self.config) is not None:
             return "vosk"
         if whisper.whisper_installed() and whisper.find_model(language, self.config) is not None:
             return "whisper"
@@ -135,21 +134,16 @@ class SpeechService:
         if name == "twilio":
             return TwilioEngine(language, self.lang_dirs)
         if name == "vosk":
-            from ivr.speech.engines.vosk import VoskEngine, find_model
-
-            return VoskEngine(language, find_model(language, self.config))
+            return vosk.VoskEngine(language, vosk.find_model(language, self.config))
         if name == "whisper":
-            from ivr.speech.engines.whisper import WhisperEngine, find_model as find_whisper
-
-            return WhisperEngine(language, find_whisper(language, self.config), rules=rules,
-                                 threads=self._int_setting("IVR_WHISPER_THREADS", 0) or None,
-                                 workers=self._int_setting("IVR_WHISPER_WORKERS", 0) or None)
-        from ivr.speech.engines.pocketsphinx import PocketsphinxEngine
-
-        return PocketsphinxEngine(rules, language, cache_dir=self.cache_dir,
-                                  extra_sentences=self._extra_sentences(language),
-                                  max_decoders=self._int_setting("IVR_DECODE_POOL_MAX", DEFAULT_MAX_DECODERS),
-                                  emergency_watch=_flag(self.config.get("IVR_EMERGENCY_WATCH", True)))
+            return whisper.WhisperEngine(language, whisper.find_model(language, self.config), rules=rules,
+                                         threads=self._int_setting("IVR_WHISPER_THREADS", 0) or None,
+                                         workers=self._int_setting("IVR_WHISPER_WORKERS", 0) or None)
+        return pocketsphinx.PocketsphinxEngine(rules, language, cache_dir=self.cache_dir,
+                                               extra_sentences=self._extra_sentences(language),
+                                               max_decoders=self._int_setting("IVR_DECODE_POOL_MAX",
+                                                                              DEFAULT_MAX_DECODERS),
+                                               emergency_watch=_flag(self.config.get("IVR_EMERGENCY_WATCH", True)))
 
     def _int_setting(self, key: str, default: int) -> int:
         raw = self.config.get(key)
@@ -161,8 +155,6 @@ class SpeechService:
             raise EngineUnavailable(f"{key}={raw!r} is not a whole number") from None
 
     def _extra_sentences(self, language: str) -> list[str]:
-        from ivr.config import shipped
-
         # The shipped folder, not one relative to the working directory: a service started
         # elsewhere would otherwise build a different model from the app's, silently.
         grammars = self.config.get("IVR_GRAMMARS_DIR") or shipped("grammars")

@@ -9,6 +9,7 @@ import threading
 from pathlib import Path
 from typing import Any, Mapping
 
+from ivr.config import PROJECT_ROOT, from_environment
 from ivr.routing.rules import Rules
 from ivr.speech.audio import read_wav
 from ivr.speech.engines.base import EngineUnavailable, Grammar, Result
@@ -20,8 +21,6 @@ _lock = threading.Lock()
 
 
 def _service(rules: Rules, config: Mapping[str, Any]) -> SpeechService:
-    from ivr.config import PROJECT_ROOT
-
     key = (id(rules), str(sorted((k, str(v)) for k, v in config.items() if k.startswith("IVR_"))))
     with _lock:
         if key not in _services:
@@ -51,8 +50,6 @@ def recognize_file(path: str | Path, language: str, rules: Rules, *,
     Same arguments and errors as `transcribe_file`.
     """
     if config is None:
-        from ivr.config import from_environment
-
         config = from_environment()
     audio = read_wav(path)
     service = _service(rules, config)

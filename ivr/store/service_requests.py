@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import random
 from datetime import datetime
-from typing import Any, Callable, Iterable
+from typing import Any, Iterable
 
 from sqlalchemy import (Boolean, Float, ForeignKey, Index, Integer, String, Text, bindparam, func, select,
                         update)
@@ -21,6 +21,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from ivr import rules_source
+from ivr.outbox import notify_department
 from ivr.routing.rules import Rules
 from ivr.routing.services import CASE_LENGTHS, CHANNELS, STATUSES, Service, ServiceRequest, StatusChange, \
     new_case_number, normalise_case_number
@@ -135,21 +136,6 @@ def _coordinate(value: float | None, what: str, bound: float) -> float | None:
     return number
 
 
-def _notifier() -> Callable[..., int] | None:
-    """ivr.outbox.notify_department, once the outbox exists.
-
-    Looked up when a request is made, not at import: the outbox names `ServiceRequest` and may
-    import this module, and only a missing `ivr.outbox` (not a broken one) may be passed over.
-    """
-    try:
-        from ivr.outbox import notify_department
-    except ModuleNotFoundError as exc:
-        if exc.name not in ("ivr.outbox",):
-            raise
-        return None
-    return notify_department  # type: ignore[no-any-return]
-
-
 def create(s: Session, *, source_key: str, channel: str, service: Service, description: str,
            address: str | None, lat: float | None, long: float | None, language: str,
            contact_phone: str | None, contact_email: str | None, text_consent: bool,
@@ -204,14 +190,7 @@ def _created(s: Session, key: str, when: datetime, rules: Rules | None) -> Servi
     conn.execute(_H.insert(), {"request_id": request.id, "status": "open", "note": f"received by {request.channel}",
                                "author": request.channel, "created_at": when})
     s.info["wrote"] = True
-    notify = _notifier()
-    if notify is None:
-        # TODO(outbox): ivr.outbox has not landed yet; departments are notified once it does
-        # (tests/test_service_requests.py checks the call as soon as ivr.outbox imports).
-        log.warning("service request %s: no outbox yet, department %s not notified",
-                    request.case_number, request.department)
-        return request
-    notify(s, request, rules if rules is not None else rules_source.current_rules())
+    notify_department(s, request, rules if rules is not None else rules_source.current_rules())
     return request
 
 

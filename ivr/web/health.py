@@ -16,6 +16,7 @@ import logging
 from flask import Blueprint, Flask, Response, jsonify
 
 from ivr.rules_source import current_rules
+from ivr.speech.service import speech_service
 from ivr.store import db
 
 log = logging.getLogger(__name__)
@@ -39,8 +40,6 @@ def _rules_ok() -> bool:
 
 
 def _recognisers_ok() -> bool:
-    from ivr.speech.service import speech_service
-
     try:
         languages = current_rules().languages
         waiting = [language for language in languages if not speech_service().ready(language)]

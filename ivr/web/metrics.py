@@ -17,6 +17,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy.exc import SQLAlchemyError
 
 from ivr import metrics, outbox
+from ivr.speech.pool import decode_pool
 from ivr.store import db
 
 log = logging.getLogger(__name__)
@@ -76,8 +77,6 @@ def init_app(app: Flask) -> None:
     app.register_blueprint(bp)
     app.before_request(_start_timer)
     app.after_request(_observe_webhook)
-    from ivr.speech.pool import decode_pool
-
     pool = decode_pool()
     if id(pool) not in _observed_pools:      # one callback per pool, however many apps
         pool.observe(metrics.observe_decode_pool)

@@ -15,6 +15,7 @@ from sqlalchemy import Connection
 from ivr.store import audit, console, retention, tokens  # noqa: F401 - their tables are in Base.metadata
 from ivr.store import alerts, sms_contacts  # noqa: F401 - SMS channel and topic alerts
 from ivr.store import service_requests  # noqa: F401 - its tables join Base.metadata
+from ivr.store.db import make_engine
 from ivr.store.models import Base
 
 config = context.config
@@ -37,8 +38,6 @@ def run_migrations_online() -> None:
         return
     if config.config_file_name is not None:
         fileConfig(config.config_file_name)  # only for the standalone `alembic` command
-    from ivr.store.db import make_engine
-
     url = os.environ.get("IVR_DATABASE_URL") or config.get_main_option("sqlalchemy.url")
     if not url:
         raise SystemExit("set IVR_DATABASE_URL (or use `ivr db upgrade`, which knows the default)")

@@ -20,7 +20,7 @@ from sqlalchemy import select
 
 from ivr import prompts as prompt_catalogue
 from ivr.cli.check import run_check
-from ivr.cli.route import Router, city_timezone
+from ivr.cli.route import Router, city_timezone, route_audio   # the same path as `ivr route`
 from ivr import rules_source
 from ivr.routing.problems import Problem
 from ivr.store import audit, console, db  # noqa: F401 — audit.recent for the users page
@@ -91,8 +91,7 @@ def _try_result(form: TryForm) -> dict[str, Any] | None:
             with tempfile.NamedTemporaryFile(suffix=".wav") as handle:
                 handle.write(data)
                 handle.flush()
-                from ivr.cli.route import _route_audio   # the same path as `ivr route --audio`
-                return _route_audio(router, Path(handle.name), language, now)
+                return route_audio(router, Path(handle.name), language, now)
         if not (form.sentence.data or "").strip():
             return {"error": "type a sentence or choose a WAV recording"}
         return router.route(form.sentence.data.strip(), language, now)
