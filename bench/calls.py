@@ -214,8 +214,8 @@ def main() -> None:
                "IVR_SPEECH_ENGINE": os.environ.get("IVR_SPEECH_ENGINE", "twilio"),
                # The timing wrappers (timed_target) live in `tmp`.
                "PYTHONPATH": os.pathsep.join(filter(None, [tmp, os.environ.get("PYTHONPATH")]))}
-        # As `make run` does before serving: every fixed prompt rendered, so no measured webhook
-        # waits for a voice to render one on demand (up to IVR_TTS_BUDGET_MS, CPU-heavy meanwhile).
+        # As `make run` does before serving: every fixed prompt rendered, so the measured calls
+        # render only per-call prompts (in the background; no webhook waits for a voice).
         built = subprocess.run([str(Path(sys.executable).parent / "ivr"), "prompts", "build"], cwd=ROOT,
                                env=env, capture_output=True, text=True)
         if built.returncode != 0:

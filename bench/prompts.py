@@ -8,8 +8,8 @@ routing_rules.yaml (other IVR_* settings from the environment apply).
 
 1. Cold start: `ivr prompts build` as `make run` runs it (a new process, an empty cache), then
    again warm. The time includes loading the Piper voice.
-2. On demand: `queue_position` texts no build could know, rendered one at a time as a webhook
-   waits for them, against IVR_TTS_BUDGET_MS.
+2. On demand: `queue_position` texts no build could know, rendered one at a time as Twilio's fetch
+   of a render-on-fetch URL waits for them, against IVR_TTS_FETCH_WAIT_MS.
 3. Intelligibility: every fixed prompt, plus filled examples of the per-call ones, in every
    language, rendered by every engine installed for it, exactly as the line renders them
    (lexicon, style, 8 kHz μ-law), then transcribed by a fixed offline listener: Whisper base
@@ -92,7 +92,7 @@ def bench_on_demand(cache: Path, renders: int) -> None:
     catalogue, _ = load_catalogue(config["IVR_PROMPTS_DIR"])
     lexicons = load_lexicons(config["IVR_PROMPTS_DIR"], catalogue)
     store = audio_store(config, sorted(catalogue), lexicons.__getitem__)
-    budget_ms = int(config["IVR_TTS_BUDGET_MS"])
+    budget_ms = int(config["IVR_TTS_FETCH_WAIT_MS"])
     for language in sorted(catalogue):
         engine = store.speaker(language).engine
         if engine is None:
@@ -109,7 +109,7 @@ def bench_on_demand(cache: Path, renders: int) -> None:
         within = sum(t <= budget_ms for t in timings)
         print(f"on-demand {language} ({engine.id}, {renders} queue_position texts): p50 "
               f"{statistics.median(timings):.0f} ms  p99 {_percentile(timings, 0.99):.0f} ms  "
-              f"max {max(timings):.0f} ms  within {budget_ms} ms budget: {within}/{renders} (else <Say> now)")
+              f"max {max(timings):.0f} ms  within the {budget_ms} ms fetch wait: {within}/{renders} (else silence)")
 
 
 # --- 3. intelligibility ------------------------------------------------------------------------

@@ -41,7 +41,7 @@ _SETTINGS: dict[str, tuple[Any, type]] = {
     "SPEECH_ENGINE": ("auto", str),            # auto | vosk | whisper | pocketsphinx | twilio | keypad
     "CAPTURE": ("stream", str),                # stream (Media Streams) | record | twilio
     "TTS_RATE": (150, int),                    # words per minute for rendered prompts
-    "TTS_BUDGET_MS": (1500, int),              # on-demand rendering budget before <Say> fallback
+    "TTS_FETCH_WAIT_MS": (4000, int),          # how long Twilio's fetch of a prompt waits for its render (webhooks never wait)
     "RULES_RELOAD": (True, bool),              # re-read routing_rules.yaml when it changes
     "REDIS_URL": ("", str),                    # job queue on Redis; "" → SQLite <instance>/jobs.sqlite3
     "JOBS_DB": ("", str),                      # the SQLite job queue's file (default in the instance folder)

@@ -59,7 +59,11 @@ ACTIVE_STREAMS = Gauge("ivr_active_streams", "Media-stream websockets open now",
 
 # --- prompts and rules --------------------------------------------------------------------------------
 TTS_RENDERS = Counter("ivr_tts_renders", "Prompt audio renders", ["result"])   # ok | failed
-SAY_FALLBACKS = Counter("ivr_say_fallbacks", "Prompts spoken with <Say> because no audio was ready")
+SAY_FALLBACKS = Counter("ivr_say_fallbacks", "Prompts spoken with <Say> because no audio could be made")
+# Fetches of render-on-fetch URLs whose file was not on disk yet (ivr/prompts/serving.py):
+# served (rendered in time) | silence (render failed or late: the caller heard 0.3 s of silence) | refused (bad token: 404)
+PROMPT_FETCH_RENDERS = Counter("ivr_prompt_fetch_renders", "Prompt audio fetched before its render was on disk",
+                               ["result"])
 RULES_RELOADS = Counter("ivr_rules_reloads", "Rules files reloaded after a change")
 RULES_RELOADS_REFUSED = Counter("ivr_rules_reloads_refused", "Changed rules files refused (invalid)")
 

@@ -154,8 +154,8 @@ def test_a_saturated_decode_pool_asks_again_instead_of_silence(app, client, serv
     assert turn["unheard"] in ("busy", "late") and not turn["speech"]
     assert sim.has("Connect"), "the caller must be asked again on the stream"
     params = {p.get("name"): p.get("value") for p in sim.find("Connect").find("Stream").findall("Parameter")}
-    said = " ".join(sim.heard()) + " " + (params.get("prompts") or "")   # <Say>, <Play> file names, stream prompts
-    with app.app_context():   # a render that missed has_audio's budget can still be ready for the <Play>
+    said = " ".join(sim.heard()) + " " + (params.get("prompts") or "")   # <Say>, <Play> words or file names, stream prompts
+    with app.app_context():   # a prompt not on disk yet is played before the stream (its words in the URL) or from its file
         from ivr import prompts
         from ivr.prompts import serving
         again_file = serving.prompt_audio().name(prompts.text("ask_again", "en"), "en")

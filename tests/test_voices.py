@@ -227,7 +227,11 @@ def test_an_engine_failing_mid_call_is_said_not_silent(tmp_path, monkeypatch):
     def broken(self, text, slowness):
         raise pyttsx3_engine.TTSError("onnxruntime fell over")
     monkeypatch.setattr(PiperEngine, "synthesize", broken)
-    verb = spoken(app, "goodbye", "en")
+    first = spoken(app, "goodbye", "en")     # the webhook does not wait: a render-on-fetch <Play>
+    assert first.tag == "Play"
+    fetched = app.test_client().get(first.text)   # the render fails at Twilio's fetch: silence, not an error
+    assert fetched.status_code == 200 and "no-store" in fetched.headers["Cache-Control"]
+    verb = spoken(app, "goodbye", "en")      # from then on the failure is remembered: <Say>
     assert verb.tag == "Say" and "".join(verb.itertext()) == "Thank you for calling. Goodbye."
     with app.app_context():
         assert prompts.audio_ulaw("goodbye", "en") is None     # Media Streams then <Say> before the stream
@@ -277,8 +281,9 @@ def test_every_spanish_prompt_is_rendered_by_a_spanish_voice(tmp_path):
     assert english_invitation.voice == "es"        # "Para español, oprima 2" in the Spanish voice
     verb = spoken(app, "no_match", "es")
     assert verb.tag == "Play"
+    played = served(app, verb)    # rendered by its fetch at the latest
     rendered = store.path(store.name(spanish["no_match"].text, "es")).read_bytes()
-    assert served(app, verb) == rendered and header(rendered)["rate"] == 8000
+    assert played == rendered and header(rendered)["rate"] == 8000
 
 
 # --- ivr prompts say ----------------------------------------------------------------------------
@@ -356,7 +361,7 @@ def test_a_downloaded_voice_is_found_and_used_for_its_language(tmp_path):
 def make_app(tmp_path: Path, **extra) -> Flask:
     app = Flask("voices-test")
     app.config.update({"TESTING": True, "IVR_PROMPTS_DIR": str(ROOT / "prompts"), "IVR_PUBLIC_URL": PUBLIC_URL,
-                       "IVR_TTS_BUDGET_MS": 20000, **config(tmp_path), **extra})
+                       "IVR_TTS_FETCH_WAIT_MS": 20000, **config(tmp_path), **extra})
     prompts.init_app(app)
     return app
 
@@ -370,6 +375,8 @@ def spoken(app: Flask, key: str, language: str, **values) -> ET.Element:
 
 
 def served(app: Flask, verb: ET.Element) -> bytes:
-    response = app.test_client().get(urlsplit(verb.text).path)
+    """What Twilio fetches for a <Play>: the file, or (not rendered yet) its render on fetch."""
+    url = urlsplit(verb.text)
+    response = app.test_client().get(url.path, query_string=url.query)
     assert response.status_code == 200 and response.mimetype == "audio/wav"
     return response.data

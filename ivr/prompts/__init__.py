@@ -2,8 +2,10 @@
 
     catalogue.py  prompts/<lang>.yaml → Prompt, filled per call, checked (`ivr check`)
     fixed.py      every text knowable before a call (what `ivr prompts build` renders)
-    cache.py      rendered audio, named by a hash of words + voice, rendered within a budget
-    serving.py    the app's side: speak() as <Play> or <Say>, μ-law for Media Streams, the files
+    cache.py      rendered audio, named by a hash of words + voice, rendered in the background
+    signed.py     the signed token of a render-on-fetch URL (words + voice, for audio not on disk yet)
+    serving.py    the app's side: speak() as <Play> or <Say> (never waiting for a voice), μ-law for
+                  Media Streams, the files and their render on fetch
 
 Others use only the names below; the modules behind them may change.
 """
@@ -11,7 +13,8 @@ from ivr.prompts.catalogue import KNOWN_PLACEHOLDERS, REQUIRED_KEYS, PromptError
 from ivr.voices import spell_digits  # the agent whisper reads caller numbers the way prompts do
 from ivr.prompts.serving import (audio_ulaw, audio_url, catalogue_now, has_audio, init_app, prompt, say_language,
                                  speak, text)
+from ivr.prompts.signed import words_in_url   # the simulator shows the words of a render-on-fetch <Play>
 
 __all__ = ["init_app", "speak", "text", "audio_url", "audio_ulaw", "has_audio", "say_language",
            "check_prompts", "spell_digits", "PromptError", "REQUIRED_KEYS", "KNOWN_PLACEHOLDERS",
-           "catalogue_now", "prompt"]   # the console's prompt editor lists and plays the catalogue
+           "catalogue_now", "prompt", "words_in_url"]   # the console's prompt editor lists and plays the catalogue

@@ -3,13 +3,16 @@
 The line sends audio as well as text: a `<Play>` URL (a rendered prompt) or prompts played on a
 Media Stream (named by `<Parameter name="prompt(s)">`). The simulator knows nothing of our
 prompts, so whoever knows them passes the two resolvers below; without them (or when they
-return None) the caller "hears" a note saying what was played.
+return None) the caller "hears" a note saying what was played. One exception: a prompt not
+rendered yet is played from a URL that carries its words (ivr.prompts.signed), read here.
 """
 from __future__ import annotations
 
 import json
 import xml.etree.ElementTree as ET
 from typing import Any, Callable, Mapping
+
+from ivr.prompts import words_in_url
 
 #: What the caller hears, as words: (audio URL) → words, and (prompt key, language, values) →
 #: words for a Media Stream's `<Parameter name="prompts">`. None: not known, show what it is.
@@ -26,7 +29,8 @@ def heard_in(doc: ET.Element, absolute: Callable[[str], str], audio_words: Audio
         if element.tag == "Say" and "".join(element.itertext()).strip():
             heard.append("".join(element.itertext()).strip())   # SSML children hold words too
         elif element.tag == "Play" and element.text:
-            words = audio_words(absolute(element.text.strip())) if audio_words else None
+            url = absolute(element.text.strip())
+            words = (audio_words(url) if audio_words else None) or words_in_url(url)
             heard.append(words or f"♪ (a recording: {element.text.strip().rsplit('/', 1)[-1]})")
         elif element.tag == "Stream":
             heard.extend(_stream_prompts(element, prompt_words))

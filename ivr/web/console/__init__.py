@@ -7,39 +7,15 @@ at the newest version saved by any instance (see `live`).
 """
 from __future__ import annotations
 
-import logging
-import secrets
-from pathlib import Path
-
 from flask import Flask, Request, Response
 from flask.sessions import SecureCookieSession, SecureCookieSessionInterface, SessionMixin
 
+from ivr.secret import secret_key
 from ivr.web.console import auth, live
 from ivr.web.console import editor, reports, service_requests, views, work  # noqa: F401 — each registers its pages on bp
 from ivr.web.console.blueprint import bp, csrf
 
 __all__ = ["init_app", "bp"]
-
-log = logging.getLogger(__name__)
-
-
-def _secret_key(app: Flask) -> str:
-    """IVR_SECRET_KEY, else one generated once and kept in the instance folder (one machine)."""
-    configured = app.config.get("IVR_SECRET_KEY") or app.config.get("SECRET_KEY")
-    if configured:
-        return str(configured)
-    if app.testing:
-        return secrets.token_hex(32)
-    path = Path(app.instance_path) / "console-secret-key"
-    try:
-        return path.read_text().strip()
-    except FileNotFoundError:
-        key = secrets.token_hex(32)
-        path.write_text(key)
-        path.chmod(0o600)
-        log.warning("no IVR_SECRET_KEY: made one in %s; set IVR_SECRET_KEY when several machines "
-                    "serve the console, or sessions will not be shared", path)
-        return key
 
 
 class CookieSessions(SecureCookieSessionInterface):
@@ -69,7 +45,7 @@ class CookieSessions(SecureCookieSessionInterface):
 
 def init_app(app: Flask) -> None:
     """Register the console with `app`."""
-    app.config["SECRET_KEY"] = _secret_key(app)
+    secret_key(app)   # sessions are signed with it (ivr/secret.py)
     app.session_interface = CookieSessions()
     # Production cookies travel only over HTTPS and never reach page scripts; tests and
     # `make run` on http://127.0.0.1 would otherwise never get a session.

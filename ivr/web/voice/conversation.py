@@ -223,6 +223,8 @@ def apply(sid: str, previous: CallState, decision: Decision, *, turn: Turn | Non
         menu = show_menu(decision.state, "", rules(), "no speech recognition for this language")
         decision = dataclasses.replace(menu, reason=f"{decision.reason}; {menu.reason}")
     # A report is filed (a write) before rendering: the case number it gets is what is read back.
+    # So rendering runs inside the write transaction here; it is cheap because `prompts.speak`
+    # never waits for a voice (a new case number is rendered in the background, fetched by Twilio).
     decision, filed = effects.file_report(sid, decision, rules())
     asked = " ".join(prompts.text(key, decision.state.language, **values)
                      for key, values in prompt_plan(decision.action))

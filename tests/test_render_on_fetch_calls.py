@@ -1,0 +1,77 @@
+"""Whole calls with a voice that renders prompts (a stub, blocked): no webhook waits for it.
+
+Prompts that `ivr prompts build` could not know (the case number read back) and, here, every other
+prompt too (the cache starts empty) are played from render-on-fetch URLs while the voice is stuck;
+the simulator still shows the caller's words, and Twilio's fetch of a URL gets the real audio once
+the voice is free.
+"""
+from __future__ import annotations
+
+import re
+from datetime import datetime, timezone
+from urllib.parse import urlsplit
+
+import pytest
+
+from conftest import simulated_call
+from ivr.prompts import serving, words_in_url
+from ivr.prompts.cache import PromptAudio
+from ivr.speech.audio import parse_wav
+from ivr.store import db, service_requests
+from stub_voice import Renderer
+
+# Tuesday 10 March 2026, 22:00 in Chicago: the roads department is closed, so "report it now".
+NIGHT = datetime(2026, 3, 11, 3, 0, tzinfo=timezone.utc)
+
+
+@pytest.fixture
+def app_config(app_config):
+    # IVR_TTS=off keeps real voices from loading; the test installs its own renderer below.
+    return {**app_config, "IVR_TTS": "off", "IVR_WARM": False, "IVR_CLOCK": lambda: NIGHT}
+
+
+@pytest.fixture
+def renderer(app) -> Renderer:
+    stuck = Renderer(block=True)
+    app.extensions[serving.AUDIO_EXTENSION] = PromptAudio(app.config["IVR_PROMPT_CACHE_DIR"], stuck.speakers())
+    yield stuck
+    stuck.release.set()
+    app.extensions[serving.AUDIO_EXTENSION].wait_idle()
+
+
+def plays(sim) -> list[str]:
+    return [element.text.strip() for element in sim.doc.iter("Play")]
+
+
+def test_the_case_number_is_heard_while_the_voice_is_stuck_and_its_audio_is_fetched(app, client, renderer):
+    sim = simulated_call(client, from_="+13125550123")
+    sim.call()
+    sim.silence()
+    sim.say("there is a big pothole in front of my house")
+    sim.say("I'd like to report it")
+    sim.say("in front of 1200 North Elm Street")
+    heard = " ".join(sim.heard())
+    match = re.search(r"Your case number is: ([0-9 ,]+)\. Again: \1\.", heard)
+    assert match, heard
+    case = re.sub(r"\D", "", match.group(1))
+    # Every webhook of the call answered with the voice blocked, each prompt a <Play> (no <Say>).
+    assert not renderer.release.is_set() and sim.texts() == []
+    assert all("say=" in url for url in plays(sim))
+    with app.app_context():
+        filed = [r for r in service_requests.search(db.session(), limit=10) if r.call_sid == sim.sid]
+    assert [r.case_number for r in filed] == [case]
+
+    readback = next(url for url in plays(sim) if "case number" in (words_in_url(url) or ""))
+    renderer.release.set()                 # the voice is free: Twilio's fetch gets the audio
+    parts = urlsplit(readback)
+    fetched = client.get(parts.path, query_string=parts.query)
+    assert fetched.status_code == 200 and fetched.mimetype == "audio/wav"
+    assert parse_wav(fetched.data).sample_rate == 8000
+    assert any(text.startswith(f"Your case number is: {match.group(1)}.") for text, _voice in renderer.calls)
+
+    sim.say("repeat")                      # star / "repeat": now played from its file
+    store = app.extensions[serving.AUDIO_EXTENSION]
+    rendered = {store.name(text, "es" if voice == "roa/es-419" else "en"): text for text, voice in renderer.calls}
+    sim.audio_words = lambda url: rendered.get(urlsplit(url).path.rsplit("/", 1)[-1].removesuffix(".wav"))
+    assert re.search(rf"Your case number is: {re.escape(match.group(1))}\.", " ".join(sim.heard()))
+    assert readback.split("?")[0] in plays(sim)
