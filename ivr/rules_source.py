@@ -9,6 +9,7 @@ Flask, so it lives outside `ivr.routing`, which stays pure (an import-linter con
   process) and swap in the new rules; an invalid new file is logged with every problem and
   the last good rules keep serving.
 - `check_now()` forces that look immediately (tests, admin tooling).
+- `check_files(rules_path, prompts_dir)` lists every problem in a rules file and the prompts.
 """
 from __future__ import annotations
 
@@ -22,9 +23,10 @@ from typing import Callable
 
 from flask import Flask, current_app
 
-from ivr import metrics
+from ivr import metrics, prompts
+from ivr.prompts.sms_texts import check_sms_texts, sms_dir
 from ivr.routing.classify import Classifier
-from ivr.routing.problems import ConfigError
+from ivr.routing.problems import ConfigError, Problem
 from ivr.routing.rules import Rules
 from ivr.routing.load import load_rules
 from ivr.store.privacy import mask_number
@@ -167,3 +169,19 @@ def current_classifier() -> Classifier:
 def check_now() -> bool:
     """Look at the rules file right away (no one-second wait); True when new rules were loaded."""
     return _source().maybe_reload(force=True)
+
+
+def check_files(rules_path: str, prompts_dir: str | None) -> tuple[Rules | None, list[Problem]]:
+    """Every problem in the rules file and, when `prompts_dir` is given, the prompts: what
+    `ivr check` reports and what the console checks before it saves an edit."""
+    problems: list[Problem] = []
+    rules: Rules | None = None
+    try:
+        rules = load_rules(rules_path)
+    except ConfigError as exc:
+        problems.extend(exc.problems)
+    if prompts_dir:
+        problems.extend(prompts.check_prompts(prompts_dir, rules))
+        languages = rules.languages if rules is not None else sorted(p.stem for p in sms_dir(prompts_dir).glob("*.yaml"))
+        problems.extend(check_sms_texts(prompts_dir, languages))
+    return rules, problems

@@ -10,28 +10,10 @@ from typing import Any
 
 import click
 
-from ivr import prompts
 from ivr.config import from_environment
-from ivr.prompts.sms_texts import check_sms_texts, sms_dir
 from ivr.routing.hours import without_holidays
-from ivr.routing.problems import ConfigError, Problem
 from ivr.routing.rules import Rules
-from ivr.routing.load import load_rules
-
-
-def run_check(rules_path: str, prompts_dir: str | None) -> tuple[Rules | None, list[Problem]]:
-    """Every problem in the rules file and, when `prompts_dir` is given, the prompts."""
-    problems: list[Problem] = []
-    rules: Rules | None = None
-    try:
-        rules = load_rules(rules_path)
-    except ConfigError as exc:
-        problems.extend(exc.problems)
-    if prompts_dir:
-        problems.extend(prompts.check_prompts(prompts_dir, rules))
-        languages = rules.languages if rules is not None else sorted(p.stem for p in sms_dir(prompts_dir).glob("*.yaml"))
-        problems.extend(check_sms_texts(prompts_dir, languages))
-    return rules, problems
+from ivr.rules_source import check_files
 
 
 def warnings(rules: Rules, today: date) -> list[str]:
@@ -69,7 +51,7 @@ def register(cli: click.Group) -> None:
         settings: dict[str, Any] = from_environment()
         rules_path = path or settings["IVR_RULES_PATH"]
         directory = None if no_prompts else (prompts_dir or settings["IVR_PROMPTS_DIR"])
-        rules, problems = run_check(rules_path, directory)
+        rules, problems = check_files(rules_path, directory)
         if problems:
             for problem in problems:
                 click.echo(str(problem), err=True)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Iterable, TextIO
@@ -19,76 +18,9 @@ from zoneinfo import ZoneInfo
 import click
 
 from ivr.config import shipped
-from ivr.routing.classify import Classifier
-from ivr.routing.decide import decide
+from ivr.routing.preview import Router
 from ivr.routing.problems import ConfigError
-from ivr.routing.rules import Rules
-from ivr.routing.load import load_rules
-from ivr.routing.state import CallState, Turn
-from ivr.speech.emergency import emergency_in_alternatives
-from ivr.speech.transcribe import recognize_file
-
-#: Fields `ivr route` computes; in --batch an input field of the same name is moved to "input".
-RESULT_FIELDS = ("text", "language", "intent", "department", "confidence", "action", "explanation",
-                 "alternatives", "reason")
-MAX_ALTERNATIVES = 4
-
-
-@dataclass
-class Router:
-    """Rules + classifier built once; `route` answers one utterance."""
-    rules: Rules
-    classifier: Classifier
-    timezone: ZoneInfo
-
-    @classmethod
-    def load(cls, path: str) -> "Router":
-        """Load and validate the rules (ConfigError lists every problem)."""
-        rules = load_rules(path)
-        return cls(rules, Classifier(rules), city_timezone(rules))
-
-    def language(self, requested: str | None) -> str:
-        """The requested language, or the rules' default; ValueError for one the rules do not offer."""
-        language = requested or self.rules.default_language
-        if language not in self.rules.languages:
-            raise ValueError(f"unknown language {language!r}; the rules offer {', '.join(self.rules.languages)}")
-        return language
-
-    def route(self, text: str, language: str, now: datetime, asr_confidence: float | None = None,
-              emergency_heard: str | None = None) -> dict[str, Any]:
-        """Classify and decide as at the first "what are you calling about?" of a call.
-
-        `emergency_heard`: the recogniser's emergency watch verdict (audio only; ivr.speech.emergency).
-        """
-        classification = self.classifier.classify(text, language)
-        turn = Turn(speech=text, asr_confidence=asr_confidence, emergency_heard=emergency_heard)
-        decision = decide(CallState(step="ask", language=language), turn, classification, now, self.rules)
-        kind, reason = decision.action.kind, decision.reason
-        if kind == "ask":
-            # decide() asks once more before offering the keypad; `ivr route` reports where a first
-            # answer leads among its eight outcomes, and for an answer it cannot place that is the menu.
-            kind, reason = "menu", f"{reason}; asked again, then the keypad menu"
-        top = next((c for c in classification.candidates if c.intent is not None), None)
-        if kind == "emergency":
-            department, intent = None, None
-        elif kind == "menu":
-            department, intent = None, top.intent if top else None
-        else:
-            department = getattr(decision.action, "department", None) or decision.state.department
-            intent = decision.state.intent or (top.intent if top and top.department == department else None)
-        alternatives = [{"intent": c.intent, "department": c.department, "confidence": c.confidence}
-                        for c in classification.candidates[1:1 + MAX_ALTERNATIVES]]
-        return {"text": text, "language": language, "intent": intent, "department": department,
-                "confidence": round(classification.confidence, 3), "action": kind,
-                "explanation": classification.explanation, "alternatives": alternatives,
-                "reason": reason}
-
-
-def city_timezone(rules: Rules) -> ZoneInfo:
-    """The city's zone: the operator desk's (every department inherits the city default)."""
-    department = rules.departments.get(rules.operator) or next(iter(rules.departments.values()), None)
-    return ZoneInfo(department.timezone if department else "UTC")
-
+from ivr.speech.transcribe import route_audio
 
 def parse_when(value: str | None, zone: ZoneInfo) -> datetime:
     """ISO 8601 → aware datetime; naive times are in the city's zone; None → now."""
@@ -100,18 +32,6 @@ def parse_when(value: str | None, zone: ZoneInfo) -> datetime:
         raise ValueError(f"--at {value!r} is not an ISO 8601 time; use e.g. 2026-03-02T09:30 or "
                          "2026-03-02T09:30-06:00") from None
     return when.replace(tzinfo=zone) if when.tzinfo is None else when
-
-
-def route_audio(router: Router, audio: Path, language: str, now: datetime) -> dict[str, Any]:
-    """Recognise the recording at `audio`, then route what was heard (`ivr route --audio`, the console)."""
-    heard, engine = recognize_file(str(audio), language, router.rules)
-    transcript, asr_confidence = heard.text, heard.confidence
-    watched = emergency_in_alternatives(router.classifier, heard, language)
-    result = router.route(transcript, language, now, asr_confidence, watched)
-    if watched and result["action"] == "emergency":
-        result["explanation"] = f"emergency: {watched}"
-    result.update(transcript=transcript, engine=engine, asr_confidence=asr_confidence)
-    return result
 
 
 def route_line(router: Router, raw: str, base: Path, default_language: str | None, now: datetime) -> dict[str, Any]:

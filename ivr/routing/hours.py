@@ -149,3 +149,9 @@ def closure_note(department: Department, now: datetime, language: Language) -> s
     if closure is None or not closure.name:
         return ""
     return f"; {language.hours.closed_today_for} {closure.name_in(language.code)}"
+
+
+def city_timezone(rules: Rules) -> ZoneInfo:
+    """The city's zone: the operator desk's (every department inherits the city default)."""
+    department = rules.departments.get(rules.operator) or next(iter(rules.departments.values()), None)
+    return ZoneInfo(department.timezone if department else "UTC")

@@ -6,12 +6,15 @@ what the line would have heard. Engines are cached per process: `--batch` loads 
 from __future__ import annotations
 
 import threading
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Mapping
 
 from ivr.config import PROJECT_ROOT, from_environment
+from ivr.routing.preview import Router
 from ivr.routing.rules import Rules
 from ivr.speech.audio import read_wav
+from ivr.speech.emergency import emergency_in_alternatives
 from ivr.speech.engines.base import EngineUnavailable, Grammar, Result
 from ivr.speech.service import SpeechService
 
@@ -64,3 +67,15 @@ def recognize_file(path: str | Path, language: str, rules: Rules, *,
     for start in range(0, len(audio.pcm16), step):
         recognizer.accept(audio.pcm16[start:start + step])
     return recognizer.finish(), engine.name
+
+
+def route_audio(router: Router, audio: Path, language: str, now: datetime) -> dict[str, Any]:
+    """Recognise the recording at `audio`, then route what was heard (`ivr route --audio`, the console)."""
+    heard, engine = recognize_file(str(audio), language, router.rules)
+    transcript, asr_confidence = heard.text, heard.confidence
+    watched = emergency_in_alternatives(router.classifier, heard, language)
+    result = router.route(transcript, language, now, asr_confidence, watched)
+    if watched and result["action"] == "emergency":
+        result["explanation"] = f"emergency: {watched}"
+    result.update(transcript=transcript, engine=engine, asr_confidence=asr_confidence)
+    return result

@@ -1,7 +1,7 @@
 """The admins' editor for routing_rules.yaml and prompts/<lang>.yaml, versions and rollback,
 a "try it" box, and the users page.
 
-A save runs the same check as `ivr check` (ivr.cli.check.run_check) on the edited text in a
+A save runs the same check as `ivr check` (ivr.rules_source.check_files) on the edited text in a
 scratch copy; any problem is shown as FILE:LINE beside the text and nothing is changed. A good
 edit becomes a new version in the database (who, when, diff) and is served at once by this
 instance and within about a second by every other (see `live`).
@@ -19,10 +19,12 @@ from flask_login import current_user
 from sqlalchemy import select
 
 from ivr import prompts as prompt_catalogue
-from ivr.cli.check import run_check
-from ivr.cli.route import Router, city_timezone, route_audio   # the same path as `ivr route`
 from ivr import rules_source
+from ivr.rules_source import check_files
+from ivr.routing.hours import city_timezone
+from ivr.routing.preview import Router
 from ivr.routing.problems import Problem
+from ivr.speech.transcribe import route_audio   # the same path as `ivr route --audio`
 from ivr.store import audit, console, db  # noqa: F401 — audit.recent for the users page
 from ivr.store.console import ROLES, ContentVersion, User
 from ivr.web.console import auth, live
@@ -62,7 +64,7 @@ def check_text(kind: str, text: str) -> list[Problem]:
         else:
             shutil.copyfile(app.config["IVR_RULES_PATH"], rules_path)
             (prompts_dir / f"{kind.split(':', 1)[1]}.yaml").write_text(text, encoding="utf-8")
-        _rules, problems = run_check(str(rules_path), str(prompts_dir))
+        _rules, problems = check_files(str(rules_path), str(prompts_dir))
         return _problems_of(problems, scratch, kind)
 
 

@@ -18,7 +18,7 @@ from markupsafe import Markup, escape
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ivr.cli.route import city_timezone
+from ivr.routing.hours import city_timezone
 from ivr import rules_source
 from ivr.store import db, models
 from ivr.store.console import Feedback
