@@ -1,7 +1,8 @@
 """`ivr db upgrade` / `ivr db current` / `ivr db prune` — the call database's upkeep.
 
 The app also upgrades the schema when it starts; these commands are for operators who want
-to migrate before a deploy or check what a database is at.
+to migrate before a deploy or check what a database is at. `database_url()` and `session()`
+open the store for every command that needs nothing else (tokens, users, requests, alerts).
 """
 from __future__ import annotations
 
