@@ -11,11 +11,14 @@ Writes are Core statements in the caller's transaction (no commit), as everywher
 """
 from __future__ import annotations
 
+import threading
+import time
+import weakref
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Mapping
 
-from sqlalchemy import (JSON, Integer, String, UniqueConstraint, and_, bindparam, delete, func, or_,
+from sqlalchemy import (JSON, Engine, Integer, String, UniqueConstraint, and_, bindparam, delete, func, or_,
                         select, update)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Mapped, Session, mapped_column
@@ -98,6 +101,50 @@ _ACTIVE = (select(_ALERTS).where(_ALERTS.c.ended_at.is_(None), _ALERTS.c.created
            .order_by(_ALERTS.c.created_at.desc(), _ALERTS.c.id.desc()))
 
 
+#: Alerts not ended and not expired at `b_now` (a few at most): what `active_alert_for` keeps.
+_NOT_OVER = (select(_ALERTS).where(_ALERTS.c.ended_at.is_(None),
+                                   or_(_ALERTS.c.until.is_(None), _ALERTS.c.until > bindparam("b_now")))
+             .order_by(_ALERTS.c.created_at.desc(), _ALERTS.c.id.desc()))
+#: How long a process answers `active_alert_for` from the alerts it last read. Most callers ask
+#: (at the question and the menu), so this saves a query per caller; an alert sent or ended by
+#: another process (`ivr alerts send`, the other worker) reaches this one's callers within it,
+#: one sent or ended through this engine at once. The heard counters of a kept alert may lag.
+ACTIVE_ALERTS_TTL_S = 1.0
+_clock = time.monotonic   # tests move it instead of waiting
+
+
+class _Kept:
+    """Per engine: (good until, the `now` they were read for, the alerts), and a generation that
+    a local change bumps, so a read that raced the change is not kept."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.entries: weakref.WeakKeyDictionary[Engine, tuple[float, datetime, list[Alert]]] = \
+            weakref.WeakKeyDictionary()
+        self.generation = 0
+
+    def get(self, engine: Engine, now: datetime) -> list[Alert] | None:
+        entry = self.entries.get(engine)
+        # Read again for a `now` earlier than the read's (a test clock going back): an alert that
+        # had expired then may be active now.
+        if entry is None or _clock() >= entry[0] or now < entry[1]:
+            return None
+        return entry[2]
+
+    def put(self, engine: Engine, now: datetime, found: list[Alert], generation: int) -> None:
+        with self.lock:
+            if generation == self.generation:
+                self.entries[engine] = (_clock() + ACTIVE_ALERTS_TTL_S, now, found)
+
+    def forget(self, engine: Engine) -> None:
+        with self.lock:
+            self.generation += 1
+            self.entries.pop(engine, None)
+
+
+_KEPT = _Kept()
+
+
 def _alert(row: Any) -> Alert:
     return Alert(id=row.id, topic=row.topic, intents=tuple(row.intents or ()), message=dict(row.message or {}),
                  created_by=row.created_by, created_at=row.created_at, until=row.until, ended_at=row.ended_at,
@@ -116,6 +163,7 @@ def create_alert(s: Session, *, topic: str, intents: tuple[str, ...] | list[str]
               "created_by": created_by[:128], "created_at": now, "until": until, "recipients": 0,
               "heard_voice": 0, "heard_sms": 0}
     new_id = s.connection().execute(_ALERTS.insert().values(**values).returning(_ALERTS.c.id)).scalar_one()
+    _KEPT.forget(s.get_bind())
     return _alert(s.connection().execute(select(_ALERTS).where(_ALERTS.c.id == new_id)).one())
 
 
@@ -130,11 +178,19 @@ def active_alerts(s: Session, now: datetime) -> list[Alert]:
 
 
 def active_alert_for(s: Session, *, intent: str | None, topic: str | None, now: datetime) -> Alert | None:
-    """The newest alert active at `now` on `topic`, or covering `intent`; None if there is none."""
+    """The newest alert active at `now` on `topic`, or covering `intent`; None if there is none.
+
+    Answered from the alerts this process read less than ACTIVE_ALERTS_TTL_S ago (see there)."""
     if not intent and not topic:
         return None
-    for alert in active_alerts(s, now):   # a handful at most: filtered here, not in JSON SQL
-        if (topic and alert.topic == topic) or (intent and intent in alert.intents):
+    engine = s.get_bind()
+    kept = _KEPT.get(engine, now)
+    if kept is None:
+        generation = _KEPT.generation
+        kept = [_alert(row) for row in s.connection().execute(_NOT_OVER, {"b_now": now})]
+        _KEPT.put(engine, now, kept, generation)
+    for alert in kept:   # a handful at most: filtered here, not in JSON SQL
+        if alert.active(now) and ((topic and alert.topic == topic) or (intent and intent in alert.intents)):
             return alert
     return None
 
@@ -152,6 +208,7 @@ def end_alert(s: Session, alert_id: int, *, by: str, now: datetime | None = None
     now = now or utcnow()
     s.connection().execute(update(_ALERTS).where(_ALERTS.c.id == alert_id, _ALERTS.c.ended_at.is_(None))
                            .values(ended_at=now, ended_by=by[:128]))
+    _KEPT.forget(s.get_bind())
     return get_alert(s, alert_id)
 
 
