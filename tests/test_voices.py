@@ -103,6 +103,32 @@ def test_shared_pieces_are_synthesised_once(tmp_path, monkeypatch):
     assert said == ["Connecting you to Sanitation.", "Please hold.", "Connecting you to Public Health."]
 
 
+def test_a_case_number_is_said_digit_by_digit_from_pieces_synthesised_once(tmp_path, monkeypatch):
+    """Per-call numbers cost no synthesis once the digits are warm (Speaker.warm at start)."""
+    english = speaker(config(tmp_path), "en")
+    said = []
+    real = PiperEngine.synthesize
+
+    def counting(self, text, slowness):
+        said.append(text)
+        return real(self, text, slowness)
+    monkeypatch.setattr(PiperEngine, "synthesize", counting)
+    english.warm()
+    english.render("Your case number is: 6 9 8, 2 0 9 3.")
+    english.render("Your case number is: 4 1 5, 7 5 8 6.")
+    assert said == list("0123456789") + ["Your case number is:"]
+    pieces = english.pieces("Your case number is: 6 9 8, 2 0 9 3.")
+    assert [(p.text, p.pause_after_s) for p in pieces] == [
+        ("Your case number is:", style.COMMA_PAUSE_S), ("6", style.DIGIT_PAUSE_S), ("9", style.DIGIT_PAUSE_S),
+        ("8", style.COMMA_PAUSE_S), ("2", style.DIGIT_PAUSE_S), ("0", style.DIGIT_PAUSE_S), ("9", style.DIGIT_PAUSE_S),
+        ("3", style.SENTENCE_PAUSE_S)]
+
+
+def test_an_engine_that_speaks_whole_prompts_keeps_the_groups_punctuation():
+    """pyttsx3 (a process per render) gets the text whole: espeak pauses at the group's comma itself."""
+    assert [p.text for p in style.pieces("Again: 6 9 8, 2 0 9 3.", digits_apart=False)] == ["Again:", "6 9 8,", "2 0 9 3."]
+
+
 # --- lexicon --------------------------------------------------------------------------------
 
 

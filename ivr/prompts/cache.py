@@ -171,14 +171,14 @@ class PromptAudio:
         metrics.TTS_RENDERS.labels(result="failed" if error is not None else "ok").inc()
 
     def warm_up(self) -> None:
-        """Load every language's voice in the background (a Piper model takes a second or two), so
-        the first caller's render-on-fetch prompt does not wait for it too."""
+        """Load every language's voice in the background (a Piper model takes a second or two) and
+        synthesise the digits numbers are read with, so the first caller's render-on-fetch prompt
+        (a case number read back) waits for neither."""
         if self.unavailable:
             return
         for speaker in self.speakers.values():
-            load = getattr(speaker.engine, "load", None)
-            if load is not None:
-                self._pool.submit(_quietly, load)
+            if speaker.engine is not None:
+                self._pool.submit(_quietly, speaker.warm)
 
     def wait_idle(self, timeout_s: float = 30.0) -> None:
         """Block until background renders finish (tests, `ivr prompts build`)."""
@@ -208,9 +208,9 @@ def _render_lock(cache_dir: Path, name: str) -> Iterator[None]:
         yield
 
 
-def _quietly(load: Callable[[], None]) -> None:
+def _quietly(warm: Callable[[], None]) -> None:
     try:
-        load()
+        warm()
     except (TTSError, OSError, RuntimeError, ValueError) as exc:   # the first render will say why
         log.warning("could not load a voice ahead of time: %s", exc)
 

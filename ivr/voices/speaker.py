@@ -70,8 +70,9 @@ class Speaker:
 
     def pieces(self, text: str, lexicon: Lexicon | None = None) -> list[style.Piece]:
         """What the engine is asked to say, piece by piece (the whole text for engines that do not split)."""
-        cut = style.pieces(self.spoken(text, lexicon=lexicon))
-        if self.engine is not None and not self.engine.splits and cut:
+        splits = self.engine is None or self.engine.splits
+        cut = style.pieces(self.spoken(text, lexicon=lexicon), digits_apart=splits)
+        if not splits and cut:
             slow = any(piece.slow for piece in cut)
             return [style.Piece(" ".join(piece.text for piece in cut), slow, 0.0)]
         return cut
@@ -93,6 +94,16 @@ class Speaker:
             self._keys.clear()   # prompts with many different values (queue positions): start over
         self._keys[text] = (lexicon, name)
         return name
+
+    def warm(self) -> None:
+        """Load the engine, and synthesise the ten pieces every number read digit by digit is made
+        of (style.pieces), so the first case number read back costs no synthesis either."""
+        load = getattr(self.engine, "load", None)
+        if load is not None:
+            load()
+        if self.engine is not None and self.engine.splits:
+            for digit in "0123456789":
+                self._synthesized(digit, style.SLOW)    # digits are in a sentence with a number: slow
 
     def render(self, text: str) -> bytes:
         """`text` as an 8 kHz μ-law WAV. Raises TTSError (no engine, engine failure, silence)."""
