@@ -7,6 +7,7 @@ import random
 import threading
 import time
 import urllib.parse
+import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +25,8 @@ class Stats:
     latencies_ms: list[float] = field(default_factory=list)
     app_ms: list[float] = field(default_factory=list)   # time inside the WSGI app (APP_TIME_HEADER)
     by_path: dict[str, list[float]] = field(default_factory=dict)
+    #: Twilio's GETs of render-on-fetch <Play> URLs (prompts not rendered yet): not webhooks.
+    prompt_fetches_ms: list[float] = field(default_factory=list)
     calls: int = 0
     steps: int = 0
     errors: list[str] = field(default_factory=list)
@@ -71,7 +74,29 @@ class TimedTransport:
                 self.stats.app_ms.append(float(app_ms))
         if reply.status_code != 200:
             self._error(f"{path}: HTTP {reply.status_code}")
+        elif method == "POST" and b"say=" in reply.data:
+            self._fetch_new_prompts(reply.data)
         return reply
+
+    def _fetch_new_prompts(self, twiml: bytes) -> None:
+        """GET every render-on-fetch <Play> URL, as Twilio does before playing it, so the server's
+        whole cost is measured (the render it does for the URL). Fixed prompts' URLs are not
+        fetched: Twilio's caching proxy serves them once it has them."""
+        try:
+            urls = [(play.text or "").strip() for play in ET.fromstring(twiml).iter("Play")]
+        except ET.ParseError:
+            return
+        for url in (u for u in urls if "say=" in urllib.parse.urlsplit(u).query):
+            started = time.perf_counter()
+            try:
+                audio = self.inner.request("GET", url, None, {})
+            except (OSError, SimulatorError) as exc:
+                self._error(f"prompt fetch: {type(exc).__name__}")
+                continue
+            with self.stats.lock:
+                self.stats.prompt_fetches_ms.append((time.perf_counter() - started) * 1000)
+            if audio.status_code != 200 or audio.mimetype != "audio/wav":
+                self._error(f"prompt fetch: HTTP {audio.status_code} {audio.mimetype}")
 
     def _error(self, message: str) -> None:
         with self.stats.lock:

@@ -154,6 +154,10 @@ def report(name: str, stats: Stats, per_path: bool = False) -> float:
     for path, values in sorted(stats.by_path.items()) if per_path else ():
         path_p50, path_p99 = percentiles(values)
         print(f"           {path:24s} n={len(values):5d}  p50={path_p50:7.1f} ms  p99={path_p99:7.1f} ms")
+    if per_path and stats.prompt_fetches_ms:   # Twilio's GETs of prompts rendered on fetch (not webhooks)
+        fetch_p50, fetch_p99 = percentiles(stats.prompt_fetches_ms)
+        print(f"           {'GET render-on-fetch':24s} n={len(stats.prompt_fetches_ms):5d}  p50={fetch_p50:7.1f} ms  "
+              f"p99={fetch_p99:7.1f} ms")
     return p99
 
 

@@ -164,6 +164,8 @@ def main() -> None:
             warm.call(n)
         profile = cProfile.Profile() if args.profile else None
         per_batch, in_app, wall = [], [], []
+        cache = Path(app.config.get("IVR_PROMPT_CACHE_DIR") or tmp)   # the minimal app has none
+        files_before, fetches = len(list(cache.glob("*.wav"))), 0
         trips_before, webhooks = (trips.count if trips else 0), 0
         if statements:
             statements.count, statements.kinds = 0, {}
@@ -179,11 +181,15 @@ def main() -> None:
             in_app.append(clock.seconds * 1000 / max(stats.steps, 1))
             wall.append((time.perf_counter() - wall_started) * 1000 / max(stats.steps, 1))
             webhooks += stats.steps
+            fetches += len(stats.prompt_fetches_ms)
             if profile:
                 profile.disable()
             if (stats.errors or stats.rescued) and not args.minimal:   # the minimal app's calls never end
                 print(f"batch {batch}: errors {stats.errors[:3]}, rescued answers {stats.rescued}")
         trips_after = trips.count if trips else 0   # the traces are in `tmp`
+        if "ivr.prompt_audio" in app.extensions:
+            app.extensions["ivr.prompt_audio"].wait_idle()
+        renders = len(list(cache.glob("*.wav"))) - files_before   # prompts not on disk before: per-call texts
     print(f"CPU per webhook (ms): {' '.join(f'{value:.2f}' for value in per_batch)}  lowest "
           f"{min(per_batch):.2f}  ({stats.steps} webhooks per batch, profiler "
           f"{'on: times inflated' if profile else 'off'})")
@@ -192,6 +198,11 @@ def main() -> None:
           f"batch {in_app[best]:.2f}")
     # Wall time includes what a webhook waits for without using CPU (a prompt render, once).
     print(f"  wall time per webhook (ms): {' '.join(f'{value:.2f}' for value in wall)}")
+    if not args.minimal:
+        # The process CPU above includes these renders (background threads) and the fetches
+        # (Twilio's GETs of render-on-fetch URLs, made by the simulated caller; not webhooks).
+        print(f"prompt renders per 1,000 webhooks: {renders * 1000 / max(webhooks, 1):.1f} ({renders} new files); "
+              f"render-on-fetch GETs per 1,000 webhooks: {fetches * 1000 / max(webhooks, 1):.1f}")
     if statements:
         print(f"SQL statements per webhook: {statements.count / max(webhooks, 1):.2f} ("
               + ", ".join(f"{kind!r} {n / max(webhooks, 1):.2f}" for kind, n in

@@ -144,7 +144,9 @@ def _rules():
                              department="sanitation", options=())
     return SimpleNamespace(
         languages=("en", "es"), default_language="en", departments={"sanitation": department},
-        intents=(SimpleNamespace(description={"en": "a missed trash pickup", "es": "basura no recogida"}),),
+        intents=(SimpleNamespace(description={"en": "a missed trash pickup", "es": "basura no recogida"},
+                                 service_code="TRASH"),),
+        topics=(SimpleNamespace(name={"en": "trash pickup", "es": "recolección de basura"}),),
         menu=(option,), emergency=SimpleNamespace(advisory={"en": "If this is an emergency, dial 911.",
                                                             "es": "Si es una emergencia, marque 911."}))
 
@@ -156,7 +158,11 @@ def test_fixed_texts_fill_what_the_rules_know():
     assert "Para Basura y reciclaje, oprima 1." in texts
     assert "Entiendo que llama por basura no recogida. ¿Es correcto? Diga sí o no. O oprima 1 para sí, 2 para no." in texts
     assert any(text.startswith("La oficina de Sanidad está cerrada ahora. Horario: de lunes a viernes") for text in texts)
+    assert "Gracias. Su reporte sobre basura no recogida quedó registrado." in texts     # the report read back
+    assert "Gracias. Le enviaremos noticias sobre recolección de basura por mensaje de texto." in texts
+    assert "Puede reportarlo ahora y recibir un número de caso: oprima 1, o diga reportar." in texts
     assert not any("fila. La espera" in text for text in texts)  # per-call values are rendered on demand
+    assert not any("número de caso es" in text for text in texts)
 
 
 def test_fixed_texts_without_rules_are_placeholder_free():

@@ -75,3 +75,30 @@ def test_the_case_number_is_heard_while_the_voice_is_stuck_and_its_audio_is_fetc
     sim.audio_words = lambda url: rendered.get(urlsplit(url).path.rsplit("/", 1)[-1].removesuffix(".wav"))
     assert re.search(rf"Your case number is: {re.escape(match.group(1))}\.", " ".join(sim.heard()))
     assert readback.split("?")[0] in plays(sim)
+
+
+def test_after_prompts_build_only_the_case_number_is_rendered_during_a_report_call(app, client):
+    """Everything else a report call says is knowable ahead (`ivr prompts build`): the service read
+    back, the offers' keys, the department's hours, the topics."""
+    from ivr.prompts.fixed import fixed_texts
+    from ivr.routing.hours import hours_by_code
+    from ivr.rules_source import current_rules
+
+    voice = Renderer()
+    store = app.extensions[serving.AUDIO_EXTENSION] = PromptAudio(app.config["IVR_PROMPT_CACHE_DIR"], voice.speakers())
+    with app.app_context():
+        rules, catalogue = current_rules(), serving.catalogue_now()
+        for language in catalogue:
+            for item in fixed_texts(catalogue[language], language, rules, hours_by_code(rules)):
+                store.render(item.text, item.voice)
+    built = len(voice.calls)
+    sim = simulated_call(client, from_="+13125550123")
+    sim.call()
+    sim.silence()
+    sim.say("there is a big pothole in front of my house")
+    sim.say("I'd like to report it")
+    sim.say("in front of 1200 North Elm Street")
+    sim.say("repeat")
+    store.wait_idle()
+    per_call = [text for text, _voice in voice.calls[built:]]
+    assert len(per_call) == 1 and per_call[0].startswith("Your case number is:"), per_call

@@ -2,8 +2,11 @@
 
 A prompt is "fixed" when its placeholders can all be filled from routing_rules.yaml:
 no placeholders, {advisory}, {description} per intent, {label}/{digit} per menu option,
-{department} (and {hours}) per department. Prompts with per-call values ({position},
-{minutes}) are rendered on demand. The values are filled exactly as the call flow fills
+{department} (and {hours}) per department, {service} per intent (the report read back: "your
+report about a pothole is filed"), {topic} per alert topic, {digit} alone per after-hours offer.
+Prompts with per-call values ({position}, {minutes}, {case}, an alert's {message}) are rendered
+when a call needs them (in the background: no webhook waits; a case number is put together from
+digits synthesised once, ivr/voices/style.py). The values are filled exactly as the call flow fills
 them (localised names, `hours_text`), so the flow's texts hit the cache.
 """
 from __future__ import annotations
@@ -55,6 +58,12 @@ def value_sets(rules: Any, language: str,
                                      for i in rules.intents],
         frozenset({"label", "digit"}): list(_menu_values(rules.menu, rules, language)),
         frozenset({"department"}): names,
+        # ReadCase.service: the intent's description, as a sentence says it (ivr.routing.report).
+        frozenset({"service"}): [{"service": _localized(i.description, language, default)}
+                                 for i in rules.intents if i.service_code],
+        frozenset({"topic"}): [{"topic": _localized(t.name, language, default)} for t in rules.topics],
+        # The after-hours offers (report, message, call back) are numbered 1, 2, 3 in offer order.
+        frozenset({"digit"}): [{"digit": str(n)} for n in range(1, 4)],
     }
     if hours_text is not None:
         sets[frozenset({"department", "hours"})] = [
