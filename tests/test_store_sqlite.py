@@ -6,6 +6,8 @@ lock file, and an flock held through one open file blocks the other even inside 
 """
 from __future__ import annotations
 
+import fcntl
+import logging
 import threading
 
 import pytest
@@ -13,7 +15,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import sessionmaker
 
 from ivr.store import calls, db, models, replies
-from ivr.store.sqlite import FifoLock
+from ivr.store.sqlite import FifoLock, WriteTurn
 
 
 @pytest.fixture
@@ -125,3 +127,40 @@ def test_fifo_lock_wait_can_end_without_the_lock():
     assert not lock._waiters   # the one that gave up left the queue
     lock.release()
     assert lock.acquire(timeout=0.01)
+
+
+def test_a_writer_stops_waiting_for_a_stuck_worker_and_the_next_one_waits_afresh(tmp_path, caplog):
+    turn = WriteTurn(str(tmp_path / "ivr.sqlite3"), wait_s=0.2)
+    with open(turn.path, "ab") as stuck:   # another worker's open lock file, locked and never let go
+        fcntl.flock(stuck.fileno(), fcntl.LOCK_EX)
+        with caplog.at_level(logging.WARNING, logger="ivr.store.sqlite"):
+            assert turn.take() is False    # gave up: goes ahead without the turn
+            assert turn.take() is False    # the process's next writer is not stuck behind the first
+        assert caplog.text.count("another worker's turn") == 2
+        assert turn.local.acquire(timeout=0)   # the process's own lock was given back each time
+        turn.local.release()
+    turn.wait_s = 30   # the stuck worker let go: the wait left in the kernel ends, and the turn is free
+    assert turn.take() is True
+    with open(turn.path, "ab") as other:
+        with pytest.raises(BlockingIOError):
+            fcntl.flock(other.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)   # this process holds it now
+        turn.give()
+        fcntl.flock(other.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)       # and gave it back
+
+
+def test_a_write_behind_a_stuck_worker_falls_back_to_the_busy_timeout_and_commits(tmp_path, monkeypatch, caplog):
+    monkeypatch.setattr(db, "SQLITE_TURN_WAIT_S", 0.2)
+    url = f"sqlite:///{tmp_path / 'ivr.sqlite3'}"
+    engine = db.make_engine(url)
+    db.upgrade(engine)
+    made = sessionmaker(engine, expire_on_commit=False)
+    try:
+        with open(f"{tmp_path / 'ivr.sqlite3'}-writer.lock", "ab") as stuck:
+            fcntl.flock(stuck.fileno(), fcntl.LOCK_EX)   # a worker stuck holding its turn (not SQLite's lock)
+            with caplog.at_level(logging.WARNING, logger="ivr.store.sqlite"), made() as s:
+                calls.add_turn(s, "CA1", "ask", "", "went ahead", None, 0.9, None, None)
+                assert replies.remember_response(s, "CA1:1", "<Response/>") == "<Response/>"
+            assert "another worker's turn" in caplog.text
+        assert _turns(made) == ["went ahead"]
+    finally:
+        engine.dispose()

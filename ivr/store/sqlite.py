@@ -3,7 +3,9 @@
 - `WriteTurn`: a transaction that writes first takes the *write turn*, then opens with
   ``BEGIN IMMEDIATE``. The turn is one lock per process (threads wait on it without polling)
   in front of an exclusive ``flock`` on ``<database>-writer.lock`` (processes wait on it in the
-  kernel, which wakes the next waiter when the holder lets go). Reads before the first write run
+  kernel, which wakes the next waiter when the holder lets go). Neither wait is endless: after
+  `wait_s` in all a writer goes ahead without the turn and SQLite's busy timeout takes over, so a
+  request stuck in one worker cannot hang the others for ever (`FileTurn`). Reads before the first write run
   outside any transaction, each on the latest commit, so no transaction ever upgrades a stale
   read snapshot to a write (SQLite answers that with SQLITE_BUSY at once, without waiting).
 - `Checkpointer`: the WAL checkpoint (copying the log into the database, with an fsync) runs
@@ -81,15 +83,82 @@ class FifoLock:
                 self._held = False
 
 
+class FileTurn:
+    """The exclusive ``flock`` on the writer lock file, waited for at most a given time.
+
+    A blocking ``flock`` cannot be given a timeout, and polling with ``LOCK_NB`` would bring back
+    the unfair race this lock exists to avoid; so an uncontended lock is taken at once, and a
+    contended one is waited for in the kernel by one helper thread per process, while the taker
+    waits for it with a timeout. A taker that gives up leaves the helper's wait in place: the next
+    taker adopts it, and if nobody is waiting when the kernel grants it, it is let go at once.
+    Only the holder of the process's `FifoLock` calls `take`, so there is one taker at a time.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.file: IO[bytes] | None = None
+        self._cond = threading.Condition()
+        self._asked = False      # the helper is to wait for the lock (or is waiting)
+        self._granted = False    # the helper got it and nobody has taken it over yet
+        self._waiting = 0        # takers waiting for the helper right now
+        self._helper: threading.Thread | None = None
+
+    def take(self, wait_s: float) -> bool:
+        """The lock, within `wait_s` seconds; False when another process kept it that long."""
+        with self._cond:
+            if self.file is None:
+                self.file = open(self.path, "ab")   # noqa: SIM115 - kept open for the process's life
+            if not self._asked:
+                try:
+                    fcntl.flock(self.file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    return True
+                except BlockingIOError:
+                    self._asked = True
+                    if self._helper is None:
+                        self._helper = threading.Thread(target=self._wait_in_kernel, name="sqlite-write-turn",
+                                                        daemon=True)
+                        self._helper.start()
+                    self._cond.notify_all()
+            self._waiting += 1
+            try:
+                if not self._cond.wait_for(lambda: self._granted, timeout=wait_s):
+                    return False
+            finally:
+                self._waiting -= 1
+            self._granted = False
+            return True
+
+    def give(self) -> None:
+        if self.file is not None:
+            fcntl.flock(self.file.fileno(), fcntl.LOCK_UN)
+
+    def _wait_in_kernel(self) -> None:
+        while True:
+            with self._cond:
+                self._cond.wait_for(lambda: self._asked and not self._granted)
+                file = self.file
+            assert file is not None
+            fcntl.flock(file.fileno(), fcntl.LOCK_EX)   # blocks in the kernel, GIL released
+            with self._cond:
+                self._asked = False
+                if self._waiting:
+                    self._granted = True
+                    self._cond.notify_all()
+                else:   # every taker gave up meanwhile: let the next process go
+                    fcntl.flock(file.fileno(), fcntl.LOCK_UN)
+
+
 class WriteTurn:
     """Engine events giving SQLite's write lock to one transaction at a time, in turn, across
     threads and processes (see module docstring).
 
-    Within a process the turn goes to writers in the order they asked (`FifoLock`). The turn
-    is taken before a transaction's first write and given back when its connection
-    returns to the pool (the transaction is over: committed, rolled back or invalidated). A thread
-    that waits longer than `wait_s` for its own process's turn goes ahead without it, with a
-    warning, and leaves the wait to SQLite's busy timeout (only a stuck request makes it so long).
+    Within a process the turn goes to writers in the order they asked (`FifoLock`); across
+    processes, through the kernel's ``flock`` (`FileTurn`). The turn is taken before a
+    transaction's first write and given back when its connection returns to the pool (the
+    transaction is over: committed, rolled back or invalidated). A writer that waits longer than
+    `wait_s` in all (its process's turn, then the other processes') goes ahead without the turn,
+    with a warning, and leaves the wait to SQLite's busy timeout: only a stuck request, here or in
+    another worker, makes it so long, and nobody waits for it forever.
     """
 
     KEY = "ivr.sqlite_write_turn"   # in the pool entry's record_info, which survives invalidation
@@ -105,28 +174,32 @@ class WriteTurn:
 
     def _reset(self) -> None:
         self.local = FifoLock()
-        self.file: IO[bytes] | None = None
+        self.file_turn = FileTurn(self.path)
 
     def take(self) -> bool:
         """Wait for the turn: this process's lock, then the file lock. False: went ahead without."""
+        deadline = time.monotonic() + self.wait_s
         if not self.local.acquire(timeout=self.wait_s):
             log.warning("an SQLite writer waited %.0f s for its turn; going ahead (is a request stuck?)",
                         self.wait_s)
             return False
         try:
-            if self.file is None:
-                self.file = open(self.path, "ab")   # noqa: SIM115 - kept open for the process's life
-            fcntl.flock(self.file.fileno(), fcntl.LOCK_EX)   # blocks in the kernel, GIL released
+            if self.file_turn.take(max(0.0, deadline - time.monotonic())):
+                return True
         except BaseException:
             self.local.release()
             raise
-        return True
+        # Another process kept the lock all this time: this process's next writer waits for it
+        # afresh (adopting the same wait), and this one leaves it to SQLite's busy timeout.
+        self.local.release()
+        log.warning("an SQLite writer waited %.0f s for another worker's turn; going ahead (is a request "
+                    "stuck in another process?)", self.wait_s)
+        return False
 
     def give(self) -> None:
         """Let the next writer (of any process) go."""
         try:
-            if self.file is not None:
-                fcntl.flock(self.file.fileno(), fcntl.LOCK_UN)
+            self.file_turn.give()
         finally:
             self.local.release()
 
