@@ -187,6 +187,21 @@ def test_transfer_whisper_pops_the_screen_of_the_dialled_line(app, client):
     assert [p["sid"] for p in pops] == [sim.sid] and "pothole" in pops[0]["heard"]
 
 
+def test_whisper_notes_a_known_call_once_and_an_unknown_call_not_at_all(app, client):
+    """The whisper reads the call once and hands what it read to note_bridged (no second read)."""
+    from ivr.store.models import Event
+
+    sim = transferred_call(client)
+    agent = sim.whisper()
+    assert "pothole" in " ".join(agent.texts()), agent.texts()   # the agent hears what was said
+    stranger = simulated_call(client)
+    stray = stranger.post(f"/voice/whisper?call=CA{'0' * 32}", stranger.params(To="+13125550101"))
+    assert stray.status_code == 200 and stranger.texts(), "an unknown call still gets a whisper"
+    with app.app_context():
+        bridged = db.session().query(Event).filter(Event.kind == "bridged").all()
+    assert [e.call_sid for e in bridged] == [sim.sid]
+
+
 def test_call_story_tells_questions_answers_decisions_and_outcome(app, client):
     sim = transferred_call(client)
     sim.dial_ends("completed", duration=30)

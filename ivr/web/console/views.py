@@ -183,13 +183,15 @@ def dequeued() -> Any:
     return Response(str(render_empty()), mimetype="text/xml")
 
 
-def note_bridged(parent_sid: str, line: str) -> None:
-    """Record that call `parent_sid` is being bridged to `line`; never raises (a pop is not worth a call)."""
+def note_bridged(parent_sid: str, line: str, known: bool | None = None) -> None:
+    """Record that call `parent_sid` is being bridged to `line`; never raises (a pop is not worth a call).
+
+    `known`: whether the call exists, when the caller has just read it (saves reading it again)."""
     if not parent_sid or not line:
         return
     s = db.session()
     try:
-        if calls.load_state(s, parent_sid) is None:
+        if known is False or (known is None and calls.load_state(s, parent_sid) is None):
             return
         calls.add_event(s, parent_sid, "bridged", {"line": line})
         s.commit()

@@ -183,10 +183,13 @@ def whisper() -> Response:
     parent = request.args.get("call", "")
     if not re.match(r"^[A-Za-z0-9_-]{1,64}$", parent):
         return xml(twiml_text(render_empty()))
-    note_bridged(parent, request.values.get("To", ""))   # the agent answered: screen pop on their console
     s = db.session()
-    state = calls.load_state(s, parent) or CallState()
-    caller = calls.caller_number(s, parent) or ""
+    # Read first (the call's state once: note_bridged reuses what was read), then the one write.
+    stored = calls.load_state(s, parent)
+    caller = (calls.caller_number(s, parent) or "") if stored is not None else ""
+    # The agent answered: screen pop on their console.
+    note_bridged(parent, request.values.get("To", ""), known=stored is not None)
+    state = stored or CallState()
     current = rules()
     department = current.departments.get(state.department or "")
     # Agents speak the line's first language; the words come from its language file.
