@@ -1,7 +1,7 @@
 """CPU per webhook in-process: the same simulated calls as bench/calls.py, through Flask's test client.
 
     .venv/bin/python bench/webhook_cpu.py [--calls 150] [--batches 3] [--profile 40]
-        [--database-url postgresql://postgres@127.0.0.1:5432/test [--round-trips]] [--minimal]
+        [--database-url postgresql://postgres@127.0.0.1:5432/test [--round-trips]] [--minimal] [--at ISO]
 
 No server and no threads, so the number is the app's own work (plus the test client's, about
 0.3 ms) and is steadier than a loaded machine's HTTP latency. Prints the CPU per webhook of each
@@ -26,6 +26,7 @@ import pstats
 import sys
 import tempfile
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -136,7 +137,11 @@ def main() -> None:
     parser.add_argument("--round-trips", action="store_true",
                         help="PostgreSQL: count round trips (libpq traces every message: CPU figures grow)")
     parser.add_argument("--minimal", action="store_true", help="measure the minimal fixed-TwiML app instead")
+    parser.add_argument("--at", default="", help="the line's clock, fixed (ISO 8601 with offset), e.g. "
+                        "2026-03-11T03:00:00+00:00: a night, when callers report problems and hear case "
+                        "numbers (per-call prompts); default: now, so the figures depend on the hour")
     args = parser.parse_args()
+    at = datetime.fromisoformat(args.at) if args.at else None
     if not 1 <= args.calls <= 5000 or not 1 <= args.batches <= 20:
         raise SystemExit("--calls must be 1..5000 and --batches 1..20")
     utterances = [json.loads(line)["text"] for line in UTTERANCES.read_text().splitlines() if line.strip()]
@@ -149,7 +154,8 @@ def main() -> None:
         else:
             app = create_app({"IVR_DATABASE_URL": args.database_url or f"sqlite:///{tmp}/cpu.sqlite3",
                               "TWILIO_AUTH_TOKEN": TOKEN, "IVR_PUBLIC_URL": PUBLIC, "IVR_CAPTURE": "twilio",
-                              "IVR_SPEECH_ENGINE": "twilio"})
+                              "IVR_SPEECH_ENGINE": "twilio",
+                              **({"IVR_CLOCK": lambda: at} if at else {})})
             statements = Statements(db.engine(app))
         logging.getLogger().setLevel(logging.WARNING)   # one INFO line per call is not the subject
         gc.freeze()   # as app.py does under gunicorn
