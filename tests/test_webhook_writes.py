@@ -95,6 +95,25 @@ def test_ending_a_call_is_one_update_and_keeps_an_outcome_already_there(store):
     assert kept["duration_s"] == 40.0 and kept["ended"] is not None
 
 
+def test_a_call_starts_with_its_state_in_one_statement_that_fills_only_missing_numbers(store):
+    s, statements = store
+    start = len(statements.seen)
+    calls.start_call(s, "CAw6", "+15551234567", "+15550001111", CallState(step="welcome", language="es"))
+    assert statements.since(start) == ["INSERT INTO calls"]   # no rowcount asked, no UPDATE
+    calls.add_event(s, "CAw7", "status", {"status": "ringing"})   # a callback created this one first
+    s.commit()
+    calls.start_call(s, "CAw7", "+15557654321", "+15550001111", CallState(step="welcome"))
+    calls.start_call(s, "CAw6", "+19999999999", "", CallState(step="ask", language="es"))   # a retry
+    s.commit()
+    first, second = history.call_record(s, "CAw6"), history.call_record(s, "CAw7")
+    assert (first["from"], first["to"]) == ("+15551234567", "+15550001111")
+    assert calls.load_state(s, "CAw6") == CallState(step="ask", language="es")
+    assert s.get(models.Call, "CAw6").language == "es"
+    assert (second["from"], second["to"]) == ("+15557654321", "+15550001111")
+    assert calls.load_state(s, "CAw7") == CallState(step="welcome")
+    assert [e["kind"] for e in second["events"]] == ["status"]
+
+
 def test_a_parked_turn_is_read_without_a_write_and_cleared_with_the_state(store):
     s, statements = store
     calls.ensure_call(s, "CAw5", "", "")
@@ -161,8 +180,8 @@ def test_every_decision_is_rendered_before_the_webhooks_first_write(app, client,
     for chunk in rendered:
         first_write = next(i for i, text in enumerate(chunk) if _WRITE.match(text))
         assert chunk.index("RENDER") < first_write, chunk
-        # One UPDATE of the call's row per webhook, and no read of it once writing has begun.
-        assert sum(1 for text in chunk if text.lstrip().startswith("UPDATE calls")) == 1, chunk
+        # At most one write of the call's row per webhook, and no read once writing has begun.
+        assert sum(1 for text in chunk if text.lstrip().startswith(("UPDATE calls", "INSERT INTO calls"))) == 1, chunk
         assert not [text for text in chunk[first_write:] if text.lstrip().startswith("SELECT")], chunk
     with app.app_context():
         record = history.call_record(db.session(), sim.sid)

@@ -16,7 +16,7 @@ import json
 import re
 from typing import Any, Mapping, Sequence
 
-from sqlalchemy import Select, String, Update, bindparam, cast, func, literal, null, select, update
+from sqlalchemy import Select, String, Update, bindparam, case, cast, func, literal, null, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
@@ -54,6 +54,21 @@ def ensure_call(s: Session, sid: str, from_: str, to: str) -> None:
     _known(s).add(sid)
 
 
+def start_call(s: Session, sid: str, from_: str, to: str, state: CallState) -> None:
+    """A call's first webhook: `ensure_call` and `save_state` in one statement (an upsert whose
+    answer nobody needs, so it waits in the PostgreSQL pipeline). A repeat (a Twilio retry, a
+    status callback that created the row first) fills in only the numbers still empty, and
+    stores `state`."""
+    if not isinstance(state, CallState):
+        raise TypeError(f"start_call needs a CallState, got {type(state).__name__}")
+    sid = _check_sid(sid)
+    conn = _writer(s)
+    conn.execute(_START_CALL[conn.dialect.name], {
+        "sid": sid, "from_number": from_ or "", "to_number": to or "", "language": state.language,
+        "state": jsonable(dataclasses.asdict(state)), "outcome_detail": {}}, execution_options=DEFER)
+    _known(s).add(sid)
+
+
 # One write path: every write is a Core statement on the session's connection, in its
 # transaction (measured on SQLite: ~1 ms less CPU per webhook than ORM get + flush). Calls seen in
 # this transaction are remembered in `s.info`, so a writer knows the row exists (the foreign keys
@@ -62,6 +77,18 @@ def ensure_call(s: Session, sid: str, from_: str, to: str) -> None:
 _CALLS = models.Call.__table__
 _INSERT_CALL = {"postgresql": postgresql.insert(_CALLS).on_conflict_do_nothing(),
                 "sqlite": sqlite.insert(_CALLS).on_conflict_do_nothing()}
+
+
+def _start_call(insert: Any) -> Any:
+    statement = insert(_CALLS)
+    new, old = statement.excluded, _CALLS.c
+    return statement.on_conflict_do_update(index_elements=[old.sid], set_={
+        "from_number": case((old.from_number == "", new.from_number), else_=old.from_number),
+        "to_number": case((old.to_number == "", new.to_number), else_=old.to_number),
+        "state": new.state, "language": new.language, "updated_at": new.updated_at})
+
+
+_START_CALL = {"postgresql": _start_call(postgresql.insert), "sqlite": _start_call(sqlite.insert)}
 _LOAD_STATE = select(_CALLS.c.state).where(_CALLS.c.sid == bindparam("b_sid"))
 _CALL_ROW = (select(_CALLS.c.outcome, _CALLS.c.state)
              .where(_CALLS.c.sid == bindparam("b_sid")))

@@ -237,7 +237,11 @@ def apply(sid: str, previous: CallState, decision: Decision, *, turn: Turn | Non
     described = describe(decision)
     action = decision.action
     outcomes = ([filed] if filed else []) + outcomes_of(decision)
-    if new_call is not None:
+    # A new call's row is created with its state in one statement, unless there is more to store.
+    started = new_call is not None and not outcomes and not took_pending_turn
+    if started:
+        calls.start_call(s, sid, *new_call, state)
+    elif new_call is not None:
         calls.ensure_call(s, sid, *new_call)
     for kind, detail in first:
         calls.add_event(s, sid, kind, detail)
@@ -252,8 +256,9 @@ def apply(sid: str, previous: CallState, decision: Decision, *, turn: Turn | Non
     if isinstance(action, Callback) and action.done:
         calls.add_message(s, sid, action.department, "callback", None)
     # The state and the outcome in one UPDATE of the call's row (the outcome's details are
-    # merged by the database: no read of the row first).
-    calls.save_state(s, sid, state, outcomes, clear_pending_turn=took_pending_turn)
+    # merged by the database: no read of the row first), unless the row was just created with it.
+    if not started:
+        calls.save_state(s, sid, state, outcomes, clear_pending_turn=took_pending_turn)
     answer = finish(sid, body)
     metrics.observe_decision(previous.step, action, decision.reason, answered=turn is not None)
     return answer
