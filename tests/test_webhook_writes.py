@@ -77,22 +77,35 @@ def test_an_outcome_for_a_call_not_seen_yet_creates_it(store):
     assert history.call_record(s, "CAw2")["outcome_detail"] == {"department": "roads"}
 
 
-def test_ending_a_call_is_one_update_and_keeps_an_outcome_already_there(store):
+def test_ending_a_call_is_one_update_and_no_read_and_keeps_an_outcome_already_there(store):
     s, statements = store
     calls.ensure_call(s, "CAw3", "", "")
     calls.save_state(s, "CAw3", CallState(step="ask"), [("transferred", {"department": "roads"})])
     calls.ensure_call(s, "CAw4", "", "")
     calls.save_state(s, "CAw4", CallState(step="confirm"))
     s.commit()
+    calls.ensure_call(s, "CAw8", "", "")   # never got a state: abandoned at the first step
+    s.commit()
     start = len(statements.seen)
     calls.end_call(s, "CAw3", "completed", 40)
     calls.end_call(s, "CAw4", "completed", 9)
-    assert [text for text in statements.since(start) if text.startswith("UPDATE")] == ["UPDATE calls SET"] * 2
+    calls.end_call(s, "CAw8", "in-progress")   # not an end: no outcome
+    sent = statements.since(start)
+    assert [text for text in sent if text.startswith("UPDATE")] == ["UPDATE calls SET"] * 3
+    assert not [text for text in sent if text.startswith("SELECT")]   # decided by the database
     s.commit()
-    kept, abandoned = history.call_record(s, "CAw3"), history.call_record(s, "CAw4")
+    calls.end_call(s, "CAw8", "no-answer")
+    s.commit()
+    kept, abandoned, never = (history.call_record(s, sid) for sid in ("CAw3", "CAw4", "CAw8"))
     assert (kept["outcome"], kept["outcome_detail"]) == ("transferred", {"department": "roads"})
     assert (abandoned["outcome"], abandoned["outcome_detail"]) == ("abandoned", {"at_step": "confirm"})
+    assert (never["outcome"], never["outcome_detail"]) == ("abandoned", {"at_step": "welcome"})
     assert kept["duration_s"] == 40.0 and kept["ended"] is not None
+    assert [e["kind"] for e in kept["events"]] == ["outcome", "status"]
+    assert [(e["kind"], e["detail"]) for e in abandoned["events"]] == [
+        ("outcome", {"outcome": "abandoned", "at_step": "confirm"}), ("status", {"status": "completed", "duration_s": 9})]
+    assert [e["detail"].get("outcome") or e["detail"]["status"] for e in never["events"]] == \
+        ["in-progress", "abandoned", "no-answer"]
 
 
 def test_a_call_starts_with_its_state_in_one_statement_that_fills_only_missing_numbers(store):

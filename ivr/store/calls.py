@@ -90,8 +90,6 @@ def _start_call(insert: Any) -> Any:
 
 _START_CALL = {"postgresql": _start_call(postgresql.insert), "sqlite": _start_call(sqlite.insert)}
 _LOAD_STATE = select(_CALLS.c.state).where(_CALLS.c.sid == bindparam("b_sid"))
-_CALL_ROW = (select(_CALLS.c.outcome, _CALLS.c.state)
-             .where(_CALLS.c.sid == bindparam("b_sid")))
 # inline(): no RETURNING of the new id (nobody reads it), so the INSERT can be deferred (pipeline).
 _INSERT_TURN = models.Turn.__table__.insert().inline()
 _INSERT_EVENT = models.Event.__table__.insert().inline()
@@ -280,26 +278,50 @@ def _call_update(dialect: str, columns: tuple[str, ...], detail_keys: tuple[str,
 
 
 def end_call(s: Session, sid: str, status: str, duration_s: float | None = None) -> None:
-    """Record Twilio's final CallStatus. A call that ends with no outcome was abandoned."""
-    sid = _check_sid(sid)
-    row = _row(s, sid)
-    ended = status in ENDED_STATUSES
-    columns: dict[str, Any] = {"status": status[:32]}
-    if ended:
-        columns.update(ended_at=models.utcnow(), duration_s=duration_s)
-    abandoned = [("abandoned", {"at_step": state_from_dict(row.state).step})] if ended and row.outcome is None else []
-    _update_call(s, sid, columns, abandoned)
+    """Record Twilio's final CallStatus. A call that ends with no outcome was abandoned (at the
+    step it was at): decided by the database from the row, so nothing is read first."""
+    sid = _existing_sid(s, sid)
+    conn = _writer(s)
+    if status in ENDED_STATUSES:
+        params = {"b_sid": sid, "b_status": status[:32], "b_ended_at": models.utcnow(), "b_duration_s": duration_s,
+                  "b_now": models.utcnow(), "b_step": _FIRST_STEP}
+        # The outcome event first: it is written only while the row has no outcome yet.
+        conn.execute(_ABANDONED_EVENT[conn.dialect.name], params, execution_options=DEFER)
+        conn.execute(_END_CALL[conn.dialect.name], params, execution_options=DEFER)
+    else:
+        _update_call(s, sid, {"status": status[:32]}, [])
     add_event(s, sid, "status", {"status": status, "duration_s": duration_s})
 
 
-def _row(s: Session, sid: str) -> Any:
-    """The call's outcome and state (the call is created when new)."""
-    row = s.connection().execute(_CALL_ROW, {"b_sid": sid}).first()
-    if row is None:
-        ensure_call(s, sid, "", "")
-        row = s.connection().execute(_CALL_ROW, {"b_sid": sid}).first()
-    _known(s).add(sid)
-    return row
+_FIRST_STEP = CallState().step   # the step of a call whose state was never stored
+
+
+def _abandoned_statements(dialect: str) -> tuple[Any, Any]:
+    """(INSERT the "abandoned" outcome event when the call has no outcome, UPDATE the ended call:
+    its status, end, and outcome "abandoned" with the step it was at unless it has an outcome)."""
+    calls = _CALLS.c
+    at_step = func.coalesce(calls.state["step"].as_string(), bindparam("b_step", type_=String))
+    build = func.json_object if dialect == "sqlite" else func.json_build_object
+    events = models.Event.__table__
+    event = events.insert().from_select(
+        ["call_sid", "kind", "detail", "created_at"],
+        select(calls.sid, literal("outcome"), build("outcome", "abandoned", "at_step", at_step),
+               bindparam("b_now", type_=models.UTCDateTime))
+        .where(calls.sid == bindparam("b_sid"), calls.outcome.is_(None)))
+    if dialect == "sqlite":
+        merged = func.json_set(calls.outcome_detail, '$."at_step"', at_step)
+    else:
+        merged = cast(cast(calls.outcome_detail, postgresql.JSONB).op("||")(func.jsonb_build_object("at_step", at_step)),
+                      postgresql.JSON)
+    ended = update(_CALLS).where(calls.sid == bindparam("b_sid")).values(
+        status=bindparam("b_status"), ended_at=bindparam("b_ended_at"), duration_s=bindparam("b_duration_s"),
+        outcome=func.coalesce(calls.outcome, "abandoned"),
+        outcome_detail=case((calls.outcome.is_(None), merged), else_=calls.outcome_detail))
+    return event, ended
+
+
+_ABANDONED_EVENT, _END_CALL = ({name: _abandoned_statements(name)[n] for name in ("postgresql", "sqlite")}
+                               for n in (0, 1))
 
 
 def caller_number(s: Session, sid: str) -> str | None:
