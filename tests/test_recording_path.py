@@ -202,3 +202,19 @@ def test_a_confirm_step_recording_is_recognised_with_the_yes_no_grammar(app, cli
     twiml(signed_post(client, "/voice/recorded?step=confirm&n=1", form))
     heard = [t["heard"] for t in call_record(app, "CArec8")["turns"] if t["heard"]]
     assert heard == ["no that's wrong"]
+
+
+@pytest.mark.speech
+def test_a_retried_recording_is_answered_from_storage_without_downloading_it_again(app, client, recordings):
+    from speechgen import synthesize_phone_audio
+
+    start_call(client, "CArec9")
+    recordings.files["/2010-04-01/Accounts/AC1/Recordings/RE9"] = synthesize_phone_audio(POTHOLE).read_bytes()
+    url = recordings.base + "/2010-04-01/Accounts/AC1/Recordings/RE9"
+    first = recorded(client, "CArec9", url)
+    again = recorded(client, "CArec9", url)        # Twilio retries the same request
+    assert again.get_data() == first.get_data()
+    assert len(recordings.auth) == 1               # fetched (and recognised) once
+    record = call_record(app, "CArec9")
+    assert [r["url"] for r in record["recordings"]] == [url]
+    assert [t["step"] for t in record["turns"]] == ["welcome", "ask"]

@@ -109,8 +109,9 @@ def recall(sid: str, extra: str = "") -> Response | None:
 
 
 def stored_state(sid: str) -> CallState | None:
-    """The state of call `sid` as `recall` read it for this request, else read now."""
-    loaded = g.pop("ivr_stored_state", None)
+    """The state of call `sid` as `recall` read it for this request, else read now (the recording
+    path asks twice: for the recording's language, then to decide)."""
+    loaded = g.get("ivr_stored_state")
     if loaded is not None and loaded[0] == sid:
         return loaded[1]
     return calls.load_state(db.session(), sid)

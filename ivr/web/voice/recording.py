@@ -19,7 +19,6 @@ import urllib.parse
 import urllib.request
 
 from flask import Blueprint, Response, current_app, request
-from sqlalchemy.exc import SQLAlchemyError
 
 from ivr import metrics
 from ivr.routing.state import Turn
@@ -27,10 +26,9 @@ from ivr.rules_source import current_rules
 from ivr.speech.audio import AudioError, parse_wav
 from ivr.speech.engines.base import EngineUnavailable
 from ivr.speech.service import speech_service
-from ivr.store import calls, db
 from ivr.telephony.security import twilio_signed
 from ivr.web.media import open_recognizer, step_grammar, watched_emergency
-from ivr.web.voice.conversation import respond_to_turn
+from ivr.web.voice import conversation
 from ivr.web.voice.rescue import safe_webhook
 
 log = logging.getLogger(__name__)
@@ -55,7 +53,12 @@ class RecordingUnavailable(Exception):
 @safe_webhook
 def recorded() -> Response:
     """Download → recognise → decide. Always answers TwiML through `respond_to_turn`."""
-    call_sid = request.form.get("CallSid", "")
+    call_sid = conversation.call_sid()
+    # A Twilio retry is answered from storage before anything is downloaded or recognised again;
+    # the call's state (the recording's language) comes back in the same query.
+    replay = conversation.recall(call_sid)
+    if replay:
+        return replay
     url = request.form.get("RecordingUrl", "")
     digits = request.form.get("Digits", "")
     digits = digits if digits and set(digits) <= KEYPAD else None
@@ -70,7 +73,7 @@ def recorded() -> Response:
         except RecordingUnavailable as exc:
             log.warning("call %s: recording unusable, treating as no input: %s", call_sid, exc)
     # The recording is kept with the call among the turn's writes (after deciding and rendering).
-    return respond_to_turn(call_sid, Turn(speech=speech, digits=digits,
+    return conversation.respond_to_turn(call_sid, Turn(speech=speech, digits=digits,
                                           asr_confidence=confidence if speech else None,
                                           emergency_heard=watched), recording=recording)
 
@@ -201,11 +204,8 @@ def transcribe(wav: bytes, language: str, step: str = "") -> tuple[str, float | 
 
 
 def _call_language(call_sid: str) -> str:
-    """The language the call is in (from its stored state), else the rules' default."""
-    try:
-        state = calls.load_state(db.session(), call_sid)
-    except (SQLAlchemyError, ValueError):
-        state = None
+    """The language the call is in (its state as `recall` read it), else the rules' default."""
+    state = conversation.stored_state(call_sid)
     return state.language if state else current_rules().default_language
 
 
