@@ -138,7 +138,13 @@ class FileTurn:
                 self._cond.wait_for(lambda: self._asked and not self._granted)
                 file = self.file
             assert file is not None
-            fcntl.flock(file.fileno(), fcntl.LOCK_EX)   # blocks in the kernel, GIL released
+            try:
+                fcntl.flock(file.fileno(), fcntl.LOCK_EX)   # blocks in the kernel, GIL released
+            except OSError as exc:   # not expected; the takers' timeout and the busy timeout remain
+                log.error("waiting for the SQLite writer lock failed: %s", exc)
+                with self._cond:
+                    self._asked = False   # the next taker tries again
+                continue
             with self._cond:
                 self._asked = False
                 if self._waiting:
