@@ -70,6 +70,21 @@ def test_state_and_outcomes_are_one_update_with_the_details_merged_by_the_databa
     assert s.get(models.Call, "CAw1").language == "es"
 
 
+def test_a_state_is_stored_as_its_json_round_trip_would_store_it():
+    import dataclasses
+
+    from ivr.store.convert import jsonable, state_from_dict, state_to_dict
+
+    full = CallState(step="report_done", language="es", retries=2, asks=1, menu_path="21", department="roads",
+                     intent="pothole", heard="un bache", confidence=0.75, tried=("roads", "parks"), seq=7,
+                     prompt="¿Algo más?", offers=("report", "callback"), location="", case="1234567",
+                     can_text=True, alerts_heard=(3, 4), alert_then="route")
+    assert [f.name for f in dataclasses.fields(full) if getattr(full, f.name) == f.default] == []   # every field set
+    for state in (full, CallState()):
+        assert state_to_dict(state) == jsonable(dataclasses.asdict(state))
+        assert state_from_dict(state_to_dict(state)) == state
+
+
 def test_an_outcome_for_a_call_not_seen_yet_creates_it(store):
     s, _statements = store
     calls.set_outcome(s, "CAw2", "voicemail", department="roads")

@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 from ivr.routing.state import CallState, Turn
 from ivr.store import models, write
 from ivr.store.pipeline import DEFER
-from ivr.store.convert import jsonable, state_from_dict, turn_from_dict
+from ivr.store.convert import jsonable, state_from_dict, state_to_dict, turn_from_dict
 from ivr.store.replies import RESPONSES, stored_key
 
 MAX_SID = 64
@@ -65,7 +65,7 @@ def start_call(s: Session, sid: str, from_: str, to: str, state: CallState) -> N
     conn = _writer(s)
     conn.execute(_START_CALL[conn.dialect.name], {
         "sid": sid, "from_number": from_ or "", "to_number": to or "", "language": state.language,
-        "state": jsonable(dataclasses.asdict(state)), "outcome_detail": {}}, execution_options=DEFER)
+        "state": state_to_dict(state), "outcome_detail": {}}, execution_options=DEFER)
     _known(s).add(sid)
 
 
@@ -177,7 +177,7 @@ def save_state(s: Session, sid: str, state: CallState, outcomes: Sequence[Outcom
     if not isinstance(state, CallState):
         raise TypeError(f"save_state needs a CallState, got {type(state).__name__}")
     sid = _existing_sid(s, sid)
-    columns = {"state": jsonable(dataclasses.asdict(state)), "language": state.language}
+    columns = {"state": state_to_dict(state), "language": state.language}
     if clear_pending_turn:
         columns[_CLEAR_PENDING] = None
     _update_call(s, sid, columns, outcomes)
