@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from ivr.routing.classify import Classifier
+from ivr.routing.load import load_rules
 from ivr.store.db import postgres_on_psycopg
 from ivr.telephony.simulator import FlaskTransport, Reply, SimulatedCall
 
@@ -42,6 +44,17 @@ def _postgres_reachable() -> str | None:
         return None
     except Exception as exc:  # any failure means "not reachable"; say why
         return f"{type(exc).__name__}: {exc}".splitlines()[0]
+
+
+@pytest.fixture(scope="module")
+def rules():
+    """The shipped rules, loaded once per test module (a module may define its own `rules`)."""
+    return load_rules(RULES_PATH)
+
+
+@pytest.fixture(scope="module")
+def classifier(rules):
+    return Classifier(rules)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -6,25 +6,12 @@ from datetime import datetime, timezone
 
 import pytest
 
-from conftest import RULES_PATH
-from ivr.routing.classify import Classifier
 from ivr.routing.decide import decide
 from ivr.routing.state import CallState, Turn
-from ivr.routing.load import load_rules
 from ivr.speech.emergency import emergency_in_alternatives, supported_cues
 from ivr.speech.engines.base import Result
 
 MONDAY_10AM = datetime(2026, 3, 2, 16, 0, tzinfo=timezone.utc)
-
-
-@pytest.fixture(scope="module")
-def rules():
-    return load_rules(RULES_PATH)
-
-
-@pytest.fixture(scope="module")
-def classifier(rules):
-    return Classifier(rules)
 
 
 def heard(text: str, *alternatives: str) -> Result:

@@ -6,9 +6,8 @@ import threading
 import numpy as np
 import pytest
 
-from conftest import RULES_PATH, ROOT
+from conftest import ROOT
 from ivr.config import from_environment
-from ivr.routing.load import load_rules
 from ivr.speech import lm
 from ivr.speech.audio import read_wav
 from ivr.speech.engines.base import EngineUnavailable, Grammar, Partial, Recognizer, Result
@@ -23,11 +22,6 @@ GRAMMARS = ROOT / "grammars"
 
 #: An emergency whose last word the domain model mishears ("sparking" → "parking").
 LIVE_WIRE = "a power line is down and sparking"
-
-
-@pytest.fixture(scope="module")
-def rules():
-    return load_rules(RULES_PATH)
 
 
 @pytest.fixture(scope="module")

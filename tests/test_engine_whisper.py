@@ -17,9 +17,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import RULES_PATH
-from ivr.routing.classify import Classifier
-from ivr.routing.load import load_rules
 from ivr.speech.audio import parse_wav, read_wav
 from ivr.speech.engines.base import EngineUnavailable, Grammar, Recognizer
 from ivr.speech.engines.whisper import WhisperEngine, find_model, hallucination, models
@@ -34,16 +31,6 @@ RAMBLE = ("hi um yes so I was calling because well it's a long story my mother l
           "and when it rains the water just sits there and the cars splash it all over her porch and "
           "she's eighty two so she can't really go out and deal with it herself you know so I guess "
           "what I'm asking is can somebody come out and look at the road in front of her house")
-
-
-@pytest.fixture(scope="module")
-def rules():
-    return load_rules(RULES_PATH)
-
-
-@pytest.fixture(scope="module")
-def classifier(rules):
-    return Classifier(rules)
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 
-from datetime import date, datetime, time, timezone
+from datetime import date, datetime, timezone
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -14,7 +14,7 @@ from ivr.cli import cli
 from ivr.lang import builtin
 from ivr.routing.hours import closure_note, closures_between, is_open, without_holidays
 from ivr.routing.problems import ConfigError
-from ivr.routing.load import load_rules, parse_rules
+from ivr.routing.load import parse_rules
 
 CHICAGO = ZoneInfo("America/Chicago")
 
@@ -34,11 +34,6 @@ SHIPPED_2026 = [
     ("2027-01-01", None, None, "New Year's Day", "Año Nuevo"),
 ]
 HEALTH_TRAINING = ("2026-10-14", "08:00", "10:00", "Staff training", "Staff training")
-
-
-@pytest.fixture(scope="module")
-def rules():
-    return load_rules(RULES_PATH)
 
 
 def listing(department, first=date(2026, 1, 1), last=date(2027, 1, 1)):

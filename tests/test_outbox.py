@@ -7,13 +7,11 @@ import random
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import update
-from sqlalchemy.orm import Session
 
 from fake_twilio_rest import ACCOUNT_SID, AUTH_TOKEN, FakeTwilioRest
+from outbox_helpers import make_due, outbox_app, outbox_rows, outbox_session
 from ivr import outbox
 from ivr.outbox import worker as outbox_worker
-from ivr.store import db
 from ivr.store import outbox as store
 from ivr.store.models import utcnow
 
@@ -25,11 +23,7 @@ CITIZEN = "+13125550104"
 
 @pytest.fixture
 def app(db_url, tmp_path):
-    from conftest import store_only_app
-
-    app = store_only_app(db_url, "outbox-test")
-    if not db.is_memory_sqlite(db_url):
-        db.upgrade(db.engine(app))
+    app = outbox_app(db_url, "outbox-test")
     app.config.update(TWILIO_ACCOUNT_SID=ACCOUNT_SID, TWILIO_AUTH_TOKEN=AUTH_TOKEN, IVR_SMS_FROM=CITY)
     return app
 
@@ -49,40 +43,24 @@ def wakes(monkeypatch):
     return seen
 
 
-def _session(app) -> Session:
-    return Session(db.engine(app), expire_on_commit=False)
-
-
 def _text(app, key="case:1234567", to=CITIZEN, body="Your case number is 123-4567."):
-    with _session(app) as s:
+    with outbox_session(app) as s:
         created = outbox.send_sms(s, to=to, body=body, key=key, purpose="case-number")
         s.commit()
     return created
 
 
-def _rows(app):
-    with _session(app) as s:
-        return sorted(store.search(s, limit=10_000), key=lambda r: r.id)
-
-
-def _make_due(app):
-    """Pretend the retry time has come (backoff is seconds to minutes)."""
-    with _session(app) as s:
-        s.execute(update(store.OutboxMessage).values(next_attempt_at=utcnow() - timedelta(seconds=1)))
-        s.commit()
-
-
 def test_a_row_is_written_in_the_callers_transaction_and_the_key_makes_it_once(app, wakes):
     assert _text(app) is True
     assert _text(app) is False                       # a retried webhook enqueues the same key
-    [row] = _rows(app)
+    [row] = outbox_rows(app)
     assert (row.kind, row.target, row.status, row.attempts) == ("sms", CITIZEN, "pending", 0)
     assert row.payload == {"body": "Your case number is 123-4567.", "purpose": "case-number"}
     assert wakes == [None]                           # one wake-up, for the commit that created it
 
 
 def test_the_worker_is_woken_only_after_the_commit_and_never_for_a_rollback(app, wakes):
-    with _session(app) as s:
+    with outbox_session(app) as s:
         outbox.send_sms(s, to=CITIZEN, body="one", key="k1", purpose="test")
         outbox.send_sms(s, to=CITIZEN, body="two", key="k2", purpose="test")
         assert wakes == []                           # not yet: the rows are invisible to workers
@@ -92,12 +70,12 @@ def test_the_worker_is_woken_only_after_the_commit_and_never_for_a_rollback(app,
         s.rollback()
         s.commit()
     assert wakes == [None]
-    assert [r.key for r in _rows(app)] == ["k1", "k2"]
+    assert [r.key for r in outbox_rows(app)] == ["k1", "k2"]
 
 
 def test_a_delayed_row_wakes_the_worker_for_its_time(app, wakes):
     later = utcnow() + timedelta(minutes=5)
-    with _session(app) as s:
+    with outbox_session(app) as s:
         outbox.send_sms(s, to=CITIZEN, body="later", key="k-later", purpose="test", not_before=later)
         s.commit()
     assert wakes == [later]
@@ -110,7 +88,7 @@ def test_a_text_is_delivered_through_twilio_and_marked_sent_with_its_sid(app, tw
     assert report.counts["sent"] == 1
     [message] = twilio.messages
     assert (message["To"], message["From"], message["Body"]) == (CITIZEN, CITY, "Your case number is 123-4567.")
-    [row] = _rows(app)
+    [row] = outbox_rows(app)
     assert row.status == "sent" and row.provider_id.startswith("SM") and row.attempts == 1
     assert row.sent_at is not None and row.lease_until is None
     assert outbox_worker.drain(app).counts["sent"] == 0      # sent once, never again
@@ -122,7 +100,7 @@ def test_an_unsubscribed_number_is_dead_at_once_with_twilios_reason(app, twilio)
     twilio.fail_next(400, 21610, "Attempt to send to unsubscribed recipient")
     report = outbox_worker.drain(app)
     assert report.counts == {"sent": 0, "retry": 0, "dead": 1, "lost": 0}
-    [row] = _rows(app)
+    [row] = outbox_rows(app)
     assert row.status == "dead" and "21610" in row.last_error and "unsubscribed" in row.last_error
 
 
@@ -131,18 +109,18 @@ def test_twilio_down_then_back_delivers_once(app, twilio):
     twilio.stop()                                    # Twilio unreachable
     _text(app)
     assert outbox_worker.drain(app).counts["retry"] == 1
-    [row] = _rows(app)
+    [row] = outbox_rows(app)
     assert row.status == "failed" and row.attempts == 1 and "unreachable" in row.last_error
     assert row.next_attempt_at > utcnow()            # backed off
     assert outbox_worker.drain(app).counts == {"sent": 0, "retry": 0, "dead": 0, "lost": 0}   # not due yet
     with FakeTwilioRest(port=port) as back:          # Twilio is back, same address
         back.fail_next(503, 20500, "Service unavailable")
-        _make_due(app)
+        make_due(app)
         assert outbox_worker.drain(app).counts["retry"] == 1
-        _make_due(app)
+        make_due(app)
         assert outbox_worker.drain(app).counts["sent"] == 1
         assert len(back.messages) == 1
-    [row] = _rows(app)
+    [row] = outbox_rows(app)
     assert row.status == "sent" and row.attempts == 3 and row.last_error == ""
 
 
@@ -151,15 +129,15 @@ def test_too_many_attempts_make_a_row_dead_and_retry_revives_it(app, twilio):
     _text(app)
     for _ in range(2):
         twilio.fail_next(500, 20500, "Internal error")
-        _make_due(app)
+        make_due(app)
         outbox_worker.drain(app)
-    [row] = _rows(app)
+    [row] = outbox_rows(app)
     assert row.status == "dead" and row.attempts == 2 and "gave up after 2 attempts" in row.last_error
-    with _session(app) as s:
+    with outbox_session(app) as s:
         assert store.retry(s) == 1
         s.commit()
     assert outbox_worker.drain(app).counts["sent"] == 1
-    assert _rows(app)[0].status == "sent"
+    assert outbox_rows(app)[0].status == "sent"
 
 
 def test_backoff_doubles_with_jitter_and_is_capped():
@@ -173,11 +151,11 @@ def test_backoff_doubles_with_jitter_and_is_capped():
 
 
 def test_two_workers_claiming_at_once_never_share_a_row(app):
-    with _session(app) as s:
+    with outbox_session(app) as s:
         for n in range(10):
             outbox.send_sms(s, to=CITIZEN, body=f"n{n}", key=f"k{n}", purpose="test")
         s.commit()
-    with _session(app) as a, _session(app) as b:
+    with outbox_session(app) as a, outbox_session(app) as b:
         first = store.claim(a, "worker-a", limit=6, lease_s=60)
         a.commit()
         second = store.claim(b, "worker-b", limit=6, lease_s=60)
@@ -192,19 +170,19 @@ def test_a_crash_after_the_claim_is_recovered_when_the_lease_runs_out(app, twili
     'sent' cannot overwrite the new owner's record."""
     _text(app)
     now = utcnow()
-    with _session(app) as s:
+    with outbox_session(app) as s:
         [claimed] = store.claim(s, "crashed", limit=10, lease_s=300, now=now)
         s.commit()
     assert outbox_worker.drain(app).counts["sent"] == 0          # leased: left alone
-    with _session(app) as s:                                     # five minutes later
+    with outbox_session(app) as s:                                     # five minutes later
         [again] = store.claim(s, "rescuer", limit=10, lease_s=300, now=now + timedelta(seconds=301))
         s.commit()
     assert again.id == claimed.id and again.attempts == 2
-    with _session(app) as s:
+    with outbox_session(app) as s:
         assert store.mark_sent(s, claimed.id, "crashed", "SMlate") is False   # lost its claim
         assert store.mark_sent(s, again.id, "rescuer", "SMnew") is True
         s.commit()
-    [row] = _rows(app)
+    [row] = outbox_rows(app)
     assert (row.status, row.provider_id) == ("sent", "SMnew")
 
 
@@ -214,13 +192,13 @@ def test_a_number_that_opted_out_is_never_texted(app, twilio):
 
     _text(app)
     _text(app, key="other", to="+13125550199")
-    with _session(app) as s:
+    with outbox_session(app) as s:
         sms_contacts.opt_out(s, CITIZEN)
         s.commit()
     report = outbox_worker.drain(app)
     assert report.counts["dead"] == 1 and report.counts["sent"] == 1
     assert [m["To"] for m in twilio.messages] == ["+13125550199"]
-    dead = [r for r in _rows(app) if r.status == "dead"]
+    dead = [r for r in outbox_rows(app) if r.status == "dead"]
     assert dead[0].target == CITIZEN and "opted out" in dead[0].last_error
 
 
@@ -228,7 +206,7 @@ def test_stats_count_rows_by_kind_and_status_and_the_oldest_waiting(app, twilio)
     _text(app, key="a")
     _text(app, key="b")
     outbox_worker.drain(app, max_rows=1)
-    with _session(app) as s:
+    with outbox_session(app) as s:
         stats = store.stats(s)
     assert stats.by_status()["sent"] == 1 and stats.by_status()["pending"] == 1 and stats.waiting == 1
     assert stats.oldest_waiting is not None and stats.oldest_waiting <= utcnow()
@@ -244,7 +222,7 @@ def test_rows_due_soon_get_one_chained_wake_up_however_many_drains_end(app, tmp_
     queue.configure({"IVR_JOBS_DB": str(tmp_path / "jobs.sqlite3")}, tmp_path)
     jobs.huey.flush()
     first = utcnow() + timedelta(seconds=20)
-    with _session(app) as s:
+    with outbox_session(app) as s:
         for n in range(3):
             outbox.send_sms(s, to=CITIZEN, body=f"alert {n}", key=f"alert:{n}", purpose="alert",
                             not_before=first + timedelta(seconds=n))

@@ -4,19 +4,15 @@ coming back: nothing lost, nothing sent twice; 4xx/5xx answered as documented.""
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 
 import pytest
-from sqlalchemy import update
-from sqlalchemy.orm import Session
 
 from local_receivers import HttpReceiver, SmtpServer
+from outbox_helpers import make_due, outbox_app, outbox_rows, outbox_session
 from ivr import outbox
 from ivr.outbox import delivery
 from ivr.outbox import worker as outbox_worker
-from ivr.store import db
-from ivr.store import outbox as store
-from ivr.store.models import utcnow
 
 pytestmark = pytest.mark.db
 
@@ -27,11 +23,7 @@ API_KEY = "crm-api-key-for-tests"
 
 @pytest.fixture
 def app(db_url, monkeypatch):
-    from conftest import store_only_app
-
-    app = store_only_app(db_url, "outbox-delivery-test")
-    if not db.is_memory_sqlite(db_url):
-        db.upgrade(db.engine(app))
+    app = outbox_app(db_url, "outbox-delivery-test")
     app.config.update(IVR_STREETS_WEBHOOK_SECRET=SECRET, IVR_CRM_API_KEY=API_KEY, IVR_SMTP_FROM="line@city.example")
     monkeypatch.setattr(outbox, "_wakers", [])      # the tests drain themselves
     return app
@@ -51,26 +43,11 @@ REQUEST = {
 }
 
 
-def _session(app) -> Session:
-    return Session(db.engine(app), expire_on_commit=False)
-
-
 def _notify(app, notify, request=REQUEST) -> int:
-    with _session(app) as s:
+    with outbox_session(app) as s:
         count = outbox.notify_department(s, request, _rules(notify))
         s.commit()
     return count
-
-
-def _rows(app):
-    with _session(app) as s:
-        return sorted(store.search(s, limit=1000), key=lambda r: r.id)
-
-
-def _make_due(app):
-    with _session(app) as s:
-        s.execute(update(store.OutboxMessage).values(next_attempt_at=utcnow() - timedelta(seconds=1)))
-        s.commit()
 
 
 # --- e-mail ---------------------------------------------------------------------------------------------
@@ -87,7 +64,7 @@ def test_the_department_email_says_what_where_when_in_the_citizens_words_with_th
     assert "1200 Main Street (41.87810, -87.62980)" in body
     assert "2026-12-06 21:15 CST" in body and "Language: en" in body
     assert CITIZEN not in body and "+1******0104" in body
-    [row] = _rows(app)
+    [row] = outbox_rows(app)
     assert row.status == "sent" and row.provider_id == mail["Message-ID"]
 
 
@@ -96,16 +73,16 @@ def test_smtp_down_then_back_delivers_every_mail_once(app):
     app.config.update(IVR_SMTP_HOST="127.0.0.1", IVR_SMTP_PORT=smtp.port)
     _notify(app, [{"email": "streets@city.example"}, {"email": "night-desk@city.example"}])
     assert outbox_worker.drain(app).counts["retry"] == 2
-    assert all(r.status == "failed" and "unreachable" in r.last_error for r in _rows(app))
+    assert all(r.status == "failed" and "unreachable" in r.last_error for r in outbox_rows(app))
     with smtp:                                       # back, on the same port
         smtp.refuse_next("451 4.3.0 mailbox busy, try later")
-        _make_due(app)
+        make_due(app)
         assert outbox_worker.drain(app).counts == {"sent": 1, "retry": 1, "dead": 0, "lost": 0}
-        _make_due(app)
+        make_due(app)
         assert outbox_worker.drain(app).counts["sent"] == 1
         assert outbox_worker.drain(app).counts["sent"] == 0
         assert sorted(m["To"] for m in smtp.messages) == ["night-desk@city.example", "streets@city.example"]
-    assert [r.status for r in _rows(app)] == ["sent", "sent"]
+    assert [r.status for r in outbox_rows(app)] == ["sent", "sent"]
 
 
 def test_a_refused_mailbox_is_dead_at_once(app):
@@ -114,7 +91,7 @@ def test_a_refused_mailbox_is_dead_at_once(app):
         smtp.refuse_next("550 5.1.1 no such user")
         _notify(app, [{"email": "nobody@city.example"}])
         assert outbox_worker.drain(app).counts["dead"] == 1
-    [row] = _rows(app)
+    [row] = outbox_rows(app)
     assert row.status == "dead" and "550" in row.last_error
 
 
@@ -123,7 +100,7 @@ def test_notifying_the_same_request_twice_queues_nothing_more(app):
     assert _notify(app, targets) == 2
     assert _notify(app, targets) == 0
     assert _notify(app, []) == 0                     # a department without targets: nothing
-    assert len(_rows(app)) == 2
+    assert len(outbox_rows(app)) == 2
 
 
 # --- signed JSON webhook ---------------------------------------------------------------------------------
@@ -143,7 +120,7 @@ def test_the_webhook_is_signed_and_the_receiver_can_verify_it(app):
     assert document["event"] == "service_request.created" and document["case_number"] == "4827153"
     assert document["contact_phone"] == CITIZEN and document["department"] == "streets"
     assert document["description"] == REQUEST["description"]
-    assert headers["Idempotency-Key"] == _rows(app)[0].key
+    assert headers["Idempotency-Key"] == outbox_rows(app)[0].key
 
 
 def test_webhook_receiver_down_then_5xx_then_back_delivers_once(app):
@@ -152,15 +129,15 @@ def test_webhook_receiver_down_then_5xx_then_back_delivers_once(app):
     assert outbox_worker.drain(app).counts["retry"] == 1         # nobody listening
     with hook:
         hook.fail_next(503, "maintenance")
-        _make_due(app)
+        make_due(app)
         assert outbox_worker.drain(app).counts["retry"] == 1
-        assert "HTTP 503" in _rows(app)[0].last_error
-        _make_due(app)
+        assert "HTTP 503" in outbox_rows(app)[0].last_error
+        make_due(app)
         assert outbox_worker.drain(app).counts["sent"] == 1
-        _make_due(app)
+        make_due(app)
         assert outbox_worker.drain(app).counts["sent"] == 0
         assert len(hook.requests) == 2                           # the 503 and the one that counted
-    [row] = _rows(app)
+    [row] = outbox_rows(app)
     assert row.status == "sent" and row.attempts == 3
 
 
@@ -169,7 +146,7 @@ def test_a_4xx_from_the_webhook_is_dead_at_once_with_the_reason(app):
         hook.fail_next(422, '{"error": "unknown department"}')
         _notify(app, [{"webhook": f"{hook.url}/311", "secret_env": "IVR_STREETS_WEBHOOK_SECRET"}])
         assert outbox_worker.drain(app).counts["dead"] == 1
-    [row] = _rows(app)
+    [row] = outbox_rows(app)
     assert row.status == "dead" and "HTTP 422" in row.last_error and "unknown department" in row.last_error
 
 
@@ -178,7 +155,7 @@ def test_a_webhook_without_its_secret_waits_for_it_and_never_goes_unsigned(app):
         _notify(app, [{"webhook": f"{hook.url}/311", "secret_env": "IVR_NOT_SET"}])
         assert outbox_worker.drain(app).counts["retry"] == 1
         assert hook.requests == []
-    assert "IVR_NOT_SET" in _rows(app)[0].last_error
+    assert "IVR_NOT_SET" in outbox_rows(app)[0].last_error
 
 
 # --- upstream Open311 ----------------------------------------------------------------------------------
@@ -195,7 +172,7 @@ def test_the_request_is_posted_upstream_as_georeport_v2_with_the_api_key(app):
     assert (form["lat"], form["long"], form["address_string"]) == ("41.8781", "-87.6298", "1200 Main Street")
     assert form["description"] == REQUEST["description"] and form["phone"] == CITIZEN
     assert form["attribute[ivr_case_number]"] == "4827153"
-    [row] = _rows(app)
+    [row] = outbox_rows(app)
     assert row.status == "sent" and row.provider_id == "CRM-991"
     assert API_KEY not in json.dumps(row.payload)                # the key is read when sending, never stored
 
@@ -205,15 +182,15 @@ def test_open311_down_then_back_delivers_once_and_a_bad_key_is_dead(app):
     _notify(app, [{"open311": crm.url, "api_key_env": "IVR_CRM_API_KEY"}])
     assert outbox_worker.drain(app).counts["retry"] == 1
     with crm:
-        _make_due(app)
+        make_due(app)
         assert outbox_worker.drain(app).counts["sent"] == 1
         assert len(crm.requests) == 1
-        assert _rows(app)[0].provider_id == "token:t-77"
+        assert outbox_rows(app)[0].provider_id == "token:t-77"
         other = dict(REQUEST, case_number="5550123")
         crm.fail_next(403, '[{"code": 403, "description": "Invalid api_key"}]')
         _notify(app, [{"open311": crm.url, "api_key_env": "IVR_CRM_API_KEY"}], request=other)
         assert outbox_worker.drain(app).counts["dead"] == 1
-    dead = [r for r in _rows(app) if r.status == "dead"]
+    dead = [r for r in outbox_rows(app) if r.status == "dead"]
     assert "Invalid api_key" in dead[0].last_error
 
 
@@ -235,7 +212,7 @@ def test_a_real_service_request_reaches_the_departments_mailbox_and_webhook(app)
             NotifyTarget("email", "roads@city.example.gov"),
             NotifyTarget("webhook", f"{hook.url}/311", secret_env="IVR_STREETS_WEBHOOK_SECRET")))
         rules = replace(rules, departments={**rules.departments, pothole.department: department})
-        with _session(app) as s:
+        with outbox_session(app) as s:
             request = service_requests.create(
                 s, source_key="voice:CA-e2e", channel="voice", service=pothole,
                 description="hay un bache enorme en la calle Main", address="12 Main Street", lat=None,

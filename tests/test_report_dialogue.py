@@ -11,28 +11,15 @@ import random
 
 import pytest
 
-from conftest import RULES_PATH
 from ivr.routing.actions import FileReport
 from ivr.routing.asking import interpret_choice
-from ivr.routing.classify import Classifier
 from ivr.routing.decide import decide
-from ivr.routing.load import load_rules
 from ivr.routing.report import MAX_CASE_READS, filed
 from ivr.routing.services import new_case_number, service_for_intent
 from ivr.routing.state import CallState, Notice, Turn
 
 NIGHT = datetime(2026, 3, 11, 3, 0, tzinfo=timezone.utc)      # Tuesday 22:00 in Chicago
 OPEN = datetime(2026, 3, 10, 15, 0, tzinfo=timezone.utc)      # Tuesday 10:00 in Chicago
-
-
-@pytest.fixture(scope="module")
-def rules():
-    return load_rules(RULES_PATH)
-
-
-@pytest.fixture(scope="module")
-def classifier(rules):
-    return Classifier(rules)
 
 
 def said(state, words, rules, classifier, now=NIGHT, notice=None, confidence=0.9):

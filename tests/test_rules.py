@@ -14,11 +14,6 @@ from ivr.routing.rules import Closure, Fallback, TimeRange
 from ivr.routing.load import load_rules, parse_rules
 
 
-@pytest.fixture(scope="module")
-def rules():
-    return load_rules(RULES_PATH)
-
-
 def city_department_ids() -> list[str]:
     """The ids in the table of the city's departments.md (a copy of shared/city/departments.md)."""
     table = (DATA_DIR / "departments.md").read_text(encoding="utf-8")

@@ -5,19 +5,12 @@ import numpy as np
 import pytest
 import vosk
 
-from conftest import RULES_PATH
-from ivr.routing.load import load_rules
 from ivr.speech.audio import Audio, AudioError, read_wav, resample, to_pcm16, write_wav
 from ivr.speech.engines.base import EngineUnavailable
 from ivr.speech.transcribe import transcribe_file
 from speechgen import synthesize_phone_audio
 
 SAID = "the street light in front of my house is out"
-
-
-@pytest.fixture(scope="module")
-def rules():
-    return load_rules(RULES_PATH)
 
 
 @pytest.fixture
