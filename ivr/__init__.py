@@ -30,7 +30,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     if not app.config["IVR_PROMPT_CACHE_DIR"]:
         app.config["IVR_PROMPT_CACHE_DIR"] = str(Path(app.instance_path) / "prompt-cache")
     from ivr import logs
+    from ivr.web import admission
 
+    admission.init_app(app)  # first: a webhook waiting for its turn to run does no work yet
     logs.init_app(app)      # first: every later line carries the request's CallSid and id
 
     from ivr.store import db

@@ -50,6 +50,7 @@ _SETTINGS: dict[str, tuple[Any, type]] = {
     "LOG_FORMAT": ("text", str),               # text | json
     "RECORDING_HOST": ("api.twilio.com", str),  # the one host recordings are fetched from (https)
     "GIL_SWITCH_MS": (0.5, float),             # served by ivr.wsgi: how long a thread keeps the GIL (see there)
+    "ACTIVE_WEBHOOKS": (0, int),               # webhooks a process runs at once, the rest wait (ivr.web.admission); 0 = all
 }
 
 
