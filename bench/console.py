@@ -135,7 +135,7 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         url = args.database_url or f"sqlite:///{args.keep or Path(tmp) / 'bench.sqlite3'}"
-        from sqlalchemy import create_engine, func, select, text
+        from sqlalchemy import func, select
 
         from ivr.store import models
         from ivr.store.db import make_engine
@@ -153,7 +153,7 @@ def main() -> None:
             started = time.perf_counter()
             fill(url, args.calls)
             print(f"stored {args.calls} calls in {time.perf_counter() - started:.0f} s")
-        from console_helpers import PASSWORD, Console, add_users, console_config
+        from console_helpers import Console, add_users, console_config
         from ivr import create_app
 
         config = console_config({"TESTING": True, "IVR_DATABASE_URL": url, "IVR_CAPTURE": "twilio",

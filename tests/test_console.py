@@ -10,8 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from conftest import simulated_call
-from console_helpers import (OPEN, PASSWORD, Console, add_users, console_config, queued_call, token,
-                             transferred_call)
+from console_helpers import PASSWORD, Console, add_users, console_config, queued_call, transferred_call
 from fake_twilio_rest import ACCOUNT_SID, AUTH_TOKEN, FakeTwilioRest
 from ivr.store import audit, db
 from ivr.store.console import ContentVersion, Feedback, WorkItem

@@ -10,7 +10,6 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 from click.testing import CliRunner
-from sqlalchemy import select
 
 from conftest import RULES_PATH
 

@@ -7,7 +7,7 @@ from click.testing import CliRunner
 from sqlalchemy.orm import Session
 
 from conftest import PUBLIC_URL, signed_post
-from fake_twilio_rest import ACCOUNT_SID, AUTH_TOKEN, FakeTwilioRest
+from fake_twilio_rest import ACCOUNT_SID, FakeTwilioRest
 from ivr import outbox
 from ivr.cli import cli
 from ivr.outbox import delivery

@@ -8,11 +8,11 @@ from datetime import datetime, timedelta
 
 import pytest
 from click.testing import CliRunner
-from sqlalchemy import select, text
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ivr.jobs import retention
-from ivr.store import db, models, retention as store_retention
+from ivr.store import db, retention as store_retention
 from ivr.store.models import Call, IdempotentResponse, Message, Recording, Turn, utcnow
 
 pytestmark = pytest.mark.db

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from conftest import SettableClock, simulated_call
-from fake_twilio_rest import ACCOUNT_SID, AUTH_TOKEN, FakeTwilioRest
+from fake_twilio_rest import ACCOUNT_SID, FakeTwilioRest
 from ivr.store import alerts, db, history, service_requests
 from ivr.store import outbox as outbox_rows
 from ivr.telephony.simulator import SimulatedCall

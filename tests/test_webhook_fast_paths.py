@@ -9,7 +9,6 @@ import dataclasses
 import threading
 
 import pytest
-from flask import Flask
 from twilio.request_validator import RequestValidator
 
 from ivr.routing.state import CallState
