@@ -46,6 +46,18 @@ def _postgres_reachable() -> str | None:
         return f"{type(exc).__name__}: {exc}".splitlines()[0]
 
 
+def redis_url_or_skip(url: str) -> str:
+    """`url` when a Redis answers there; else the test is skipped (failed when CI sets IVR_REQUIRE_REDIS)."""
+    redis = pytest.importorskip("redis")
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=1).ping()
+    except redis.exceptions.ConnectionError as exc:
+        if os.environ.get("IVR_REQUIRE_REDIS"):
+            pytest.fail(f"Redis required but unreachable at {url}: {exc}")
+        pytest.skip(f"Redis unreachable at {url}")
+    return url
+
+
 @pytest.fixture(scope="module")
 def rules():
     """The shipped rules, loaded once per test module (a module may define its own `rules`)."""

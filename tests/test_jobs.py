@@ -8,6 +8,7 @@ import sys
 
 import pytest
 
+from conftest import redis_url_or_skip
 from ivr import jobs
 from ivr.jobs import queue, retention
 
@@ -24,14 +25,7 @@ def test_default_queue_is_a_sqlite_file(app_config, tmp_path):
 
 
 def test_redis_url_puts_the_queue_on_redis(app_config):
-    redis = pytest.importorskip("redis")
-    url = os.environ.get("IVR_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
-    try:
-        redis.Redis.from_url(url, socket_connect_timeout=1).ping()
-    except redis.exceptions.ConnectionError as exc:
-        if os.environ.get("IVR_REQUIRE_REDIS"):
-            pytest.fail(f"Redis required but unreachable at {url}: {exc}")
-        pytest.skip(f"Redis unreachable at {url}")
+    url = redis_url_or_skip(os.environ.get("IVR_TEST_REDIS_URL", "redis://127.0.0.1:6379/15"))
     from huey.storage import RedisStorage
 
     from ivr import create_app

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy.orm import Session
 
+from conftest import redis_url_or_skip
 from fake_twilio_rest import ACCOUNT_SID, AUTH_TOKEN, FakeTwilioRest
 from ivr import jobs, outbox
 from ivr.jobs import queue
@@ -24,17 +25,6 @@ pytestmark = pytest.mark.db
 
 TEXTS = 240
 REDIS_URL = os.environ.get("IVR_TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
-
-
-def _redis_or_skip() -> str:
-    redis = pytest.importorskip("redis")
-    try:
-        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1).ping()
-    except redis.exceptions.ConnectionError as exc:
-        if os.environ.get("IVR_REQUIRE_REDIS"):
-            pytest.fail(f"Redis required but unreachable at {REDIS_URL}: {exc}")
-        pytest.skip(f"Redis unreachable at {REDIS_URL}")
-    return REDIS_URL
 
 
 def _start_worker(env: dict[str, str], log: Path) -> subprocess.Popen:
@@ -57,7 +47,7 @@ def test_two_worker_processes_never_send_a_text_twice(app_config, db_url, tmp_pa
     from ivr import create_app
 
     backend = "postgresql" if db_url.startswith("postgresql") else "sqlite"
-    queue_settings = {"IVR_REDIS_URL": _redis_or_skip()} if backend == "postgresql" else \
+    queue_settings = {"IVR_REDIS_URL": redis_url_or_skip(REDIS_URL)} if backend == "postgresql" else \
         {"IVR_JOBS_DB": str(tmp_path / "jobs.sqlite3")}
     # Twilio answers in 20 ms (it takes 100-300 ms for real): the drains overlap instead of the
     # first process to wake sending everything before the second looks.

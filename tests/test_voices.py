@@ -89,30 +89,31 @@ def test_the_same_words_render_the_same_bytes(tmp_path):
     assert first.render("Thank you for calling.") == second.render("Thank you for calling.")
 
 
-def test_shared_pieces_are_synthesised_once(tmp_path, monkeypatch):
-    english = speaker(config(tmp_path), "en")
-    said = []
+@pytest.fixture
+def synthesised(monkeypatch) -> list[str]:
+    """Every text Piper is asked to synthesise, in order (Piper still synthesises it)."""
+    said: list[str] = []
     real = PiperEngine.synthesize
 
     def counting(self, text, slowness):
         said.append(text)
         return real(self, text, slowness)
     monkeypatch.setattr(PiperEngine, "synthesize", counting)
+    return said
+
+
+def test_shared_pieces_are_synthesised_once(tmp_path, synthesised):
+    english = speaker(config(tmp_path), "en")
+    said = synthesised
     english.render("Connecting you to Sanitation. Please hold.")
     english.render("Connecting you to Public Health. Please hold.")
     assert said == ["Connecting you to Sanitation.", "Please hold.", "Connecting you to Public Health."]
 
 
-def test_a_case_number_is_said_digit_by_digit_from_pieces_synthesised_once(tmp_path, monkeypatch):
+def test_a_case_number_is_said_digit_by_digit_from_pieces_synthesised_once(tmp_path, synthesised):
     """Per-call numbers cost no synthesis once the digits are warm (Speaker.warm at start)."""
     english = speaker(config(tmp_path), "en")
-    said = []
-    real = PiperEngine.synthesize
-
-    def counting(self, text, slowness):
-        said.append(text)
-        return real(self, text, slowness)
-    monkeypatch.setattr(PiperEngine, "synthesize", counting)
+    said = synthesised
     english.warm()
     english.render("Your case number is: 6 9 8, 2 0 9 3.")
     english.render("Your case number is: 4 1 5, 7 5 8 6.")
