@@ -20,7 +20,7 @@ for <Play> and obeys standard HTTP caching headers (twilio.com/docs/voice/twiml/
 from __future__ import annotations
 
 import logging
-from typing import Any, Mapping
+from typing import Any
 
 from flask import Blueprint, Flask, Response, abort, current_app, has_request_context, request, send_file, url_for
 from flask.typing import ResponseReturnValue
