@@ -15,7 +15,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import sessionmaker
 
 from ivr.store import calls, db, models, replies
-from ivr.store.sqlite import FifoLock, WriteTurn
+from ivr.fifo import FifoSemaphore
+from ivr.store.sqlite import WriteTurn
 
 
 @pytest.fixture
@@ -99,7 +100,7 @@ def test_the_turn_is_given_back_when_a_write_fails(two_workers):
 
 
 def test_fifo_lock_serves_waiters_in_the_order_they_came():
-    lock = FifoLock()
+    lock = FifoSemaphore(1)
     assert lock.acquire(timeout=1)
     order: list[int] = []
     threads = []
@@ -111,7 +112,7 @@ def test_fifo_lock_serves_waiters_in_the_order_they_came():
         thread = threading.Thread(target=wait)
         thread.start()
         threads.append(thread)
-        while len(lock._waiters) < n + 1:   # queued before the next one starts
+        while lock.waiting < n + 1:   # queued before the next one starts
             threading.Event().wait(0.001)
     lock.release()
     for thread in threads:
@@ -121,10 +122,10 @@ def test_fifo_lock_serves_waiters_in_the_order_they_came():
 
 
 def test_fifo_lock_wait_can_end_without_the_lock():
-    lock = FifoLock()
+    lock = FifoSemaphore(1)
     assert lock.acquire(timeout=1)
     assert lock.acquire(timeout=0.01) is False
-    assert not lock._waiters   # the one that gave up left the queue
+    assert lock.waiting == 0   # the one that gave up left the queue
     lock.release()
     assert lock.acquire(timeout=0.01)
 

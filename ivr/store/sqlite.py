@@ -29,12 +29,13 @@ import re
 import threading
 import time
 import weakref
-from collections import deque
 from typing import IO, Any
 
 from flask import Response
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
+
+from ivr.fifo import FifoSemaphore
 
 log = logging.getLogger(__name__)
 
@@ -48,41 +49,6 @@ CHECKPOINT_EVERY_S = 1.0
 _WRITE = re.compile(r"\s*(INSERT|UPDATE|DELETE|REPLACE)\b", re.IGNORECASE)
 
 
-class FifoLock:
-    """A lock handed to its waiters in the order they came (threading.Lock lets the thread that
-    releases it take it straight back: measured, some writers then waited 15 s behind others)."""
-
-    def __init__(self) -> None:
-        self._mutex = threading.Lock()
-        self._waiters: deque[threading.Lock] = deque()
-        self._held = False
-
-    def acquire(self, timeout: float) -> bool:
-        """Wait up to `timeout` seconds for the lock; True when this thread holds it."""
-        with self._mutex:
-            if not self._held:
-                self._held = True
-                return True
-            waiter = threading.Lock()
-            waiter.acquire()
-            self._waiters.append(waiter)
-        if waiter.acquire(timeout=timeout):
-            return True   # handed over by `release`
-        with self._mutex:
-            if waiter in self._waiters:
-                self._waiters.remove(waiter)
-                return False
-        return True   # handed over just as the wait ended: this thread holds it now
-
-    def release(self) -> None:
-        """Hand the lock to the longest waiter, or leave it free."""
-        with self._mutex:
-            if self._waiters:
-                self._waiters.popleft().release()
-            else:
-                self._held = False
-
-
 class FileTurn:
     """The exclusive ``flock`` on the writer lock file, waited for at most a given time.
 
@@ -91,7 +57,7 @@ class FileTurn:
     contended one is waited for in the kernel by one helper thread per process, while the taker
     waits for it with a timeout. A taker that gives up leaves the helper's wait in place: the next
     taker adopts it, and if nobody is waiting when the kernel grants it, it is let go at once.
-    Only the holder of the process's `FifoLock` calls `take`, so there is one taker at a time.
+    Only the holder of the process's turn (`WriteTurn.local`) calls `take`, so there is one taker at a time.
     """
 
     def __init__(self, path: str) -> None:
@@ -158,7 +124,7 @@ class WriteTurn:
     """Engine events giving SQLite's write lock to one transaction at a time, in turn, across
     threads and processes (see module docstring).
 
-    Within a process the turn goes to writers in the order they asked (`FifoLock`); across
+    Within a process the turn goes to writers in the order they asked (`FifoSemaphore`); across
     processes, through the kernel's ``flock`` (`FileTurn`). The turn is taken before a
     transaction's first write and given back when its connection returns to the pool (the
     transaction is over: committed, rolled back or invalidated). A writer that waits longer than
@@ -179,7 +145,7 @@ class WriteTurn:
         os.register_at_fork(after_in_child=lambda: (turn := ref()) and turn._reset())
 
     def _reset(self) -> None:
-        self.local = FifoLock()
+        self.local = FifoSemaphore(1)
         self.file_turn = FileTurn(self.path)
 
     def take(self) -> bool:
