@@ -10,7 +10,7 @@ import logging
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from flask import (Response, abort, current_app, flash, redirect, render_template, request, stream_with_context,
+from flask import (Response, abort, flash, redirect, render_template, request, stream_with_context,
                    url_for)
 from flask_login import current_user, login_required, login_user, logout_user
 from flask_wtf.csrf import CSRFError
@@ -19,7 +19,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from ivr import rules_source
 from ivr.store import calls, console, db, history, models
-from ivr.store.console import Feedback, User
+from ivr.store.console import Feedback
 from ivr.store.models import utcnow
 from ivr.store.privacy import mask_number
 from ivr.telephony.security import twilio_signed

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import re
-from dataclasses import replace
 from datetime import datetime
 
 from flask import request
