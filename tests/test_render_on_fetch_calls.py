@@ -43,13 +43,19 @@ def plays(sim) -> list[str]:
     return [element.text.strip() for element in sim.doc.iter("Play")]
 
 
-def test_the_case_number_is_heard_while_the_voice_is_stuck_and_its_audio_is_fetched(app, client, renderer):
+def report_call(client):
+    """A caller after hours reports a pothole and gives its place: the case number is read back."""
     sim = simulated_call(client, from_="+13125550123")
     sim.call()
     sim.silence()
     sim.say("there is a big pothole in front of my house")
     sim.say("I'd like to report it")
     sim.say("in front of 1200 North Elm Street")
+    return sim
+
+
+def test_the_case_number_is_heard_while_the_voice_is_stuck_and_its_audio_is_fetched(app, client, renderer):
+    sim = report_call(client)
     heard = " ".join(sim.heard())
     match = re.search(r"Your case number is: ([0-9 ,]+)\. Again: \1\.", heard)
     assert match, heard
@@ -92,12 +98,7 @@ def test_after_prompts_build_only_the_case_number_is_rendered_during_a_report_ca
             for item in fixed_texts(catalogue[language], language, rules, hours_by_code(rules)):
                 store.render(item.text, item.voice)
     built = len(voice.calls)
-    sim = simulated_call(client, from_="+13125550123")
-    sim.call()
-    sim.silence()
-    sim.say("there is a big pothole in front of my house")
-    sim.say("I'd like to report it")
-    sim.say("in front of 1200 North Elm Street")
+    sim = report_call(client)
     sim.say("repeat")
     store.wait_idle()
     per_call = [text for text, _voice in voice.calls[built:]]
