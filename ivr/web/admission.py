@@ -6,14 +6,14 @@ rendering) while one of them holds SQLite's write turn (ivr/store/sqlite.py). Ea
 holder gives up the GIL (every SQL statement) it has to win it back against every runnable
 thread, so the turn — and every writer of both workers queued behind it — lasts several times
 its own CPU. Threads waiting here are blocked, not runnable: the holder competes with a few.
-Measured for direction on a shared machine (load 5-9, 100 calls, 2 workers x 32 threads):
-bench/calls.py paced p99 fell in three of three paired runs with 4 (31/18/54 ms against
-76/24/60 ms); closed mode served 5-30 % more webhooks per second, its p99 mixed. Hence off
-until measured on a quiet machine.
+Measured on a shared machine (load 5-9), bench/calls.py paced p99 fell in five of five paired
+runs with 4 places. On the quiet machine (load 0.5-1.8, 100 calls, 2 workers x 32 threads, one run
+each) it did not hold: paced p99 12.1-17.0 ms with 4 or 8 FIFO places against 13.4-15.6 ms without,
+closed p99 299-499 ms against 262-397 ms. Hence off by default: a tool for a loaded host, not a win.
 
 Places go to waiting webhooks in the order they came (`ivr.fifo.FifoSemaphore`): with a plain
-Condition any waiter could win, and under saturation (bench/calls.py --mode closed) some waited
-far longer than others: p99 779 ms with 8 places against 397 ms without a gate.
+Condition any waiter could win, and under saturation some waited far longer than others
+(closed p99 779 ms with 8 such places).
 
 A waiting webhook is never refused: after WAIT_S it goes ahead anyway (a stuck request must not
 stop the line). Media-stream websockets (a whole turn of audio) and non-webhook pages are not
