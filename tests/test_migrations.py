@@ -98,12 +98,11 @@ def test_cli_prune_forgets_only_old_answers(db_url):
     engine.dispose()
 
 
-
 def test_a_migration_in_another_schema_does_not_hold_this_one_up(engine, db_url):
     """Advisory locks are server-wide: the migration lock is keyed by schema, so another line's
     schema on the same server (or a parallel test run) migrating does not block this one."""
     if engine.url.get_backend_name() != "postgresql":
-        pytest.skip("the migration lock across processes is PostgreSQL's advisory lock")
+        pytest.skip("SQLite has no schemas or advisory locks; the PostgreSQL run of this test checks the lock")
     from sqlalchemy import text
 
     other_schema = db_url.rsplit("%3D", 1)[1] + "_other"
