@@ -11,10 +11,8 @@ from ivr.routing.actions import (AfterHours, AlertNotice, Ask, Callback, Confirm
                                  Operator, Queue, ReadCase, ReportAsk, ReportOffer, Subscribe, TextCase,
                                  Transfer, Voicemail, Welcome)
 from ivr.routing.state import CallState, Decision
-from ivr.telephony.twiml import (RenderContext, dial_target, estimated_minutes, render, render_empty,
-                                 render_message, render_queue_wait, render_to_human, render_whisper, speech_hints,
-                                 twiml_text)
-from twilio.twiml.voice_response import VoiceResponse
+from ivr.telephony.twiml import (RenderContext, dial_target, estimated_minutes, render, render_queue_wait,
+                                 render_to_human, speech_hints)
 
 PUBLIC = "https://ivr.example.test"
 
@@ -190,7 +188,7 @@ def test_helpers():
     assert human.find("Dial/Sip").text == "sip:op@pbx" and human.find("Dial").get("action") is None
 
 
-# --- twiml_text: twilio's serialisation without its ElementTree ------------------------------------
+# --- every answer is well-formed TwiML, whatever text it carries -------------------------------------
 TRICKY = 'Tom & Jerry\'s <b>"quoted"</b>\ttab\r\nnew line ñandú 北京 🚧'
 EVERY_ACTION = [Welcome(TRICKY), Ask(reprompt="no_input"), Confirm("roads", "pothole", TRICKY),
                 Menu("", (("1", "streets & roads"), ("2", "police"))), Transfer("roads", TRICKY, "+1 312 555 0101"),
@@ -205,7 +203,7 @@ EVERY_ACTION = [Welcome(TRICKY), Ask(reprompt="no_input"), Confirm("roads", "pot
 
 
 @pytest.mark.parametrize("capture", ["twilio", "keypad", "stream", "record"])
-def test_twiml_text_is_what_twilio_writes_for_every_answer(capture):
+def test_every_answer_is_well_formed_twiml_whatever_text_it_carries(capture):
     def has_audio(key, language, **values):
         return key != "confirm"     # some streamed, some said first
 
@@ -213,25 +211,5 @@ def test_twiml_text_is_what_twilio_writes_for_every_answer(capture):
                             hints='pothole, "trash" & <recycling>\tbins\r\n', has_audio=has_audio, gather_language="en-US")
     for action in EVERY_ACTION:
         doc = render(Decision(action, CallState(step="ask", language="en", seq=3), "test"), context)
-        assert twiml_text(doc) == str(doc), action
-
-
-def test_twiml_text_is_what_twilio_writes_for_ssml_nesting_and_odd_values():
-    doc = VoiceResponse()
-    say = doc.say("Your case is ", voice="Polly.Joanna", language="en-US")
-    say.say_as("2026 & 1", interpret_as="digits")
-    say.append(" — thank you <3")          # a string after a child verb is its tail
-    say.break_(strength="x-weak", time="100ms")
-    say.prosody("slow", rate="80%")
-    doc.pause(length=0)                     # falsy attribute values are still written
-    doc.play("https://x.test/a.wav?x=1&y=2", loop=1)
-    record = doc.record(play_beep=False, trim="trim-silence", finish_on_key="#")
-    record.append("first")                  # a string before any child is the text; the last wins
-    record.append("second")
-    doc.add_child("Custom", {"json": "value"}, xml_lang="es", note="tab\tCR\rLF\n")   # a dict value: JSON
-    doc.add_child("Empty", "")
-    for answer in (doc, render_empty(), render_whisper(TRICKY), render_to_human("+1 312 555 0100", TRICKY),
-                   render_to_human(None, TRICKY), render_message(TRICKY), render_message(None),
-                   render_queue_wait(ctx(), "en", 3, 4)):
-        assert twiml_text(answer) == str(answer)
-        ET.fromstring(twiml_text(answer))   # and it is well-formed
+        root = ET.fromstring(str(doc))
+        assert root.tag == "Response" and len(root), action

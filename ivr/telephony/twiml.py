@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from typing import Any, Callable
 from urllib.parse import urlencode
 
-from twilio.twiml import TwiML
 from twilio.twiml.messaging_response import MessagingResponse
 from twilio.twiml.voice_response import Dial, VoiceResponse
 
@@ -68,58 +67,6 @@ def speech_hints(phrases: list[str] | tuple[str, ...]) -> str:
         if len(seen) >= MAX_HINTS:
             break
     return ", ".join(seen)
-
-
-#: What ElementTree escapes, in text and in attribute values (xml.etree.ElementTree._escape_*).
-_TEXT_ESCAPES = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;"})
-_ATTRIBUTE_ESCAPES = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;",
-                                    "\r": "&#13;", "\n": "&#10;", "\t": "&#09;"})
-XML_DECLARATION = '<?xml version="1.0" encoding="UTF-8"?>'
-
-
-def twiml_text(doc: TwiML) -> str:
-    """`str(doc)` — the same characters twilio's `TwiML.to_xml` gives — without its ElementTree.
-
-    twilio builds an ElementTree copy of the document and runs ElementTree's serialiser: a tenth
-    of a millisecond of every webhook for a dozen elements. This writes the verbs' own names,
-    attributes (sorted, as twilio does) and text directly. tests/test_twiml.py compares the two
-    on every kind of answer and on text that needs escaping.
-    """
-    out = [XML_DECLARATION]
-    _write(doc, out)
-    return "".join(out)
-
-
-def _write(node: TwiML, out: list[str]) -> None:
-    # Mirrors TwiML.xml(): a dict value is JSON; a string nested before any child verb replaces the
-    # text, one after a child becomes that child's tail (the last string wins, as there).
-    value = node.value
-    text = (json.dumps(value) if isinstance(value, dict) else value) if value else None
-    children: list[list[Any]] = []
-    for verb in node.verbs:
-        if isinstance(verb, str):
-            if children:
-                children[-1][1] = verb
-            else:
-                text = verb
-        else:
-            children.append([verb, None])
-    out.append("<" + node.name)
-    for key in sorted(node.attrs):
-        raw = node.attrs[key]
-        value = str(raw).lower() if isinstance(raw, bool) else str(raw)
-        out.append(f' {key}="{value.translate(_ATTRIBUTE_ESCAPES)}"')
-    if not text and not children:
-        out.append(" />")
-        return
-    out.append(">")
-    if text:
-        out.append(text.translate(_TEXT_ESCAPES))
-    for child, tail in children:
-        _write(child, out)
-        if tail:
-            out.append(tail.translate(_TEXT_ESCAPES))
-    out.append(f"</{node.name}>")
 
 
 def dial_target(line: str) -> str:

@@ -26,7 +26,7 @@ from ivr.routing.sms_dialogue import (CaseView, LookUpCase, OpenCase, Reply, Tex
 from ivr.store import alerts, db, replies, service_requests, sms_contacts
 from ivr.store.privacy import mask_number
 from ivr.telephony.security import twilio_signed
-from ivr.telephony.twiml import render_message, twiml_text
+from ivr.telephony.twiml import render_message
 from ivr.web.voice.conversation import now, xml
 
 log = logging.getLogger(__name__)
@@ -53,7 +53,7 @@ def _rescue_body() -> str:
         words = texts().texts(language).get("error") or _LAST_RESORT
     except Exception:  # noqa: BLE001 - unreadable texts must not stop the rescue answer
         words = _LAST_RESORT
-    return twiml_text(render_message(words))
+    return str(render_message(words))
 
 
 def safe_sms(view: F) -> F:
@@ -94,7 +94,7 @@ def incoming() -> Response:
     if not _SID.match(sid) or not phone:
         # Signed by Twilio but not a text we can answer (a misconfigured webhook): say nothing.
         log.warning("sms webhook without MessageSid or From (sid %r)", sid[:20])
-        return xml(twiml_text(render_message(None)))
+        return xml(str(render_message(None)))
     s = db.session()
     key = f"sms:{sid}"
     stored = replies.recall_response(s, key)
@@ -115,7 +115,7 @@ def incoming() -> Response:
     if "opt_out" not in {e[0] for e in reply.effects}:
         sms_contacts.save(s, phone, language=reply.language, pending=reply.pending, now=at)
     g.ivr_language = reply.language
-    body = twiml_text(render_message(texts().render(reply.language, reply.parts) if reply.parts else None))
+    body = str(render_message(texts().render(reply.language, reply.parts) if reply.parts else None))
     log.info("sms %s from %s (%s): %s", sid, mask_number(phone), reply.language, reply.reason)
     metrics.SMS_TEXTS.labels(outcome=reply.outcome or (reply.parts[0][0] if reply.parts else "silent")).inc()
     return xml(replies.remember_response(s, key, body))

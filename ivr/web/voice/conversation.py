@@ -23,7 +23,7 @@ from ivr.routing.menu import show_menu
 from ivr.routing.rules import Rules
 from ivr.speech import service as speech
 from ivr.store import calls, db, replies
-from ivr.telephony.twiml import CAPTURE_MODES, RenderContext, prompt_plan, render, speech_hints, twiml_text
+from ivr.telephony.twiml import CAPTURE_MODES, RenderContext, prompt_plan, render, speech_hints
 from ivr.web.voice import effects
 
 MAX_SPEECH_CHARS = 500      # a caller's answer is a sentence; anything longer is cut, not refused
@@ -234,7 +234,7 @@ def apply(sid: str, previous: CallState, decision: Decision, *, turn: Turn | Non
     # Render and describe before the first write: a write transaction holds SQLite's write turn
     # (both workers wait for it) and PostgreSQL's row lock until the commit, so the writes below
     # go back to back and nothing slow happens between them.
-    body = twiml_text(render(decision, context(sid, state, rules())))
+    body = str(render(decision, context(sid, state, rules())))
     described = describe(decision)
     action = decision.action
     outcomes = ([filed] if filed else []) + outcomes_of(decision)

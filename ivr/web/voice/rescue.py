@@ -19,7 +19,7 @@ from ivr import metrics, prompts
 from ivr.lang import locale
 from ivr import rules_source
 from ivr.store.privacy import mask_number
-from ivr.telephony.twiml import render_to_human, twiml_text
+from ivr.telephony.twiml import render_to_human
 from ivr.web.voice.conversation import xml
 
 log = logging.getLogger(__name__)
@@ -60,7 +60,7 @@ def to_human_body(language: str = "en") -> str:
     line = operator_line()
     words, spoken_in = _words("operator", language, _LAST_RESORT["line"]) if line else \
         _words("error", language, _LAST_RESORT["none"])
-    return twiml_text(render_to_human(line, words, _say_language(spoken_in)))
+    return str(render_to_human(line, words, _say_language(spoken_in)))
 
 
 def safe_webhook(view: F | None = None, *, rescue: Callable[[], str] | None = None) -> Any:

@@ -22,7 +22,7 @@ from ivr.store import calls, db
 from ivr.store.privacy import mask_number
 from ivr.telephony.security import twilio_signed
 from ivr.telephony.twiml import (RenderContext, estimated_minutes, render_empty, render_leave_queue,
-                                 render_queue_wait, render_whisper, twiml_text)
+                                 render_queue_wait, render_whisper)
 from ivr.web.console.views import note_bridged
 from ivr.web.voice.conversation import (apply, call_sid, finish, has_gather_input, now, parse_turn, recall,
                                         respond_to_turn, rules, stored_state, xml)
@@ -112,13 +112,13 @@ def queue_done() -> Response:
     queue = {"result": result, "queue_time_s": request.values.get("QueueTime")}
     if result == "hangup":
         calls.add_event(db.session(), sid, "queue", queue)
-        return finish(sid, twiml_text(render_empty()))
+        return finish(sid, str(render_empty()))
     return apply(sid, state, after_queue(state, result, rules()), event=f"queue {result}", first=[("queue", queue)])
 
 
 def _leave_queue() -> str:
     # No <Dial> is allowed in hold TwiML: leaving sends the caller to /voice/queue-done instead.
-    return twiml_text(render_leave_queue())
+    return str(render_leave_queue())
 
 
 @bp.route("/queue-wait", methods=METHODS)
@@ -135,7 +135,7 @@ def queue_wait() -> Response:
     position = _int(request.values.get("QueuePosition"), default=1)
     average = _int(request.values.get("AvgQueueTime"), default=0)
     ctx = RenderContext(call_sid="", speak=prompts.speak, public_url=current_app.config.get("IVR_PUBLIC_URL", ""))
-    return xml(twiml_text(render_queue_wait(ctx, language, max(position, 1), estimated_minutes(average, max(position, 1)))))
+    return xml(str(render_queue_wait(ctx, language, max(position, 1), estimated_minutes(average, max(position, 1)))))
 
 
 @bp.route("/voicemail-done", methods=METHODS)
@@ -154,7 +154,7 @@ def voicemail_done() -> Response:
 
 @bp.route("/recording-status", methods=METHODS)
 @twilio_signed
-@safe_webhook(rescue=lambda: twiml_text(render_empty()))
+@safe_webhook(rescue=lambda: str(render_empty()))
 def recording_status() -> Response:
     """Recording status callback: a completed voicemail becomes a stored Message, once."""
     sid = call_sid()
@@ -172,17 +172,17 @@ def recording_status() -> Response:
     else:
         calls.add_event(db.session(), sid, "recording", {"status": request.values.get("RecordingStatus"),
                                                          "department": department[:64]})
-    return finish(sid, twiml_text(render_empty()), recording)
+    return finish(sid, str(render_empty()), recording)
 
 
 @bp.route("/whisper", methods=METHODS)
 @twilio_signed
-@safe_webhook(rescue=lambda: twiml_text(render_empty()))
+@safe_webhook(rescue=lambda: str(render_empty()))
 def whisper() -> Response:
     """What the agent hears before being bridged: department, what was said, language, caller."""
     parent = request.args.get("call", "")
     if not re.match(r"^[A-Za-z0-9_-]{1,64}$", parent):
-        return xml(twiml_text(render_empty()))
+        return xml(str(render_empty()))
     s = db.session()
     # Read first (the call's state once: note_bridged reuses what was read), then the one write.
     stored = calls.load_state(s, parent)
@@ -208,12 +208,12 @@ def whisper() -> Response:
     text = template.format_map(_Blank(values))
     if "{caller}" not in template:
         text += " " + words.caller.format(caller=values["caller"])
-    return xml(twiml_text(render_whisper(text, agent.locales["say"])))
+    return xml(str(render_whisper(text, agent.locales["say"])))
 
 
 @bp.route("/status", methods=METHODS)
 @twilio_signed
-@safe_webhook(rescue=lambda: twiml_text(render_empty()))
+@safe_webhook(rescue=lambda: str(render_empty()))
 def status() -> Response:
     """Call status callback: record the final status (a call with no outcome was abandoned)."""
     sid = call_sid()
@@ -223,7 +223,7 @@ def status() -> Response:
         return replay
     if call_status:
         calls.end_call(db.session(), sid, call_status, _int(request.values.get("CallDuration"), default=None))
-    return finish(sid, twiml_text(render_empty()), call_status)
+    return finish(sid, str(render_empty()), call_status)
 
 
 @bp.route("/fallback", methods=METHODS)
