@@ -99,7 +99,7 @@ def main() -> int:
             continue
         latencies.append((twilio.heard.closed_at - twilio.frame_times[end_frame]) * 1000)
         with app.app_context():
-            turn = calls.take_pending_turn(db.session(), sid)
+            turn = calls.pending_turn(db.session(), sid)
             event = db.session().scalars(select(Event).where(Event.call_sid == sid,
                                                              Event.kind == "stream_turn")).first()
             detail = event.detail if event is not None else {}

@@ -75,8 +75,7 @@ def pending_turn(app, sid: str, wait_s: float = 3.0):
     deadline = time.monotonic() + wait_s
     while True:
         with app.app_context():
-            turn = calls.take_pending_turn(db.session(), sid)
-            db.session().commit()
+            turn = calls.pending_turn(db.session(), sid)
         if turn is not None or time.monotonic() > deadline:
             return turn
         time.sleep(0.05)

@@ -130,14 +130,15 @@ def test_call_ending_without_outcome_is_abandoned(s):
     assert history.call_record(s, "CA7")["outcome"] == "abandoned"
 
 
-def test_pending_turn_is_taken_once(s):
+def test_pending_turn_is_used_once(s):
     calls.ensure_call(s, "CA8", "", "")
     calls.put_pending_turn(s, "CA8", Turn(speech="trash pickup", asr_confidence=0.8))
     s.commit()
-    assert calls.take_pending_turn(s, "CA8") == Turn(speech="trash pickup", asr_confidence=0.8)
+    assert calls.pending_turn(s, "CA8") == Turn(speech="trash pickup", asr_confidence=0.8)
+    calls.save_state(s, "CA8", CallState(language="en"), clear_pending_turn=True)   # the webhook that used it
     s.commit()
-    assert calls.take_pending_turn(s, "CA8") is None
-    assert calls.take_pending_turn(s, "CAunknown") is None
+    assert calls.pending_turn(s, "CA8") is None
+    assert calls.pending_turn(s, "CAunknown") is None
 
 
 def test_remembered_response_is_recalled_and_the_first_answer_wins(s):

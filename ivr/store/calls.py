@@ -363,15 +363,3 @@ def pending_turn(s: Session, sid: str) -> Turn | None:
     first (its stored answer: `replies.remember_response`)."""
     parked = s.connection().execute(_PENDING, {"b_sid": _check_sid(sid)}).scalar()
     return turn_from_dict(parked) if parked is not None else None
-
-
-def take_pending_turn(s: Session, sid: str) -> Turn | None:
-    """The parked turn of call `sid` (removed, so it is used once), or None."""
-    sid = _check_sid(sid)
-    # FOR UPDATE (PostgreSQL; SQLite has one writer at a time): a second taker waits, then finds none.
-    parked = s.connection().execute(select(_CALLS.c.pending_turn).where(_CALLS.c.sid == sid)
-                                    .with_for_update()).scalar()
-    if parked is None:
-        return None
-    _writer(s).execute(update(_CALLS).where(_CALLS.c.sid == sid).values(pending_turn=null()))
-    return turn_from_dict(parked)
