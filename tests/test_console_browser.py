@@ -32,7 +32,8 @@ if not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)):
 
 from selenium import webdriver  # noqa: E402
 from selenium.webdriver.chrome.service import Service  # noqa: E402
-from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException  # noqa: E402
+from selenium.common.exceptions import (NoSuchElementException, StaleElementReferenceException,  # noqa: E402
+                                        WebDriverException)
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.common.keys import Keys  # noqa: E402
 from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
@@ -103,9 +104,19 @@ class Page:
 
     def wait_for(self, condition, timeout: float = 30):
         # A generous limit: a shared CI machine can be slow. Elements of the page being replaced
-        # (a form was posted) go stale while we look: look again.
+        # (a form was posted) go stale while we look: look again. Chromium reports an element
+        # found just before the new page replaced the old one either as stale or, under load, as
+        # an "unhandled inspector error" (a plain WebDriverException): both mean look again.
+        def settled(driver):
+            try:
+                return condition(driver)
+            except WebDriverException as exc:
+                if "does not belong to the document" in str(exc) or "No node with given id" in str(exc):
+                    raise StaleElementReferenceException(str(exc)) from exc
+                raise
+
         return WebDriverWait(self.driver, timeout, poll_frequency=0.05,
-                             ignored_exceptions=(NoSuchElementException, StaleElementReferenceException)).until(condition)
+                             ignored_exceptions=(NoSuchElementException, StaleElementReferenceException)).until(settled)
 
     def shot(self, name: str) -> Path:
         path = SHOTS / f"{name}.png"
