@@ -39,6 +39,22 @@ class Stats:
     client_cpu_s: float = 0.0    # this benchmark's own CPU: it shares the machine's cores
     lock: threading.Lock = field(default_factory=threading.Lock)
 
+    def add(self, other: "Stats") -> None:
+        """Count `other` (a later round of the same app) in these numbers too."""
+        self.latencies_ms += other.latencies_ms
+        self.app_ms += other.app_ms
+        for path, values in other.by_path.items():
+            self.by_path.setdefault(path, []).extend(values)
+        self.prompt_fetches_ms += other.prompt_fetches_ms
+        self.errors += other.errors
+        for name in ("calls", "steps", "unfinished", "rescued", "cut", "seconds", "server_cpu_s", "client_cpu_s"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        # Per process, busiest first in each round: summed by rank (the busiest worker of each round).
+        ranks = max(len(self.worker_cpu_s), len(other.worker_cpu_s))
+        padded = [self.worker_cpu_s + [0.0] * (ranks - len(self.worker_cpu_s)),
+                  other.worker_cpu_s + [0.0] * (ranks - len(other.worker_cpu_s))]
+        self.worker_cpu_s = [a + b for a, b in zip(*padded)]
+
 
 @dataclass(frozen=True)
 class Plan:

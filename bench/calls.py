@@ -1,10 +1,11 @@
 """Concurrent simulated calls against the IVR under gunicorn, compared with a minimal Flask app.
 
     .venv/bin/python bench/calls.py [--concurrency 100] [--mode both|paced|closed]
-        [--think 1-3] [--duration 40] [--calls 300] [--workers 2] [--threads 32]
+        [--think 1-3] [--duration 30] [--calls 300] [--rounds 2] [--workers 2] [--threads 32]
         [--hours now|open|closed] [--database-url postgresql://postgres@127.0.0.1:5432/test]
 
-Starts gunicorn itself (identical settings for both apps) on free 127.0.0.1 ports and drives
+Starts gunicorn itself (identical settings for both apps: production's gunicorn.conf.py, then the
+worker model given here) on free 127.0.0.1 ports and drives
 `--concurrency` simultaneous calls with one client: signed webhooks, following the TwiML each
 answer returns (Gather → speech from the city's labelled utterances, Dial/Enqueue/Record →
 their action callbacks, Redirect) until the call ends, then the status callback.
@@ -15,6 +16,9 @@ webhook for both apps, and the p99 ratio (issue 10: ≤ 3, goal 1.5, at 100 conc
   `--think`, default 1-3 s: the prompt plays, the caller speaks) between its webhooks. Calls
   start during `--duration` seconds; calls still running `--drain` seconds later are cut.
 - closed: no pause between webhooks (saturation: what the server can take), `--calls` calls.
+Each mode runs `--rounds` times per app, IVR and minimal app in turn with both servers up, so the
+machine's changes of speed during the run fall on both alike; the numbers are over all rounds,
+and each round's own ratio is printed too (their spread says how far to trust the ratio).
 The minimal app answers every webhook with one fixed <Gather>; its calls are cut to the IVR's
 average number of webhooks per call, so both apps get the same requests at the same pace.
 Also printed: the time each webhook spent inside the app (a WSGI wrapper's header, see
@@ -198,19 +202,42 @@ def plans(args: argparse.Namespace) -> dict[str, Plan]:
     return {name: plan for name, plan in chosen.items() if args.mode in (name, "both")}
 
 
-def bench_app(target: str, port: int, env: dict[str, str], cwd: Path, args: argparse.Namespace,
-              utterances: list[str], step_caps: dict[str, int] | None = None) -> dict[str, Stats]:
-    """Start one app under gunicorn, warm it up, run every plan against it, stop it."""
-    command = ["--bind", f"127.0.0.1:{port}", "--workers", str(args.workers), "--worker-class", args.worker_class,
-               "--threads", str(args.threads), "--log-level", "warning", "--timeout", "60", target]
-    results: dict[str, Stats] = {}
-    with Gunicorn(command, port=port, env=env, cwd=cwd, start_s=120) as server:
-        # Unmeasured: prompts render to audio on first use and every worker loads lazily.
-        warm = Plan(min(args.concurrency, 8), args.warmup, 60, 90)
-        run(port, server.pid, warm, utterances, MAX_STEPS, cut_is_normal=step_caps is not None)
-        for name, plan in plans(args).items():
-            cap = step_caps[name] if step_caps else MAX_STEPS
-            results[name] = run(port, server.pid, plan, utterances, cap, cut_is_normal=step_caps is not None)
+def gunicorn_args(target: str, port: int, args: argparse.Namespace) -> list[str]:
+    """The same gunicorn settings for both apps: production's file (gunicorn.conf.py: keep-alive,
+    timeouts …; the app named on the command line replaces its `wsgi_app`), then this run's
+    worker model. Before, only the IVR read the file (gunicorn looks for it in its working
+    directory), so the minimal app ran with gunicorn's defaults (keep-alive 2 s instead of 5 s)."""
+    return ["-c", str(ROOT / "gunicorn.conf.py"), "--bind", f"127.0.0.1:{port}", "--workers", str(args.workers),
+            "--worker-class", args.worker_class, "--threads", str(args.threads), "--log-level", "warning",
+            "--timeout", "60", target]
+
+
+def warm_up(server: Gunicorn, args: argparse.Namespace, utterances: list[str], minimal: bool) -> None:
+    """Unmeasured calls first: prompts render to audio on first use and every worker loads lazily."""
+    warm = Plan(min(args.concurrency, 8), args.warmup, 60, 90)
+    run(server.port, server.pid, warm, utterances, MAX_STEPS, cut_is_normal=minimal)
+
+
+def bench_both(ivr_server: Gunicorn, minimal_server: Gunicorn, args: argparse.Namespace,
+               utterances: list[str]) -> dict[str, tuple[Stats, Stats, list[float]]]:
+    """Every plan, `--rounds` times, the IVR then the minimal app in turn (both servers stay up,
+    the idle one costs nothing), so a change in the machine's speed during the run (this shared
+    machine's CPU varies by ±20 %) falls on both apps alike. Returns per plan the IVR's and the
+    minimal app's numbers over all rounds, and each round's p99 ratio."""
+    results: dict[str, tuple[Stats, Stats, list[float]]] = {}
+    for name, plan in plans(args).items():
+        ivr_total, minimal_total, ratios = Stats(), Stats(), []
+        for _ in range(args.rounds):
+            ivr = run(ivr_server.port, ivr_server.pid, plan, utterances, MAX_STEPS)
+            # The minimal app's calls are cut to the IVR's webhooks per call (minus the status
+            # callback, which the minimal app's calls make too): the same requests at the same pace.
+            cap = max(1, round(ivr.steps / max(ivr.calls, 1)) - 1)
+            minimal = run(minimal_server.port, minimal_server.pid, plan, utterances, cap, cut_is_normal=True)
+            if ivr.latencies_ms and minimal.latencies_ms:
+                ratios.append(percentiles(ivr.latencies_ms)[1] / percentiles(minimal.latencies_ms)[1])
+            ivr_total.add(ivr)
+            minimal_total.add(minimal)
+        results[name] = (ivr_total, minimal_total, ratios)
     return results
 
 
@@ -219,11 +246,13 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=100, help="simultaneous calls")
     parser.add_argument("--mode", choices=("both", "paced", "closed"), default="both")
     parser.add_argument("--think", default="1-3", help="paced: seconds between a call's webhooks, MIN-MAX")
-    parser.add_argument("--duration", type=float, default=40, help="paced: seconds during which calls start")
+    parser.add_argument("--duration", type=float, default=30, help="paced: seconds during which calls start, per round")
     parser.add_argument("--drain", type=float, default=30, help="paced: seconds more before running calls are cut")
-    parser.add_argument("--calls", type=int, default=300, help="closed: calls in total per app")
+    parser.add_argument("--calls", type=int, default=300, help="closed: calls per round per app")
     parser.add_argument("--max-seconds", type=float, default=60, help="closed: stop starting calls after this")
     parser.add_argument("--warmup", type=int, default=30, help="unmeasured calls first (closed loop)")
+    parser.add_argument("--rounds", type=int, default=2,
+                        help="runs of each plan per app, alternating IVR and minimal (numbers are over all rounds)")
     parser.add_argument("--workers", type=int, default=2, help="gunicorn worker processes")
     parser.add_argument("--threads", type=int, default=32, help="gunicorn threads per worker (gunicorn.conf.py's)")
     parser.add_argument("--worker-class", default="gthread", help="gunicorn worker class")
@@ -233,8 +262,8 @@ def main() -> None:
                              "transferred and queued), closed (22:00: after-hours reports, messages, "
                              "callbacks) or now (the real clock)")
     args = parser.parse_args()
-    if not 1 <= args.concurrency <= 1000 or args.duration > 600 or args.max_seconds > 600:
-        raise SystemExit("--concurrency must be 1..1000; --duration and --max-seconds at most 600")
+    if not 1 <= args.concurrency <= 1000 or args.duration > 600 or args.max_seconds > 600 or not 1 <= args.rounds <= 20:
+        raise SystemExit("--concurrency must be 1..1000; --duration and --max-seconds at most 600; --rounds 1..20")
     plans(args)  # check --think before starting anything
     utterances = [json.loads(line)["text"] for line in UTTERANCES.read_text().splitlines() if line.strip()]
 
@@ -257,19 +286,24 @@ def main() -> None:
               f"{os.getloadavg()[0]:.2f} at start; db="
               f"{'postgresql' if 'postgres' in env['IVR_DATABASE_URL'] else 'sqlite'}; city time {args.hours}"
               f"{' (' + HOURS[args.hours] + ')' if args.hours in HOURS else ''}", flush=True)
-        ivr = bench_app(timed_target("ivr.wsgi:app", Path(tmp), args.hours), ivr_port, env, ROOT, args, utterances)
-        # Minus the status callback, which the minimal app's calls make too.
-        caps = {name: max(1, round(stats.steps / max(stats.calls, 1)) - 1) for name, stats in ivr.items()}
         Path(tmp, "minimal_app.py").write_text(MINIMAL_APP)
-        minimal = bench_app(timed_target("minimal_app:app", Path(tmp)), minimal_port, {**env, "IVR_PUBLIC_URL": f"http://127.0.0.1:{minimal_port}"},
-                            Path(tmp), args, utterances, step_caps=caps)
+        ivr_args = gunicorn_args(timed_target("ivr.wsgi:app", Path(tmp), args.hours), ivr_port, args)
+        minimal_args = gunicorn_args(timed_target("minimal_app:app", Path(tmp)), minimal_port, args)
+        minimal_env = {**env, "IVR_PUBLIC_URL": f"http://127.0.0.1:{minimal_port}"}
+        with Gunicorn(ivr_args, port=ivr_port, env=env, cwd=ROOT, start_s=120) as ivr_server, \
+                Gunicorn(minimal_args, port=minimal_port, env=minimal_env, cwd=Path(tmp), start_s=120) as minimal_server:
+            warm_up(ivr_server, args, utterances, minimal=False)
+            warm_up(minimal_server, args, utterances, minimal=True)
+            results = bench_both(ivr_server, minimal_server, args, utterances)
     for name, plan in plans(args).items():
+        ivr, minimal, ratios = results[name]
         pace = f"think {plan.think[0]:g}-{plan.think[1]:g} s" if plan.think[1] else "no think time"
-        print(f"{name} ({pace}):")
-        ivr_p99 = report("ivr", ivr[name], per_path=True)
-        minimal_p99 = report("minimal", minimal[name])
-        print(f"  p99 ratio ivr/minimal = {ivr_p99 / minimal_p99:.2f} (target ≤ 3, goal ≤ 1.5)  "
-              f"load average now {os.getloadavg()[0]:.2f}", flush=True)
+        print(f"{name} ({pace}; {args.rounds} rounds per app, alternating):")
+        ivr_p99 = report("ivr", ivr, per_path=True)
+        minimal_p99 = report("minimal", minimal)
+        print(f"  p99 ratio ivr/minimal = {ivr_p99 / minimal_p99:.2f} over all rounds (target ≤ 3, goal ≤ 1.5); "
+              f"per round {' '.join(f'{r:.2f}' for r in ratios)}; load average now {os.getloadavg()[0]:.2f}",
+              flush=True)
 
 
 if __name__ == "__main__":
