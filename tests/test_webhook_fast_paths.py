@@ -7,15 +7,22 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+from pathlib import Path
 
 import pytest
+from flask import Flask
 from twilio.request_validator import RequestValidator
 
-from ivr.routing.state import CallState
+from ivr import prompts
+from ivr.prompts import serving
+from ivr.prompts.cache import PromptAudio
+from ivr.routing.actions import Transfer, Welcome
+from ivr.routing.state import CallState, Decision
 from ivr.store import calls, db, history, models, replies
-from ivr.telephony.twiml import speech_hints
+from ivr.telephony.twiml import RenderContext, render, speech_hints
 from ivr.web.voice import conversation
 from conftest import PUBLIC_URL, TEST_AUTH_TOKEN, store_only_app
+from stub_voice import Renderer
 
 
 @pytest.fixture
@@ -100,6 +107,37 @@ def test_hints_are_computed_once_per_rules_version(app):
         assert conversation.hints_for(rules, "en", "confirm").startswith("yes, no")
         fewer = dataclasses.replace(rules, intents=rules.intents[:1])   # a reloaded, smaller file
         assert conversation.hints_for(fewer, "en", "ask") != first
+
+
+def test_rendered_twiml_is_reused_only_while_every_prompt_is_a_file_on_disk(tmp_path):
+    app = Flask("twiml-reuse-test", instance_path=str(tmp_path / "instance"))
+    app.config.update({"TESTING": True, "IVR_PUBLIC_URL": PUBLIC_URL, "IVR_PROMPT_CACHE_DIR": str(tmp_path / "cache"),
+                       "IVR_PROMPTS_DIR": str(Path(__file__).resolve().parent.parent / "prompts")})
+    prompts.init_app(app)
+    store = app.extensions[serving.AUDIO_EXTENSION] = PromptAudio(tmp_path / "cache", Renderer().speakers())
+    welcome = Decision(Welcome("Dial 911 in an emergency."), CallState(step="welcome", seq=1), "call started")
+    ctx = RenderContext(call_sid="CAreuse1", speak=prompts.speak, has_audio=prompts.has_audio, public_url=PUBLIC_URL)
+    with app.test_request_context():
+        first = conversation.render_text(welcome, ctx)
+        assert "?say=" in first   # not on disk yet: render-on-fetch URLs, renders started, nothing kept
+        store.wait_idle()
+        on_disk = conversation.render_text(welcome, ctx)
+        assert "?say=" not in on_disk and on_disk == str(render(welcome, ctx))
+        assert conversation.render_text(welcome, ctx) is on_disk   # every prompt on disk: kept
+        assert conversation.render_text(dataclasses.replace(welcome, state=CallState(step="welcome", seq=2)),
+                                        ctx) != on_disk   # another step number: other action URLs
+        for wav in (tmp_path / "cache").glob("*.wav"):
+            wav.unlink()
+        store._seen.clear()   # the on-disk trust has run out (SEEN_FOR_S)
+        again = conversation.render_text(welcome, ctx)
+        assert again is not on_disk and "?say=" in again   # files gone: rendered anew, renders restarted
+        store.wait_idle()
+        transfer = Decision(Transfer("roads", "Roads", "+15550001111"), CallState(step="routed", seq=3), "routed")
+        conversation.render_text(transfer, ctx)
+        store.wait_idle()
+        dialled = conversation.render_text(transfer, ctx)
+        assert "CAreuse1" in dialled and "?say=" not in dialled  # the agent's whisper URL names the call: never kept for another
+        assert dialled not in [body for _, body, _ in conversation._TWIML.values()]
 
 
 @pytest.mark.parametrize("signed_url", [

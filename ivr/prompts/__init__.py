@@ -11,10 +11,11 @@ Others use only the names below; the modules behind them may change.
 """
 from ivr.prompts.catalogue import KNOWN_PLACEHOLDERS, REQUIRED_KEYS, PromptError, check_prompts
 from ivr.voices import spell_digits  # the agent whisper reads caller numbers the way prompts do
-from ivr.prompts.serving import (audio_ulaw, audio_url, catalogue_now, has_audio, init_app, prompt, say_language,
-                                 speak, text)
+from ivr.prompts.serving import (audio_on_disk, audio_ulaw, audio_url, catalogue_now, has_audio, init_app, prompt,
+                                 say_language, speak, still_on_disk, text)
 from ivr.prompts.signed import words_in_url   # the simulator shows the words of a render-on-fetch <Play>
 
 __all__ = ["init_app", "speak", "text", "audio_url", "audio_ulaw", "has_audio", "say_language",
            "check_prompts", "spell_digits", "PromptError", "REQUIRED_KEYS", "KNOWN_PLACEHOLDERS",
-           "catalogue_now", "prompt", "words_in_url"]   # the console's prompt editor lists and plays the catalogue
+           "catalogue_now", "prompt", "words_in_url",   # the console's prompt editor lists and plays the catalogue
+           "audio_on_disk", "still_on_disk"]   # the webhooks re-use TwiML whose prompts are all files on disk

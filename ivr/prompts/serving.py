@@ -115,26 +115,37 @@ def say(verb: Any, words: str, language: str) -> None:
     speaker.say_into(verb, words)
 
 
-def speak(verb: Any, key: str, language: str, **values: Any) -> None:
+def speak(verb: Any, key: str, language: str, **values: Any) -> str | None:
     """Append prompt `key` to a TwiML verb (VoiceResponse, Gather …) as <Play> or <Say>.
 
-    Raises PromptError for a missing key or value (a bug in the flow); never raises
-    because audio could not be rendered — that falls back to <Say>. Never waits for a render.
+    Returns the cache name of the file played when it was on disk, else None (a render-on-fetch
+    <Play> or a <Say>): what a caller of the same TwiML later can check is still so
+    (`PromptAudio.on_disk`). Raises PromptError for a missing key or value (a bug in the flow);
+    never raises because audio could not be rendered — that falls back to <Say>. Never waits
+    for a render.
     """
     entry = prompt(key, language)
     words = fill(entry, values)
-    url = audio_url(words, entry.voice)
-    if url:
-        verb.play(url)
-    else:
+    found = _audio_url(words, entry.voice)
+    if found is None:
         metrics.SAY_FALLBACKS.inc()
         say(verb, words, entry.voice)
+        return None
+    url, on_disk_name = found
+    verb.play(url)
+    return on_disk_name
 
 
 def audio_url(words: str, voice_language: str) -> str | None:
     """Absolute URL of `words` in `voice_language`'s voice: the file's when it is on disk, else a
     render-on-fetch URL (its render started now); None when there is no audio and none can be
     made, or no way to make an absolute URL. Never waits for a render."""
+    found = _audio_url(words, voice_language)
+    return found[0] if found is not None else None
+
+
+def _audio_url(words: str, voice_language: str) -> tuple[str, str | None] | None:
+    """`audio_url` and the file's cache name when it is on disk (None for a render-on-fetch URL)."""
     ready = _ready(words, voice_language)
     if ready is None:
         return None
@@ -148,10 +159,10 @@ def audio_url(words: str, voice_language: str) -> str | None:
         log.warning("IVR_PUBLIC_URL is not set and there is no request; using <Say>")
         return None
     if on_disk:
-        return url
+        return url, name
     # The token is URL-safe (base64 and dots), so it is appended as it is.
     order = signed.Order(name, words, voice_language)
-    return f"{url}?{signed.QUERY}={signed.token(current_app.extensions[SIGNER_EXTENSION], order)}"
+    return f"{url}?{signed.QUERY}={signed.token(current_app.extensions[SIGNER_EXTENSION], order)}", None
 
 
 def _audio_path(name: str) -> str:
@@ -189,9 +200,20 @@ def has_audio(key: str, language: str, **values: Any) -> bool:
     only when this holds, and otherwise plays the prompt before the stream opens (a
     render-on-fetch <Play>): the next caller who hears it can barge in.
     """
+    return audio_on_disk(key, language, **values) is not None
+
+
+def audio_on_disk(key: str, language: str, **values: Any) -> str | None:
+    """`has_audio`, answering the file's cache name (None when it is not on disk)."""
     entry = prompt(key, language)
     ready = _ready(fill(entry, values), entry.voice)
-    return ready is not None and ready[1]
+    return ready[0] if ready is not None and ready[1] else None
+
+
+def still_on_disk(names: Any) -> bool:
+    """Whether every cache name in `names` still has its file (see `PromptAudio.on_disk`)."""
+    store = prompt_audio()
+    return all(store.on_disk(name) for name in names)
 
 
 def _ready(words: str, voice_language: str) -> tuple[str, bool] | None:

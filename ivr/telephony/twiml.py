@@ -23,8 +23,9 @@ from ivr.routing.actions import (Action, AfterHours, AlertNotice, Ask, Callback,
                                  Transfer, Voicemail, Welcome)
 from ivr.routing.state import Decision
 
-#: speak(verb, key, language, **values) — `ivr.prompts.speak` in the app, a fake in unit tests.
-Speaker = Callable[..., None]
+#: speak(verb, key, language, **values) — `ivr.prompts.speak` in the app, a fake in unit tests
+#: (what it returns is ignored here).
+Speaker = Callable[..., object]
 #: What a listening step says, in order: (prompt key, placeholder values).
 PromptPlan = list[tuple[str, dict[str, Any]]]
 

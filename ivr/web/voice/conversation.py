@@ -187,6 +187,68 @@ def hints_for(current: Rules, language: str, step: str) -> str:
     return hints
 
 
+#: TwiML text already rendered, by everything rendering reads besides the prompt audio:
+#: (action, step, seq, language, capture, public URL, hints, gather locale) → (the catalogue it
+#: was spoken from, the text, the cache names of the audio files it plays).
+_TWIML: dict[tuple[Any, ...], tuple[Any, str, tuple[str, ...]]] = {}
+_TWIML_MAX = 512   # the steps × languages × sequence numbers of a line; Confirm texts vary per caller
+
+
+class _Heard:
+    """`speak`/`has_audio` for one render, noting the audio files it played: `names` is None once
+    any prompt was not a file on disk (a render-on-fetch URL, a render started, a <Say>)."""
+
+    def __init__(self) -> None:
+        self.names: list[str] | None = []
+
+    def _note(self, name: str | None) -> None:
+        if name is None:
+            self.names = None
+        elif self.names is not None:
+            self.names.append(name)
+
+    def speak(self, verb: Any, key: str, language: str, **values: Any) -> None:
+        self._note(prompts.speak(verb, key, language, **values))
+
+    def has_audio(self, key: str, language: str, **values: Any) -> bool:
+        name = prompts.audio_on_disk(key, language, **values)
+        self._note(name)
+        return name is not None
+
+
+def render_text(decision: Decision, ctx: RenderContext) -> str:
+    """`str(render(decision, ctx))`, re-used while it would come out the same.
+
+    Every call hears the same welcome, offers and goodbyes; building and serialising their
+    VoiceResponse cost ~60 us per webhook. The text depends only on the key below, the prompt
+    catalogue (words and pronunciations reload together) and the prompt audio. So it is kept
+    only when every prompt was a file on disk — no render started, no <Say> counted — and
+    re-used while that catalogue is served and those files are still on disk (checked as
+    `speak` checks them), and never when it names the call (the agent's whisper URL).
+    """
+    state = decision.state
+    try:
+        key: tuple[Any, ...] | None = (decision.action, state.step, state.seq, state.language, ctx.capture,
+                                       ctx.public_url, ctx.hints, ctx.gather_language)
+        hash(key)
+    except TypeError:   # an action holding a list or dict: rendered every time
+        key = None
+    # Without a public URL the audio URLs follow the request's host: not the same for everyone.
+    if key is None or not ctx.public_url:
+        return str(render(decision, ctx))
+    catalogue = prompts.catalogue_now()
+    known = _TWIML.get(key)
+    if known is not None and known[0] is catalogue and prompts.still_on_disk(known[2]):
+        return known[1]
+    heard = _Heard()
+    body = str(render(decision, dataclasses.replace(ctx, speak=heard.speak, has_audio=heard.has_audio)))
+    if heard.names is not None and ctx.call_sid not in body:
+        if len(_TWIML) >= _TWIML_MAX:
+            _TWIML.clear()   # many callers' confirmations, or reloads: start over rather than grow
+        _TWIML[key] = (catalogue, body, tuple(heard.names))
+    return body
+
+
 def context(sid: str, state: CallState, current: Rules) -> RenderContext:
     """Everything `render` needs for this call at its current step."""
     return RenderContext(call_sid=sid, speak=prompts.speak, has_audio=prompts.has_audio,
@@ -234,7 +296,7 @@ def apply(sid: str, previous: CallState, decision: Decision, *, turn: Turn | Non
     # Render and describe before the first write: a write transaction holds SQLite's write turn
     # (both workers wait for it) and PostgreSQL's row lock until the commit, so the writes below
     # go back to back and nothing slow happens between them.
-    body = str(render(decision, context(sid, state, rules())))
+    body = render_text(decision, context(sid, state, rules()))
     described = describe(decision)
     action = decision.action
     outcomes = ([filed] if filed else []) + outcomes_of(decision)
