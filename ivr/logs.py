@@ -18,7 +18,7 @@ from __future__ import annotations
 import contextvars
 import json
 import logging
-import os
+import random
 import re
 import sys
 from datetime import datetime, timezone
@@ -96,7 +96,9 @@ def bind_call(call_sid: str | None) -> None:
 
 def _begin_request() -> None:
     given = request.headers.get("X-Request-Id", "")
-    request_id_var.set(given if given and _REQUEST_ID.match(given) else os.urandom(8).hex())
+    # An id to follow, not a secret: `random` (reseeded in each forked worker) rather than
+    # os.urandom, whose getrandom() call gives up the GIL and must win it back on every request.
+    request_id_var.set(given if given and _REQUEST_ID.match(given) else f"{random.getrandbits(64):016x}")
     call_sid_var.set("-")
     bind_call(request.values.get("CallSid") or request.args.get("call"))
 

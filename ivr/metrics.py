@@ -102,18 +102,30 @@ def decode_timer(engine_or_recognizer: Any) -> Iterator[None]:
         ASR_DECODE_SECONDS.labels(engine=engine_label(engine_or_recognizer)).observe(time.perf_counter() - started)
 
 
+#: (metric, label values) → its child, made on first use as `labels()` makes it (a series appears
+#: once counted). `labels()` validates and locks on every call; the values here are few.
+_CHILDREN: dict[tuple[Any, tuple[str, ...]], Any] = {}
+
+
+def _child(metric: Any, *values: str) -> Any:
+    child = _CHILDREN.get((metric, values))
+    if child is None:
+        child = _CHILDREN[(metric, values)] = metric.labels(*values)
+    return child
+
+
 def observe_decision(previous_step: str, action: Any, reason: str, answered: bool) -> None:
     """Count one decision of the conversation (called where the webhook applies it).
 
     `answered`: the decision answers a caller's turn (not a dial or queue result).
     """
     kind = getattr(action, "kind", "") or "unknown"
-    ROUTING_DECISIONS.labels(department=getattr(action, "department", None) or "", action=kind).inc()
+    _child(ROUTING_DECISIONS, getattr(action, "department", None) or "", kind).inc()
     if answered and previous_step == "confirm":
         if reason.startswith("caller confirmed"):
-            CONFIRMATIONS.labels(answer="yes").inc()
+            _child(CONFIRMATIONS, "yes").inc()
         elif reason.startswith("caller said no"):
-            CONFIRMATIONS.labels(answer="no").inc()
+            _child(CONFIRMATIONS, "no").inc()
     if kind == "menu" and previous_step != "menu":
         MENU_FALLBACKS.inc()
     if kind == "operator":

@@ -32,6 +32,8 @@ log = logging.getLogger(__name__)
 bp = Blueprint("voice", __name__, url_prefix="/voice")
 METHODS = ["GET", "POST"]   # Twilio may be configured to use either
 _DEPARTMENT = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+#: The empty <Response/> the status callbacks answer, serialised once (it never changes).
+EMPTY = str(render_empty())
 
 
 def _state(sid: str) -> CallState:
@@ -112,7 +114,7 @@ def queue_done() -> Response:
     queue = {"result": result, "queue_time_s": request.values.get("QueueTime")}
     if result == "hangup":
         calls.add_event(db.session(), sid, "queue", queue)
-        return finish(sid, str(render_empty()))
+        return finish(sid, EMPTY)
     return apply(sid, state, after_queue(state, result, rules()), event=f"queue {result}", first=[("queue", queue)])
 
 
@@ -154,7 +156,7 @@ def voicemail_done() -> Response:
 
 @bp.route("/recording-status", methods=METHODS)
 @twilio_signed
-@safe_webhook(rescue=lambda: str(render_empty()))
+@safe_webhook(rescue=lambda: EMPTY)
 def recording_status() -> Response:
     """Recording status callback: a completed voicemail becomes a stored Message, once."""
     sid = call_sid()
@@ -172,17 +174,17 @@ def recording_status() -> Response:
     else:
         calls.add_event(db.session(), sid, "recording", {"status": request.values.get("RecordingStatus"),
                                                          "department": department[:64]})
-    return finish(sid, str(render_empty()), recording)
+    return finish(sid, EMPTY, recording)
 
 
 @bp.route("/whisper", methods=METHODS)
 @twilio_signed
-@safe_webhook(rescue=lambda: str(render_empty()))
+@safe_webhook(rescue=lambda: EMPTY)
 def whisper() -> Response:
     """What the agent hears before being bridged: department, what was said, language, caller."""
     parent = request.args.get("call", "")
     if not re.match(r"^[A-Za-z0-9_-]{1,64}$", parent):
-        return xml(str(render_empty()))
+        return xml(EMPTY)
     s = db.session()
     # Read first (the call's state once: note_bridged reuses what was read), then the one write.
     stored = calls.load_state(s, parent)
@@ -213,7 +215,7 @@ def whisper() -> Response:
 
 @bp.route("/status", methods=METHODS)
 @twilio_signed
-@safe_webhook(rescue=lambda: str(render_empty()))
+@safe_webhook(rescue=lambda: EMPTY)
 def status() -> Response:
     """Call status callback: record the final status (a call with no outcome was abandoned)."""
     sid = call_sid()
@@ -223,7 +225,7 @@ def status() -> Response:
         return replay
     if call_status:
         calls.end_call(db.session(), sid, call_status, _int(request.values.get("CallDuration"), default=None))
-    return finish(sid, str(render_empty()), call_status)
+    return finish(sid, EMPTY, call_status)
 
 
 @bp.route("/fallback", methods=METHODS)
