@@ -121,7 +121,7 @@ class Classifier:
         over = model.cues.is_over(words) if cue_texts else None
         note = f"'{cue_texts[0]}' heard, but it is over ('{over}')" if over else ""
         pooled = _pool_siblings(scores, self._departments)
-        scored = sorted(((c, pooled[c], hits[c]) for c, s in enumerate(scores) if s > 0), key=lambda t: -t[1])
+        scored = sorted(((c, score, hits[c]) for c, score in pooled.items()), key=lambda t: -t[1])
         return _Reading([] if over else cue_texts, scored, note)
 
     def _build(self, text: str, language: str, reading: _Reading) -> Classification:
@@ -179,18 +179,18 @@ def _split_merged(word: str, lang: Language, unigrams: dict) -> tuple[str, str] 
     return splits[0] if len(splits) == 1 else None
 
 
-def _pool_siblings(scores: list[float], departments: list[str | None]) -> list[float]:
-    """Credit each intent with SIBLING_SHARE of its best sibling's score.
+def _pool_siblings(scores: list[float], departments: list[str | None]) -> dict[int, float]:
+    """Credit each intent with SIBLING_SHARE of its best sibling's score: class → pooled score, for
+    the classes that scored (in class order; there are hundreds, the others score nothing).
 
     Evidence spread over intents of one department ("dead" + "skunk") still points at it.
-    Only the few classes that scored are visited (there are hundreds; the rest stay 0.0).
     """
     scored = [(cls, score) for cls, score in enumerate(scores) if score > 0]
     best: dict[str | None, list[float]] = {}
     for cls, score in scored:
         best.setdefault(departments[cls], []).append(score)
     top2 = {d: sorted(v, reverse=True)[:2] + [0.0] for d, v in best.items()}
-    pooled = [0.0] * len(scores)
+    pooled: dict[int, float] = {}
     for cls, score in scored:
         first, second = top2[departments[cls]][:2]
         pooled[cls] = score + SIBLING_SHARE * (second if score == first else first)

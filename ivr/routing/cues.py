@@ -50,7 +50,8 @@ class EmergencyCues:
         self._now = [tuple(surface_key(w) for w in m.split()) for m in language.now]
         self.by_first: dict[str, list[Cue]] = {}
         self.deletes: dict[str, set[str]] = {}
-        self.together: list[tuple[str, tuple[tuple[str, ...], ...]]] = []
+        #: (entry as written, its parts' keys, the parts' first keys: a part is found from its first)
+        self.together: list[tuple[str, tuple[tuple[str, ...], ...], frozenset[str]]] = []
         self._cue_words: set[str] = set()
         for phrase in phrases:
             keys = self._learn(phrase)
@@ -59,7 +60,8 @@ class EmergencyCues:
         for entry in together:
             parts = tuple(keys for keys in (self._learn(part) for part in entry.split("+")) if keys)
             if len(parts) >= 2:
-                self.together.append((" + ".join(" ".join(p.strip().split()) for p in entry.split("+")), parts))
+                self.together.append((" + ".join(" ".join(p.strip().split()) for p in entry.split("+")), parts,
+                                      frozenset(part[0] for part in parts)))
 
     def _learn(self, phrase: str) -> tuple[str, ...]:
         """A phrase's keys; its long words become fuzzy targets ("buning" is heard as "burning")."""
@@ -92,9 +94,9 @@ class EmergencyCues:
                     continue
                 found.append(CueMatch(cue.text, frozenset(span)))
         heard = set(keys)
-        for text, parts in self.together:
-            # A part can only be found from its first word: most entries are out at a set lookup.
-            if not all(part[0] in heard for part in parts):
+        for text, parts, firsts in self.together:
+            # A part can only be found from its first word: most entries are out at a set test.
+            if not firsts <= heard:
                 continue
             spans = [self._part(keys, part) for part in parts]
             if all(span is not None for span in spans):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from ivr.lang import Language
 from ivr.routing.text import edits1, stem, stems, surface_key, surface_tokens
@@ -30,9 +31,11 @@ class Phrase:
     whole: bool = False      # match every word as said, not just the content words
 
 
-@dataclass(frozen=True)
-class Hit:
-    """One piece of evidence for a class: which words matched and how much they weigh."""
+class Hit(NamedTuple):
+    """One piece of evidence for a class: which words matched and how much they weigh.
+
+    A NamedTuple, not a frozen dataclass: a classification makes dozens, and a frozen
+    dataclass's __init__ costs several times a tuple's."""
     cls: int
     weight: float
     text: str
@@ -157,8 +160,11 @@ def match(index: LanguageIndex, words: list[str], content_stems: list[str], cont
     views = ((index.phrases, content, content_positions), (index.wordings, words, list(range(len(words)))))
     found_phrases: list[tuple[Phrase, set[int]]] = []
     for phrases, tokens, where in views:
+        said = set(tokens)
         for pos, tok in enumerate(tokens):
             for phrase in phrases.get(tok, ()):
+                if not said.issuperset(phrase.stems):
+                    continue   # a word of it was not said at all: no need to look for it near here
                 found = _find_phrase(tokens, pos, phrase.stems, ordered=phrase.whole)
                 if found is not None:
                     found_phrases.append((phrase, {where[p] for p in found}))
