@@ -19,7 +19,7 @@ from ivr.prompts.cache import PromptAudio
 from ivr.routing.actions import Transfer, Welcome
 from ivr.routing.state import CallState, Decision
 from ivr.store import calls, db, history, models, replies
-from ivr.telephony.twiml import RenderContext, render, speech_hints
+from ivr.telephony.twiml import RenderContext, prompt_plan, render, speech_hints
 from ivr.web.voice import conversation
 from conftest import PUBLIC_URL, TEST_AUTH_TOKEN, store_only_app
 from stub_voice import Renderer
@@ -132,6 +132,9 @@ def test_rendered_twiml_is_reused_only_while_every_prompt_is_a_file_on_disk(tmp_
         again = conversation.render_text(welcome, ctx)
         assert again is not on_disk and "?say=" in again   # files gone: rendered anew, renders restarted
         store.wait_idle()
+        asked = conversation.asked_text(welcome.action, "en")
+        assert asked == " ".join(prompts.text(key, "en", **values) for key, values in prompt_plan(welcome.action))
+        assert conversation.asked_text(welcome.action, "en") is asked
         transfer = Decision(Transfer("roads", "Roads", "+15550001111"), CallState(step="routed", seq=3), "routed")
         conversation.render_text(transfer, ctx)
         store.wait_idle()

@@ -85,6 +85,32 @@ def test_a_state_is_stored_as_its_json_round_trip_would_store_it():
         assert state_from_dict(state_to_dict(state)) == state
 
 
+def test_a_decision_is_stored_as_asdict_of_its_action_would_store_it():
+    import dataclasses
+
+    from ivr.routing import actions
+    from ivr.routing.state import Decision
+    from ivr.store.convert import jsonable
+
+    examples = [actions.Welcome("Dial 911."), actions.Ask(reprompt="no_input"),
+                actions.Confirm("roads", "pothole", "a pothole"), actions.Menu("2", (("1", "Roads"), ("2", "Parks"))),
+                actions.Transfer("roads", "Roads", "+15550001111"), actions.Queue("roads", "Roads", "roads-q"),
+                actions.Operator("operator", "+15550000000"), actions.Voicemail("roads", "Roads"),
+                actions.AfterHours("roads", "Roads", "8 to 5", then="callback"),
+                actions.Emergency("Dial 911.", "+15559110000"), actions.Callback("roads", done=True),
+                actions.Goodbye(), actions.ReportOffer("roads", "Roads", "8 to 5", ("report", "voicemail")),
+                actions.ReportAsk("location", (("1", "Main"),)),
+                actions.FileReport("POT", "pothole", "roads", "a hole", None),
+                actions.ReadCase("1234567", "1 2 3 4 5 6 7", "a pothole", first=True, can_text=True),
+                actions.TextCase("1234567", "pothole"), actions.AlertNotice(3, "water", "Main break.", True),
+                actions.Subscribe("water", "Water")]
+    assert {type(a) for a in examples} == set(actions.Action.__subclasses__())   # every kind of action
+    for action in examples:
+        described = conversation.describe(Decision(action, CallState(step="ask"), "why"))
+        assert jsonable(described) == jsonable({"kind": action.kind, "reason": "why",
+                                                "action": dataclasses.asdict(action), "step": "ask"})
+
+
 def test_an_outcome_for_a_call_not_seen_yet_creates_it(store):
     s, _statements = store
     calls.set_outcome(s, "CAw2", "voicemail", department="roads")

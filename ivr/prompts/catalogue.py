@@ -11,6 +11,8 @@ variants for grammar that depends on a value ("1 minute", not "1 minutes").
 """
 from __future__ import annotations
 
+import functools
+
 import logging
 import re
 import string
@@ -104,7 +106,7 @@ class Prompt:
     path: str
     variants: tuple[tuple[str, str, str], ...] = ()  # (placeholder, value, text used instead)
 
-    @property
+    @functools.cached_property   # every fill checks them; parsing the template cost ~1 us each time
     def placeholders(self) -> frozenset[str]:
         """Names used in the template and its variants (ValueError for malformed braces)."""
         texts = (self.text, *(text for _, _, text in self.variants))
