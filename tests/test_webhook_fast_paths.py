@@ -139,8 +139,11 @@ def test_rendered_twiml_is_reused_only_while_every_prompt_is_a_file_on_disk(tmp_
         conversation.render_text(transfer, ctx)
         store.wait_idle()
         dialled = conversation.render_text(transfer, ctx)
-        assert "CAreuse1" in dialled and "?say=" not in dialled  # the agent's whisper URL names the call: never kept for another
-        assert dialled not in [body for _, body, _ in conversation._TWIML.values()]
+        assert "CAreuse1" in dialled and "?say=" not in dialled and dialled == str(render(transfer, ctx))
+        other = dataclasses.replace(ctx, call_sid="CAreuse2")
+        # The agent's whisper URL names each call: a kept text gets this call's sid.
+        assert conversation.render_text(transfer, other) == str(render(transfer, other))
+        assert "CAreuse1" not in conversation.render_text(transfer, other)
 
 
 @pytest.mark.parametrize("signed_url", [

@@ -216,37 +216,42 @@ class _Heard:
         return name is not None
 
 
+#: Stands for the CallSid while a text is kept (a transfer's whisper URL names the call): made of
+#: the characters a CallSid may have (`_SID`), which URLs and XML carry as they are.
+_THIS_CALL = "CAthisCallRenderText"
+
+
 def render_text(decision: Decision, ctx: RenderContext) -> str:
     """`str(render(decision, ctx))`, re-used while it would come out the same.
 
-    Every call hears the same welcome, offers and goodbyes; building and serialising their
-    VoiceResponse cost ~60 us per webhook. The text depends only on the key below, the prompt
-    catalogue (words and pronunciations reload together) and the prompt audio. So it is kept
-    only when every prompt was a file on disk — no render started, no <Say> counted — and
-    re-used while that catalogue is served and those files are still on disk (checked as
-    `speak` checks them), and never when it names the call (the agent's whisper URL).
+    Every call hears the same welcome, offers, transfers and goodbyes; building and serialising
+    their VoiceResponse cost ~60 us per webhook. The text depends only on the key below, the
+    call's sid (rendered as `_THIS_CALL`, put back on use), the prompt catalogue (words and
+    pronunciations reload together) and the prompt audio. So it is kept only when every prompt
+    was a file on disk — no render started, no <Say> counted — and re-used while that
+    catalogue is served and those files are still on disk (checked as `speak` checks them).
     """
+    if not ctx.public_url or not _SID.match(ctx.call_sid):
+        # Without a public URL the audio URLs follow the request's host: not the same for everyone.
+        return str(render(decision, ctx))
     state = decision.state
+    key = (decision.action, state.step, state.seq, state.language, ctx.capture, ctx.public_url, ctx.hints,
+           ctx.gather_language)
     try:
-        key: tuple[Any, ...] | None = (decision.action, state.step, state.seq, state.language, ctx.capture,
-                                       ctx.public_url, ctx.hints, ctx.gather_language)
-        hash(key)
+        known = _TWIML.get(key)
     except TypeError:   # an action holding a list or dict: rendered every time
-        key = None
-    # Without a public URL the audio URLs follow the request's host: not the same for everyone.
-    if key is None or not ctx.public_url:
         return str(render(decision, ctx))
     catalogue = prompts.catalogue_now()
-    known = _TWIML.get(key)
     if known is not None and known[0] is catalogue and prompts.still_on_disk(known[2]):
-        return known[1]
+        return known[1].replace(_THIS_CALL, ctx.call_sid)
     heard = _Heard()
-    body = str(render(decision, dataclasses.replace(ctx, speak=heard.speak, has_audio=heard.has_audio)))
-    if heard.names is not None and ctx.call_sid not in body:
+    body = str(render(decision, dataclasses.replace(ctx, call_sid=_THIS_CALL, speak=heard.speak,
+                                                    has_audio=heard.has_audio)))
+    if heard.names is not None:
         if len(_TWIML) >= _TWIML_MAX:
             _TWIML.clear()   # many callers' confirmations, or reloads: start over rather than grow
         _TWIML[key] = (catalogue, body, tuple(heard.names))
-    return body
+    return body.replace(_THIS_CALL, ctx.call_sid)
 
 
 #: (action, language) → (the catalogue, the words the action asks): see `asked_text`.
