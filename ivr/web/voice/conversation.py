@@ -231,8 +231,10 @@ def render_text(decision: Decision, ctx: RenderContext) -> str:
     was a file on disk — no render started, no <Say> counted — and re-used while that
     catalogue is served and those files are still on disk (checked as `speak` checks them).
     """
-    if not ctx.public_url or not _SID.match(ctx.call_sid):
-        # Without a public URL the audio URLs follow the request's host: not the same for everyone.
+    if not ctx.public_url or not _SID.match(ctx.call_sid) or ctx.speak is not prompts.speak or \
+            ctx.has_audio is not prompts.has_audio:
+        # Without a public URL the audio URLs follow the request's host: not the same for everyone;
+        # other speakers (a test's) cannot say which files they played.
         return str(render(decision, ctx))
     state = decision.state
     key = (decision.action, state.step, state.seq, state.language, ctx.capture, ctx.public_url, ctx.hints,
