@@ -12,19 +12,18 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import re
 from typing import Any, Mapping, Sequence
 
 from sqlalchemy import Select, String, Update, bindparam, case, cast, func, literal, null, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, StatementError
 from sqlalchemy.orm import Session
 
 from ivr.routing.state import CallState, Turn
 from ivr.store import models, write
 from ivr.store.pipeline import DEFER
-from ivr.store.convert import jsonable, state_from_dict, state_to_dict, turn_from_dict
+from ivr.store.convert import dumps, jsonable, state_from_dict, state_to_dict, turn_from_dict
 from ivr.store.replies import RESPONSES, stored_key
 
 MAX_SID = 64
@@ -188,12 +187,14 @@ def add_turn(s: Session, sid: str, step: str, prompt: str, heard: str | None, di
              decision: Mapping[str, Any] | Any | None) -> None:
     """Record one prompt/answer exchange. `classification`/`decision` may be dicts or the
     routing dataclasses themselves (stored via dataclasses.asdict)."""
+    # JSON values go to the engine as they are: its serialiser (convert.dumps) converts the
+    # dataclasses, once, when the statement is bound (no JSON round trip here first).
     values = {"step": step, "prompt": prompt or "", "heard": heard, "digits": digits,
               "confidence": None if confidence is None else float(confidence),
-              "classification": jsonable(classification), "decision": jsonable(decision),
+              "classification": classification, "decision": decision,
               "created_at": models.utcnow()}
     sid = _existing_sid(s, sid)
-    _writer(s).execute(_INSERT_TURN, {"call_sid": sid, **values}, execution_options=DEFER)
+    _write_json(_writer(s), _INSERT_TURN, {"call_sid": sid, **values})
 
 
 def add_event(s: Session, sid: str, kind: str, detail: Mapping[str, Any]) -> None:
@@ -204,10 +205,9 @@ def add_event(s: Session, sid: str, kind: str, detail: Mapping[str, Any]) -> Non
     """
     if not kind or len(kind) > 32:
         raise ValueError(f"event kind must be 1-32 characters, got {kind!r}")
-    clean = jsonable(dict(detail))
     sid = _existing_sid(s, sid)
-    _writer(s).execute(_INSERT_EVENT, {"call_sid": sid, "kind": kind, "detail": clean,
-                                       "created_at": models.utcnow()}, execution_options=DEFER)
+    _write_json(_writer(s), _INSERT_EVENT, {"call_sid": sid, "kind": kind, "detail": dict(detail),
+                                            "created_at": models.utcnow()})
 
 
 def set_outcome(s: Session, sid: str, outcome: str, **detail: Any) -> None:
@@ -220,7 +220,7 @@ def _update_call(s: Session, sid: str, columns: Mapping[str, Any], outcomes: Seq
     """One UPDATE of the call's row: `columns` as given, and the last of `outcomes` with every
     outcome's details merged into the stored ones by the database itself (no read first, and
     the merge is atomic with the write), plus an ``outcome`` event for each."""
-    checked = [(_checked_outcome(name), jsonable(dict(detail))) for name, detail in outcomes]
+    checked = [(_checked_outcome(name), dict(detail)) for name, detail in outcomes]
     detail: dict[str, Any] = {}
     for _name, more in checked:
         detail.update(more)
@@ -232,13 +232,24 @@ def _update_call(s: Session, sid: str, columns: Mapping[str, Any], outcomes: Seq
         keys = tuple(detail)
         params["b_outcome"] = checked[-1][0]
         if conn.dialect.name == "sqlite":
-            params.update({f"d{n}": json.dumps(value) for n, value in enumerate(detail.values())})
+            params.update({f"d{n}": dumps(value) for n, value in enumerate(detail.values())})
         else:
             params["b_detail"] = detail
     if columns or checked:
-        conn.execute(_call_update(conn.dialect.name, tuple(columns), keys), params, execution_options=DEFER)
+        _write_json(conn, _call_update(conn.dialect.name, tuple(columns), keys), params)
     for name, more in checked:
         add_event(s, sid, "outcome", {"outcome": name, **more})
+
+
+def _write_json(conn: Any, statement: Any, params: Mapping[str, Any]) -> None:
+    """A DEFERred write whose JSON values the engine encodes (convert.dumps) as it binds them: a
+    value JSON cannot hold is the caller's TypeError, as before anything was sent."""
+    try:
+        conn.execute(statement, params, execution_options=DEFER)
+    except StatementError as exc:
+        if isinstance(exc.orig, TypeError):
+            raise exc.orig from None
+        raise
 
 
 def _checked_outcome(outcome: str) -> str:

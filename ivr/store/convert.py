@@ -19,11 +19,18 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"cannot store {type(value).__name__} as JSON: {value!r}")
 
 
+def dumps(value: Any) -> str:
+    """`value` as JSON text, dataclasses, datetimes and sets converted (TypeError for anything
+    else): the store's engines serialise their JSON columns with it (`db.make_engine`), so a
+    writer hands over its values as they are and they are encoded once, when bound."""
+    return json.dumps(value, default=_json_default)
+
+
 def jsonable(value: Any) -> Any:
     """`value` as plain JSON types (dataclasses, datetimes and sets converted), or TypeError."""
     if value is None:
         return None
-    return json.loads(json.dumps(value, default=_json_default))
+    return json.loads(dumps(value))
 
 
 #: CallState's fields: all of them JSON scalars or tuples of scalars (tests/test_webhook_writes.py
@@ -38,17 +45,22 @@ def state_to_dict(state: CallState) -> dict[str, Any]:
     return {name: list(value) if isinstance(value, tuple) else value for name, value in values.items()}
 
 
+#: The tuple-typed fields (their defaults are tuples): JSON gives lists back.
+_TUPLE_FIELDS = tuple(field.name for field in dataclasses.fields(CallState) if isinstance(field.default, tuple))
+
+
 def state_from_dict(data: Mapping[str, Any] | None) -> CallState:
     """A CallState from stored JSON, ignoring keys this version does not know and defaulting
-    missing ones — so a deploy mid-call (fields added or removed) loses nothing else."""
-    values: dict[str, Any] = {}
-    for f in dataclasses.fields(CallState):
-        if data and f.name in data:
-            value = data[f.name]
-            # JSON has no tuples; restore the tuple-typed fields (their defaults are tuples).
-            if isinstance(f.default, tuple) and isinstance(value, list):
-                value = tuple(value)
-            values[f.name] = value
+    missing ones — so a deploy mid-call (fields added or removed) loses nothing else.
+
+    Every webhook reads one, so the field names are worked out once (`_STATE_FIELDS`)."""
+    if not data:
+        return CallState()
+    values = {name: data[name] for name in _STATE_FIELDS if name in data}
+    for name in _TUPLE_FIELDS:
+        value = values.get(name)
+        if isinstance(value, list):   # JSON has no tuples
+            values[name] = tuple(value)
     return CallState(**values)
 
 

@@ -28,7 +28,7 @@ from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
 
-from ivr.store import driver, pipeline, sqlite
+from ivr.store import convert, driver, pipeline, sqlite
 # Tables kept in their own modules join Base.metadata when imported (create_all, migrations).
 from ivr.store import audit, console, outbox, retention, tokens  # noqa: F401
 from ivr.store import alerts, sms_contacts  # noqa: F401 - SMS channel and topic alerts
@@ -57,9 +57,11 @@ def make_engine(url: str) -> Engine:
     """
     parsed = make_url(postgres_on_psycopg(url))
     driver.require(parsed)
+    # Writers hand JSON columns their values as they are (dataclasses included): encoded once.
+    json_args: dict[str, Any] = {"json_serializer": convert.dumps}
     if parsed.get_backend_name() == "sqlite":
         in_memory = parsed.database in (None, "", ":memory:")
-        kwargs: dict[str, Any] = {"connect_args": {"check_same_thread": False}}
+        kwargs: dict[str, Any] = {"connect_args": {"check_same_thread": False}, **json_args}
         if in_memory:
             # One shared connection, or every session would see its own empty database.
             kwargs["poolclass"] = StaticPool
@@ -79,13 +81,13 @@ def make_engine(url: str) -> Engine:
         # No pool_pre_ping: its SELECT 1 was one of ~7 round trips per webhook. The webhook's
         # first statement (calls.recall_with_state) detects a dead connection and retries once.
         pipelined = parsed.get_driver_name() == "psycopg"
-        engine = create_engine(parsed, connect_args={"connect_timeout": PG_CONNECT_TIMEOUT_S},
+        engine = create_engine(parsed, connect_args={"connect_timeout": PG_CONNECT_TIMEOUT_S}, **json_args,
                                **(pipeline.ENGINE_ARGS if pipelined else {}))
         event.listen(engine, "connect", _postgres_on_connect)
         if pipelined:
             pipeline.install(engine)   # after _postgres_on_connect: the settings are committed first
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    return create_engine(url, pool_pre_ping=True, **json_args)
 
 
 #: Drivers whose URLs psycopg 3 serves: the bare name (SQLAlchemy's default driver changes between

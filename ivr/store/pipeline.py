@@ -159,7 +159,8 @@ def _do_executemany(cursor: Any, statement: str, parameters: Any, context: Any) 
         return False
     try:
         cursor.executemany(statement, parameters)
-        pipeline.sync()
+        if not context.execution_options.get("ivr_defer"):
+            pipeline.sync()
     except Exception:
         _recover(cursor.connection)
         raise

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 from datetime import datetime
+from typing import Sequence
 
 from sqlalchemy import bindparam, delete, select
 from sqlalchemy.exc import IntegrityError
@@ -36,26 +37,32 @@ def recall_response(s: Session, key: str) -> str | None:
     return s.connection().execute(_RECALL, {"key": stored_key(key)}).scalar()
 
 
-def remember_response(s: Session, key: str, body: str) -> str:
-    """Store `body` as the answer to `key` and COMMIT, together with the webhook's effects.
+def remember_response(s: Session, key: str, body: str, also: Sequence[str] = ()) -> str:
+    """Store `body` as the answer to `key` (and to the request's other keys, `also`: Twilio's
+    idempotency token) and COMMIT, together with the webhook's effects.
 
     If a concurrent duplicate stored its answer first, this request's effects are rolled
     back (they were a repeat) and that first answer is returned: serve the returned body.
+    Every key goes in the one INSERT and the one commit: a second key used to cost a second
+    transaction (on SQLite a second write turn) per webhook.
     """
-    s.flush()  # the webhook's effects go first, in the same transaction as the answer
+    if s.new or s.dirty or s.deleted:
+        s.flush()  # the webhook's ORM effects go first, in the same transaction as the answer
+    now = models.utcnow()
+    rows = [{"key": stored_key(one), "body": body, "created_at": now} for one in (key, *also)]
     try:
         # A plain INSERT: a duplicate fails it (and with it the whole transaction), so on
         # PostgreSQL it can be kept and sent with the COMMIT, one round trip (see pipeline).
-        s.connection().execute(_INSERT, {"key": stored_key(key), "body": body, "created_at": models.utcnow()},
-                               execution_options=DEFER)
+        s.connection().execute(_INSERT, rows if len(rows) > 1 else rows[0], execution_options=DEFER)
         s.commit()
         return body
     except IntegrityError:
         s.rollback()
-        first = recall_response(s, key)
-        if first is None:
-            raise   # not a duplicate answer: a write of this webhook broke a constraint
-        return first
+        for one in (key, *also):
+            first = recall_response(s, one)
+            if first is not None:
+                return first
+        raise   # not a duplicate answer: a write of this webhook broke a constraint
 
 
 def forget_responses(s: Session, before: datetime) -> int:

@@ -121,10 +121,7 @@ def finish(sid: str, body: str, extra: str = "") -> Response:
     """Commit this request's effects with its answer; a concurrent duplicate's answer wins."""
     s = db.session()
     keys = request_keys(sid, extra)
-    body = replies.remember_response(s, keys[0], body)
-    for key in keys[1:]:
-        replies.remember_response(s, key, body)
-    return xml(body)
+    return xml(replies.remember_response(s, keys[0], body, also=keys[1:]))
 
 
 def rules() -> Rules:
