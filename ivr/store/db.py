@@ -230,15 +230,18 @@ def engine(app: Flask | None = None) -> Engine:
 
 def session() -> Session:
     """This request's Session (created on first use, closed at teardown)."""
-    if "ivr_db_session" not in g:
-        g.ivr_db_session = current_app.extensions[_EXT_SESSIONS]()
-    return g.ivr_db_session
+    s: Session | None = g.get("ivr_db_session")
+    if s is None:
+        s = g.ivr_db_session = current_app.extensions[_EXT_SESSIONS]()
+    return s
 
 
 def _close_session(exc: BaseException | None) -> None:
     s: Session | None = g.pop("ivr_db_session", None)
     if s is None:
         return
+    if not s.in_transaction() and not s.identity_map and not s.new:
+        return   # committed (a webhook's usual end) and holding no objects: nothing to close
     if s.new or s.dirty or s.deleted or s.info.get("wrote"):
         log.warning("rolling back uncommitted database writes at teardown (callers must commit)")
     try:

@@ -33,6 +33,8 @@ class UTCDateTime(TypeDecorator[datetime]):
     def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         if value is None:
             return None
+        if value.tzinfo is timezone.utc:   # what utcnow() gives: nothing to convert
+            return value
         if value.tzinfo is None:
             raise ValueError(f"naive datetime {value!r}: pass a timezone-aware (UTC) time")
         return value.astimezone(timezone.utc)
