@@ -115,6 +115,32 @@ def test_remember_response_sends_the_writes_with_the_answer(store_app):
     assert _other_state(store_app)["step"] == "transfer"
 
 
+def test_every_key_of_a_request_is_stored_in_one_insert_kept_for_the_commit(store_app):
+    """Twilio's idempotency token is a second key of the same answer: one INSERT, one commit."""
+    sent: list[str] = []
+    event.listen(db.engine(store_app), "before_cursor_execute", lambda _c, _cur, text, *_r: sent.append(text))
+    with store_app.app_context():
+        s = db.session()
+        calls.save_state(s, SID, CallState(step="transfer"))
+        kept: list[int] = []
+        event.listen(s, "before_commit", lambda s: kept.append(pipeline.pending(s.connection())))
+        start = len(sent)
+        first = replies.remember_response(s, f"{SID}:/voice/turn:3", "<Response>a</Response>", also=["token:t3"])
+        assert first == "<Response>a</Response>"
+        assert [text.split()[2] for text in sent[start:]] == ["idempotent_responses"]
+        # On PostgreSQL the UPDATE and both rows are still queued at the COMMIT, which sends them.
+        assert len(kept) == 1
+        assert kept[0] >= 3 if _is_postgres(store_app) else kept[0] == 0
+        assert replies.recall_response(s, "token:t3") == first == replies.recall_response(s, f"{SID}:/voice/turn:3")
+        # A retry known by either key is a duplicate: its effects are rolled back, the first answer served.
+        calls.save_state(s, SID, CallState(step="duplicate"))
+        assert replies.remember_response(s, f"{SID}:/voice/turn:3", "<Response>b</Response>", also=["token:t9"]) == first
+        calls.save_state(s, SID, CallState(step="duplicate"))
+        assert replies.remember_response(s, f"{SID}:/voice/turn:9", "<Response>c</Response>", also=["token:t3"]) == first
+        assert replies.recall_response(s, "token:t9") is None and replies.recall_response(s, f"{SID}:/voice/turn:9") is None
+    assert _other_state(store_app)["step"] == "transfer"
+
+
 @pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)   # SQLite has no server to lose
 def test_a_pooled_connection_killed_by_the_server_is_replaced_without_failing_the_webhook(db_url):
     """There is no pre-ping: the webhook's first read finds the dead connection and retries once."""
