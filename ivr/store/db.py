@@ -73,9 +73,7 @@ def make_engine(url: str) -> Engine:
         engine = create_engine(url, **kwargs)
         event.listen(engine, "connect", _sqlite_on_connect)
         if not in_memory:   # a StaticPool's one connection is shared, so it cannot take turns
-            turn = sqlite.WriteTurn(parsed.database, SQLITE_TURN_WAIT_S)
-            event.listen(engine, "before_cursor_execute", turn.before_execute)
-            event.listen(engine.pool, "checkin", turn.checkin)
+            sqlite.WriteTurn(parsed.database, SQLITE_TURN_WAIT_S).install(engine)
         return engine
     if parsed.get_backend_name() == "postgresql":
         # No pool_pre_ping: its SELECT 1 was one of ~7 round trips per webhook. The webhook's

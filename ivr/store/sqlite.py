@@ -32,7 +32,7 @@ import weakref
 from typing import IO, Any
 
 from flask import Response
-from sqlalchemy import Engine
+from sqlalchemy import Engine, event
 from sqlalchemy.exc import SQLAlchemyError
 
 from ivr.fifo import FifoSemaphore
@@ -175,14 +175,39 @@ class WriteTurn:
         finally:
             self.local.release()
 
-    def before_execute(self, conn: Any, cursor: Any, statement: str, _params: Any, _context: Any,
-                       _many: bool) -> None:
-        """`before_cursor_execute` listener: before a transaction's first write, take the turn and
-        ``BEGIN IMMEDIATE`` (the driver is in autocommit mode: see `autocommit_on_connect`)."""
+    def install(self, engine: Engine) -> None:
+        """Take the turn before each transaction's first write on `engine`'s connections and
+        give it back when they return to the pool.
+
+        The turn is taken in the dialect's ``do_execute`` events (which leave the execution
+        itself to the dialect), not in ``before_cursor_execute``: a connection event listener
+        makes SQLAlchemy dispatch every connection event (before/after execute, cursor execute,
+        begin, commit …) for every statement, ~30 us per webhook transaction (measured, 1 read
+        + 3 writes + commit: 186 -> 156 us); dialect events cost only where they are listened for.
+        """
+        event.listen(engine, "do_execute", self.do_execute)
+        event.listen(engine, "do_executemany", self.do_execute)
+        event.listen(engine, "do_execute_no_params", self.do_execute_no_params)
+        event.listen(engine.pool, "checkin", self.checkin)
+
+    def do_execute(self, cursor: Any, statement: str, _parameters: Any, context: Any) -> bool:
+        """`do_execute`/`do_executemany` listener: `before_write`; the dialect executes (False)."""
+        self.before_write(cursor, statement, context)
+        return False
+
+    def do_execute_no_params(self, cursor: Any, statement: str, context: Any) -> bool:
+        """`do_execute_no_params` listener: `before_write`; the dialect executes (False)."""
+        self.before_write(cursor, statement, context)
+        return False
+
+    def before_write(self, cursor: Any, statement: str, context: Any) -> None:
+        """Before a transaction's first write, take the turn and ``BEGIN IMMEDIATE`` (the driver
+        is in autocommit mode: see `autocommit_on_connect`)."""
         dbapi_conn = cursor.connection
         if dbapi_conn.in_transaction or not _WRITE.match(statement):
             return
-        info = conn.connection.record_info
+        # Only a default's pre-execution comes without a context, and that is a SELECT.
+        info = context.root_connection.connection.record_info
         if not info.get(self.KEY) and self.take():
             info[self.KEY] = True
         dbapi_conn.execute("BEGIN IMMEDIATE")
