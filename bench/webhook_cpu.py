@@ -10,7 +10,7 @@ Also printed: the part of it the webhook's thread spent inside the app's WSGI ca
 is the simulated caller — signing, the test client, parsing TwiML — and background threads such
 as prompt renders). `--minimal` measures bench/calls.py's minimal
 fixed-TwiML Flask app the same way instead: the floor the IVR is compared with.
-Also printed: SQL statements per webhook, and with --round-trips on PostgreSQL the round trips
+Also printed: SQL statements per webhook (counted in one more batch, untimed), and with --round-trips on PostgreSQL the round trips
 per webhook (in a run of their own: counting costs CPU), counted
 in libpq's trace of the protocol (psycopg 3's pipeline mode sends several statements per round
 trip: ivr/store/pipeline.py).
@@ -149,18 +149,18 @@ def main() -> None:
     from ivr.store import db
 
     with tempfile.TemporaryDirectory(prefix="ivr-cpu-") as tmp:
+        statements, counted = None, 0
         if args.minimal:
-            app, statements = minimal_app(), None
+            app = minimal_app()
         else:
             app = create_app({"IVR_DATABASE_URL": args.database_url or f"sqlite:///{tmp}/cpu.sqlite3",
                               "TWILIO_AUTH_TOKEN": TOKEN, "IVR_PUBLIC_URL": PUBLIC, "IVR_CAPTURE": "twilio",
                               "IVR_SPEECH_ENGINE": "twilio",
                               **({"IVR_CLOCK": lambda: at} if at else {})})
-            statements = Statements(db.engine(app))
         logging.getLogger().setLevel(logging.WARNING)   # one INFO line per call is not the subject
         gc.freeze()   # as app.py does under gunicorn
         trips = None
-        if statements and args.round_trips and db.engine(app).dialect.driver == "psycopg":
+        if not args.minimal and args.round_trips and db.engine(app).dialect.driver == "psycopg":
             trips = RoundTrips(tmp)
             trips.install(db.engine(app))
         clock = AppClock(app)
@@ -173,8 +173,6 @@ def main() -> None:
         cache = Path(app.config.get("IVR_PROMPT_CACHE_DIR") or tmp)   # the minimal app has none
         files_before, fetches = len(list(cache.glob("*.wav"))), 0
         trips_before, webhooks = (trips.count if trips else 0), 0
-        if statements:
-            statements.count, statements.kinds = 0, {}
         for batch in range(args.batches):
             stats = Stats()
             caller = in_process_caller(client, stats, utterances)
@@ -193,6 +191,15 @@ def main() -> None:
             if (stats.errors or stats.rescued) and not args.minimal:   # the minimal app's calls never end
                 print(f"batch {batch}: errors {stats.errors[:3]}, rescued answers {stats.rescued}")
         trips_after = trips.count if trips else 0   # the traces are in `tmp`
+        if not args.minimal:
+            # Counted in a batch of their own, after the timed ones: a listener on every statement
+            # (a connection event) switches on SQLAlchemy's dispatch of every connection event for
+            # every statement, which the app does not pay (ivr/store/sqlite.py).
+            statements, counting = Statements(db.engine(app)), Stats()
+            counter = in_process_caller(client, counting, utterances)
+            for n in range(args.calls):
+                counter.call(1000 + args.batches * args.calls + n)
+            counted = counting.steps
         if "ivr.prompt_audio" in app.extensions:
             app.extensions["ivr.prompt_audio"].wait_idle()
         renders = len(list(cache.glob("*.wav"))) - files_before   # prompts not on disk before: per-call texts
@@ -210,8 +217,8 @@ def main() -> None:
         print(f"prompt renders per 1,000 webhooks: {renders * 1000 / max(webhooks, 1):.1f} ({renders} new files); "
               f"render-on-fetch GETs per 1,000 webhooks: {fetches * 1000 / max(webhooks, 1):.1f}")
     if statements:
-        print(f"SQL statements per webhook: {statements.count / max(webhooks, 1):.2f} ("
-              + ", ".join(f"{kind!r} {n / max(webhooks, 1):.2f}" for kind, n in
+        print(f"SQL statements per webhook: {statements.count / max(counted, 1):.2f} (a batch of its own; "
+              + ", ".join(f"{kind!r} {n / max(counted, 1):.2f}" for kind, n in
                           sorted(statements.kinds.items(), key=lambda item: -item[1])) + ")")
     if trips:
         print(f"PostgreSQL round trips per webhook: {(trips_after - trips_before) / max(webhooks, 1):.2f}")
