@@ -294,8 +294,8 @@ def describe(decision: Decision) -> dict[str, Any]:
     """A decision as stored for admins: kind, reason and the action's fields.
 
     The fields as they are, not `dataclasses.asdict`'s deep copy (24 us for a menu): the store
-    turns the detail into JSON (`convert.jsonable`, nested dataclasses included), so what is
-    stored is the same."""
+    encodes the detail as JSON (`convert.dumps`: tuples as lists, nested dataclasses as asdict
+    makes them), so what is stored is the same."""
     action = decision.action
     names = _FIELD_NAMES.get(type(action))
     if names is None:
