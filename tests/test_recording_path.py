@@ -218,3 +218,24 @@ def test_a_retried_recording_is_answered_from_storage_without_downloading_it_aga
     record = call_record(app, "CArec9")
     assert [r["url"] for r in record["recordings"]] == [url]
     assert [t["step"] for t in record["turns"]] == ["welcome", "ask"]
+
+
+def test_no_transaction_is_held_while_the_recording_is_downloaded(app, client, recordings, monkeypatch):
+    """The download and recognition take seconds: the read that found the call's state must not
+    keep a database transaction (on PostgreSQL, a pooled connection idle in a transaction) open
+    meanwhile."""
+    from ivr.store import db
+    from ivr.web.voice import recording
+
+    seen: list[bool] = []
+    real_fetch = recording.fetch_recording
+
+    def fetch(url, **kwargs):
+        seen.append(db.session().in_transaction())
+        return real_fetch(url, **kwargs)
+
+    monkeypatch.setattr(recording, "fetch_recording", fetch)
+    start_call(client, "CArecTx")
+    root = twiml(recorded(client, "CArecTx", recordings.base + "/missing"))
+    assert seen == [False]
+    assert_no_input(app, "CArecTx", root)   # and the turn is still stored with the webhook's writes

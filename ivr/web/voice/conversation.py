@@ -108,6 +108,14 @@ def recall(sid: str, extra: str = "") -> Response | None:
     return xml(body) if body is not None else None
 
 
+def end_reads() -> None:
+    """End the transaction `recall`'s read began, before waiting seconds on the network or a
+    recogniser: on PostgreSQL it would otherwise hold a pooled connection idle in a transaction
+    (and its snapshot) for as long as the download and recognition take. What was read is kept
+    (`stored_state`); the webhook's writes begin a transaction of their own."""
+    db.session().commit()
+
+
 def stored_state(sid: str) -> CallState | None:
     """The state of call `sid` as `recall` read it for this request, else read now (the recording
     path asks twice: for the recording's language, then to decide)."""

@@ -59,6 +59,7 @@ def recorded() -> Response:
     replay = conversation.recall(call_sid)
     if replay:
         return replay
+    conversation.end_reads()   # nothing is held while we download and recognise
     url = request.form.get("RecordingUrl", "")
     digits = request.form.get("Digits", "")
     digits = digits if digits and set(digits) <= KEYPAD else None
