@@ -55,7 +55,8 @@ def redis_url_or_skip(url: str) -> str:
     except redis.exceptions.ConnectionError as exc:
         if os.environ.get("IVR_REQUIRE_REDIS"):
             pytest.fail(f"Redis required but unreachable at {url}: {exc}")
-        pytest.skip(f"Redis unreachable at {url}")
+        pytest.skip(f"no Redis answers at {url}: the Redis variant needs a server (start redis-server, or "
+                    "set IVR_TEST_REDIS_URL); the queue on SQLite is tested without it")
     return url
 
 

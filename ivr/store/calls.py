@@ -10,7 +10,6 @@ create the call row rather than fail: a webhook must always be able to answer.
 """
 from __future__ import annotations
 
-import dataclasses
 import functools
 import re
 from typing import Any, Mapping, Sequence
@@ -23,7 +22,7 @@ from sqlalchemy.orm import Session
 from ivr.routing.state import CallState, Turn
 from ivr.store import models, write
 from ivr.store.pipeline import DEFER
-from ivr.store.convert import dumps, jsonable, state_from_dict, state_to_dict, turn_from_dict
+from ivr.store.convert import dumps, state_from_dict, state_to_dict, turn_from_dict
 from ivr.store.replies import RESPONSES, stored_key
 
 MAX_SID = 64
@@ -363,8 +362,8 @@ def add_message(s: Session, sid: str, department: str, kind: str, recording_url:
 def put_pending_turn(s: Session, sid: str, turn: Turn) -> None:
     """Park a turn recognised on the media stream until Twilio fetches the Connect action."""
     sid = _existing_sid(s, sid)
-    _writer(s).execute(update(_CALLS).where(_CALLS.c.sid == sid).values(
-        pending_turn=jsonable(dataclasses.asdict(turn))))
+    # The engine encodes the turn (convert.dumps converts the dataclass), as for every JSON write.
+    _write_json(_writer(s), update(_CALLS).where(_CALLS.c.sid == sid).values(pending_turn=turn), {})
 
 
 def pending_turn(s: Session, sid: str) -> Turn | None:

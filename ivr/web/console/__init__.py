@@ -38,12 +38,7 @@ class CookieSessions(SecureCookieSessionInterface):
     def save_session(self, app: Flask, session: SessionMixin, response: Response) -> None:
         if not session and not session.modified:
             if session.accessed:
-                # What `vary.add` writes when there is no Vary yet (every webhook), without
-                # parsing and re-serialising the header set (~6 us).
-                if "Vary" in response.headers:
-                    response.vary.add("Cookie")
-                else:
-                    response.headers["Vary"] = "Cookie"
+                response.vary.add("Cookie")
             return
         super().save_session(app, session, response)
 
