@@ -142,6 +142,8 @@ def main() -> None:
                         "numbers (per-call prompts); default: now, so the figures depend on the hour")
     args = parser.parse_args()
     at = datetime.fromisoformat(args.at) if args.at else None
+    if at is not None and at.tzinfo is None:   # the store refuses naive times: every turn would fail
+        raise SystemExit(f"--at needs a UTC offset, e.g. {args.at}+00:00 (got {args.at!r})")
     if not 1 <= args.calls <= 5000 or not 1 <= args.batches <= 20:
         raise SystemExit("--calls must be 1..5000 and --batches 1..20")
     utterances = [json.loads(line)["text"] for line in UTTERANCES.read_text().splitlines() if line.strip()]
