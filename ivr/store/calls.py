@@ -14,7 +14,7 @@ import functools
 import re
 from typing import Any, Mapping, Sequence
 
-from sqlalchemy import Select, String, Update, bindparam, case, cast, func, literal, null, select, update
+from sqlalchemy import Select, String, bindparam, case, cast, func, literal, null, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, StatementError
 from sqlalchemy.orm import Session
@@ -24,6 +24,7 @@ from ivr.store import models, write
 from ivr.store.pipeline import DEFER
 from ivr.store.convert import dumps, state_from_dict, state_to_dict, turn_from_dict
 from ivr.store.replies import RESPONSES, stored_key
+from ivr.store.write import Prepared
 
 MAX_SID = 64
 ENDED_STATUSES = frozenset({"completed", "busy", "no-answer", "failed", "canceled"})
@@ -61,9 +62,10 @@ def start_call(s: Session, sid: str, from_: str, to: str, state: CallState) -> N
         raise TypeError(f"start_call needs a CallState, got {type(state).__name__}")
     sid = _check_sid(sid)
     conn = _writer(s)
-    conn.execute(_START_CALL[conn.dialect.name], {
+    now = models.utcnow()
+    _write_json(conn, _START_CALL[conn.dialect.name], {
         "sid": sid, "from_number": from_ or "", "to_number": to or "", "language": state.language,
-        "state": state_to_dict(state), "outcome_detail": {}}, execution_options=DEFER)
+        "state": state_to_dict(state), "outcome_detail": {}, "started_at": now, "updated_at": now})
     _known(s).add(sid)
 
 
@@ -86,11 +88,12 @@ def _start_call(insert: Any) -> Any:
         "state": new.state, "language": new.language, "updated_at": new.updated_at})
 
 
-_START_CALL = {"postgresql": _start_call(postgresql.insert), "sqlite": _start_call(sqlite.insert)}
+#: Prepared (write.Prepared): compiled once per engine, as are the other hot writes below.
+_START_CALL = {"postgresql": Prepared(_start_call(postgresql.insert)), "sqlite": Prepared(_start_call(sqlite.insert))}
 _LOAD_STATE = select(_CALLS.c.state).where(_CALLS.c.sid == bindparam("b_sid"))
 # inline(): no RETURNING of the new id (nobody reads it), so the INSERT can be deferred (pipeline).
-_INSERT_TURN = models.Turn.__table__.insert().inline()
-_INSERT_EVENT = models.Event.__table__.insert().inline()
+_INSERT_TURN = Prepared(models.Turn.__table__.insert().inline())
+_INSERT_EVENT = Prepared(models.Event.__table__.insert().inline())
 _INSERT_RECORDING = models.Recording.__table__.insert().inline()
 _INSERT_MESSAGE = models.Message.__table__.insert().inline()
 _PENDING = select(_CALLS.c.pending_turn).where(_CALLS.c.sid == bindparam("b_sid"))
@@ -224,8 +227,8 @@ def _update_call(s: Session, sid: str, columns: Mapping[str, Any], outcomes: Seq
     for _name, more in checked:
         detail.update(more)
     conn = _writer(s)
-    params: dict[str, Any] = {"b_sid": sid, **{f"b_{column}": value for column, value in columns.items()
-                                               if column != _CLEAR_PENDING}}
+    params: dict[str, Any] = {"b_sid": sid, "b_updated_at": models.utcnow(),
+                              **{f"b_{column}": value for column, value in columns.items() if column != _CLEAR_PENDING}}
     keys: tuple[str, ...] | None = None
     if checked:
         keys = tuple(detail)
@@ -241,10 +244,14 @@ def _update_call(s: Session, sid: str, columns: Mapping[str, Any], outcomes: Seq
 
 
 def _write_json(conn: Any, statement: Any, params: Mapping[str, Any]) -> None:
-    """A DEFERred write whose JSON values the engine encodes (convert.dumps) as it binds them: a
-    value JSON cannot hold is the caller's TypeError, as before anything was sent."""
+    """A DEFERred write (a `Prepared` one or a Core statement) whose JSON values the engine's
+    serialiser encodes (convert.dumps) as they are bound: a value JSON cannot hold is the caller's
+    TypeError, as before anything was sent."""
     try:
-        conn.execute(statement, params, execution_options=DEFER)
+        if isinstance(statement, Prepared):
+            statement.execute(conn, params, execution_options=DEFER)
+        else:
+            conn.execute(statement, params, execution_options=DEFER)
     except StatementError as exc:
         if isinstance(exc.orig, TypeError):
             raise exc.orig from None
@@ -263,10 +270,13 @@ _DETAIL_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 
 
 @functools.lru_cache(maxsize=64)
-def _call_update(dialect: str, columns: tuple[str, ...], detail_keys: tuple[str, ...] | None) -> Update:
-    """UPDATE calls SET <columns>[, outcome, outcome_detail = stored details merged with new ones]
-    WHERE sid = :b_sid. A handful of shapes (which columns, which detail keys), so cached."""
+def _call_update(dialect: str, columns: tuple[str, ...], detail_keys: tuple[str, ...] | None) -> Prepared:
+    """UPDATE calls SET <columns>, updated_at[, outcome, outcome_detail = stored details merged with
+    new ones] WHERE sid = :b_sid. A handful of shapes (which columns, which detail keys), so cached.
+    ``updated_at`` is a parameter (b_updated_at), not the column's onupdate: a Prepared statement
+    runs no Python-side defaults."""
     values: dict[str, Any] = {column: bindparam(f"b_{column}") for column in columns if column != _CLEAR_PENDING}
+    values["updated_at"] = bindparam("b_updated_at")
     if _CLEAR_PENDING in columns:
         values["pending_turn"] = null()   # SQL NULL (a JSON-typed None would be stored as 'null')
     if detail_keys is not None:
@@ -284,7 +294,7 @@ def _call_update(dialect: str, columns: tuple[str, ...], detail_keys: tuple[str,
         else:   # PostgreSQL: jsonb's || is the same shallow merge
             values["outcome_detail"] = cast(cast(stored, postgresql.JSONB).op("||")(
                 bindparam("b_detail", type_=postgresql.JSONB)), postgresql.JSON)
-    return update(_CALLS).where(_CALLS.c.sid == bindparam("b_sid")).values(values)
+    return Prepared(update(_CALLS).where(_CALLS.c.sid == bindparam("b_sid")).values(values))
 
 
 def end_call(s: Session, sid: str, status: str, duration_s: float | None = None) -> None:
@@ -296,8 +306,8 @@ def end_call(s: Session, sid: str, status: str, duration_s: float | None = None)
         params = {"b_sid": sid, "b_status": status[:32], "b_ended_at": models.utcnow(), "b_duration_s": duration_s,
                   "b_now": models.utcnow(), "b_step": _FIRST_STEP}
         # The outcome event first: it is written only while the row has no outcome yet.
-        conn.execute(_ABANDONED_EVENT[conn.dialect.name], params, execution_options=DEFER)
-        conn.execute(_END_CALL[conn.dialect.name], params, execution_options=DEFER)
+        _ABANDONED_EVENT[conn.dialect.name].execute(conn, params, execution_options=DEFER)
+        _END_CALL[conn.dialect.name].execute(conn, params, execution_options=DEFER)
     else:
         _update_call(s, sid, {"status": status[:32]}, [])
     add_event(s, sid, "status", {"status": status, "duration_s": duration_s})
@@ -325,9 +335,10 @@ def _abandoned_statements(dialect: str) -> tuple[Any, Any]:
                       postgresql.JSON)
     ended = update(_CALLS).where(calls.sid == bindparam("b_sid")).values(
         status=bindparam("b_status"), ended_at=bindparam("b_ended_at"), duration_s=bindparam("b_duration_s"),
+        updated_at=bindparam("b_now"),
         outcome=func.coalesce(calls.outcome, "abandoned"),
         outcome_detail=case((calls.outcome.is_(None), merged), else_=calls.outcome_detail))
-    return event, ended
+    return Prepared(event), Prepared(ended)
 
 
 _ABANDONED_EVENT, _END_CALL = ({name: _abandoned_statements(name)[n] for name in ("postgresql", "sqlite")}
