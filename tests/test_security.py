@@ -63,3 +63,25 @@ def test_without_an_auth_token_nothing_is_accepted(app_config, caplog):
     response = post_internal(app.test_client(), signed("https://ivr.example.test/voice/incoming", token=""))
     assert response.status_code == 403 and b"TWILIO_AUTH_TOKEN" not in response.data
     assert "TWILIO_AUTH_TOKEN is not set" in caplog.text
+
+
+@pytest.mark.parametrize("algorithm", ["HMAC_SHA1", "HMAC_SHA256", None])
+def test_the_one_hmac_path_signs_what_twilio_signs(app, algorithm):
+    """`_signs_exactly` builds the signed text itself: it accepts exactly the library's signature,
+    repeated keys (each distinct value, in order), empty values and non-ASCII text included."""
+    from werkzeug.datastructures import MultiDict
+
+    from ivr.telephony.security import _signs_exactly
+
+    url = "https://ivr.example.test/voice/turn?step=ask&n=2"
+    form = MultiDict([("SpeechResult", "café près d'ici"), ("Digits", ""), ("B", "2"), ("B", "1"), ("B", "2"),
+                      ("CallSid", SID)])
+    for params in (form, form.to_dict(), {}):
+        signature = RequestValidator(TEST_AUTH_TOKEN).compute_signature(url, params, algorithm)
+        assert _signs_exactly(TEST_AUTH_TOKEN, url, params, signature, algorithm)
+        assert not _signs_exactly(TEST_AUTH_TOKEN, url + "x", params, signature, algorithm)
+        assert not _signs_exactly("other", url, params, signature, algorithm)
+
+
+def test_a_forged_signature_with_non_ascii_characters_is_refused_not_a_500(client):
+    assert post_internal(client, {"X-Twilio-Signature": "sïgnature"}).status_code == 403

@@ -8,7 +8,9 @@ accepts unsigned requests: without `TWILIO_AUTH_TOKEN` every webhook is refused.
 """
 from __future__ import annotations
 
+import base64
 import functools
+import hashlib
 import hmac
 import logging
 from typing import Any, Callable, TypeVar, cast
@@ -52,11 +54,11 @@ def signature_problem(req: Request) -> str | None:
     algorithm = None
     if get_signature_algorithm is not None:
         algorithm = get_signature_algorithm(req.headers.get("X-Twilio-Webhooks-Signature-Settings"))
-    validator = RequestValidator(token)
     url = public_url(req)
-    kwargs = {"algorithm": algorithm} if algorithm else {}
-    if _signs_exactly(validator, url, params, signature, algorithm):
+    if _signs_exactly(token, url, params, signature, algorithm):
         return None
+    validator = RequestValidator(token)
+    kwargs = {"algorithm": algorithm} if algorithm else {}
     # The library also tries the URL with and without the default port (Twilio is not
     # consistent about it) and rejects unknown algorithms with a warning.
     if not validator.validate(url, params, signature, **kwargs):
@@ -64,15 +66,29 @@ def signature_problem(req: Request) -> str | None:
     return None
 
 
-def _signs_exactly(validator: RequestValidator, url: str, params: Any, signature: str,
-                   algorithm: str | None) -> bool:
+#: The digests Twilio signs with (RequestValidator's algorithms), by the names its header uses.
+_DIGESTS = {"HMAC_SHA1": hashlib.sha1, "HMAC_SHA256": hashlib.sha256}
+
+
+def _signs_exactly(token: str, url: str, params: Any, signature: str, algorithm: str | None) -> bool:
     """True when `signature` is the HMAC of exactly `url` + `params` — the usual case, checked
-    with one HMAC instead of `validate`'s two (and its URL re-parsing) on every webhook."""
-    try:
-        expected = validator.compute_signature(url, params, algorithm)
-    except ValueError:   # an algorithm this twilio version does not know: `validate` logs it
+    with one HMAC instead of `validate`'s two (and its URL re-parsing) on every webhook.
+
+    The signed text is built as `RequestValidator.compute_signature` builds it (the URL, then
+    each name in order followed by each of its distinct values in order), from the form's
+    lists: the library asks a werkzeug MultiDict for `getall`, which it lacks, and catches the
+    AttributeError for every name — 20 us for Twilio's ~15 parameters, against 6 us here."""
+    digest = _DIGESTS.get((algorithm or "HMAC_SHA1").upper())
+    if digest is None:   # an algorithm this module does not know: `validate` logs it and refuses
         return False
-    return hmac.compare_digest(expected, signature)
+    pairs = params.lists() if hasattr(params, "lists") else ((name, [value]) for name, value in params.items())
+    parts = [url]
+    for name, values in sorted(pairs):
+        for value in (values if len(values) == 1 else sorted(set(values))):
+            parts += (name, value)
+    expected = base64.b64encode(hmac.digest(token.encode("utf-8"), "".join(parts).encode("utf-8"), digest))
+    # As bytes: compare_digest refuses a str with non-ASCII characters (a forged header's).
+    return hmac.compare_digest(expected, signature.encode("utf-8"))
 
 
 def is_twilio_request(req: Request) -> bool:
@@ -86,12 +102,15 @@ def twilio_signed(view: F) -> F:
 
     @functools.wraps(view)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        if request.method == "POST" and request.mimetype not in FORM_TYPES and request.get_data(cache=True):
-            abort(415, description=f"Unsupported content type {request.mimetype or 'none'!r}: "
+        # The request itself, not the `request` proxy: each attribute read through the proxy
+        # looks the request up again (~0.5 us, and the check reads a dozen): 7 us per webhook.
+        req = request._get_current_object()  # type: ignore[attr-defined]
+        if req.method == "POST" and req.mimetype not in FORM_TYPES and req.get_data(cache=True):
+            abort(415, description=f"Unsupported content type {req.mimetype or 'none'!r}: "
                                    "Twilio webhooks post application/x-www-form-urlencoded")
-        problem = signature_problem(request)
+        problem = signature_problem(req)
         if problem:
-            log.warning("refused %s %s: %s", request.method, request.path, problem)
+            log.warning("refused %s %s: %s", req.method, req.path, problem)
             # The reason stays in our log; the caller of a forged request learns nothing from it.
             abort(403, description="Forbidden: this URL only answers requests signed by Twilio")
         return view(*args, **kwargs)
