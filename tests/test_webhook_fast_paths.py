@@ -218,3 +218,32 @@ def test_wal_checkpoint_runs_after_the_response_not_in_a_commit(tmp_path):
     response.close()   # what the WSGI server does once the body is sent
     assert database.stat().st_size > before   # the events moved from the WAL into the database
     engine.dispose()
+
+
+def test_hold_twiml_is_reused_only_while_every_prompt_is_a_file_on_disk(tmp_path):
+    """/voice/queue-wait's document goes through the same `kept_text` as the conversation's."""
+    from ivr.telephony.twiml import render_queue_wait
+
+    app = Flask("hold-reuse-test", instance_path=str(tmp_path / "instance"))
+    app.config.update({"TESTING": True, "IVR_PUBLIC_URL": PUBLIC_URL, "IVR_PROMPT_CACHE_DIR": str(tmp_path / "cache"),
+                       "IVR_PROMPTS_DIR": str(Path(__file__).resolve().parent.parent / "prompts")})
+    prompts.init_app(app)
+    store = app.extensions[serving.AUDIO_EXTENSION] = PromptAudio(tmp_path / "cache", Renderer().speakers())
+    ctx = RenderContext(call_sid="", speak=prompts.speak, public_url=PUBLIC_URL)
+
+    def hold(position: int) -> str:
+        return conversation.kept_text(("queue-wait", "en", position, 2, PUBLIC_URL), ctx,
+                                      lambda kept: str(render_queue_wait(kept, "en", position, 2)))
+
+    with app.test_request_context():
+        assert "?say=" in hold(1)   # not on disk yet: nothing kept
+        store.wait_idle()
+        on_disk = hold(1)
+        assert "?say=" not in on_disk and on_disk == str(render_queue_wait(ctx, "en", 1, 2))
+        assert hold(1) is on_disk
+        assert hold(3) != on_disk   # another position: other words
+        for wav in (tmp_path / "cache").glob("*.wav"):
+            wav.unlink()
+        store._seen.clear()
+        assert "?say=" in hold(1)   # files gone: rendered anew
+        store.wait_idle()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import re
 from datetime import datetime, timezone
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from flask import Response, abort, current_app, g, request
 
@@ -192,9 +192,9 @@ def hints_for(current: Rules, language: str, step: str) -> str:
     return hints
 
 
-#: TwiML text already rendered, by everything rendering reads besides the prompt audio:
-#: (action, step, seq, language, capture, public URL, hints, gather locale) → (the catalogue it
-#: was spoken from, the text, the cache names of the audio files it plays).
+#: TwiML text already rendered (`kept_text`), by everything rendering reads besides the prompt
+#: audio, e.g. (action, step, seq, language, capture, public URL, hints, gather locale) for a
+#: decision → (the catalogue it was spoken from, the text, the cache names of the audio files it plays).
 _TWIML: dict[tuple[Any, ...], tuple[Any, str, tuple[str, ...]]] = {}
 _TWIML_MAX = 512   # the steps × languages × sequence numbers of a line; Confirm texts vary per caller
 
@@ -227,14 +227,11 @@ _THIS_CALL = "CAthisCallRenderText"
 
 
 def render_text(decision: Decision, ctx: RenderContext) -> str:
-    """`str(render(decision, ctx))`, re-used while it would come out the same.
+    """`str(render(decision, ctx))`, re-used while it would come out the same (`kept_text`).
 
     Every call hears the same welcome, offers, transfers and goodbyes; building and serialising
     their VoiceResponse cost ~60 us per webhook. The text depends only on the key below, the
-    call's sid (rendered as `_THIS_CALL`, put back on use), the prompt catalogue (words and
-    pronunciations reload together) and the prompt audio. So it is kept only when every prompt
-    was a file on disk — no render started, no <Say> counted — and re-used while that
-    catalogue is served and those files are still on disk (checked as `speak` checks them).
+    call's sid (rendered as `_THIS_CALL`, put back on use), the prompt catalogue and audio.
     """
     if not ctx.public_url or not _SID.match(ctx.call_sid) or ctx.speak is not prompts.speak or \
             ctx.has_audio is not prompts.has_audio:
@@ -244,21 +241,33 @@ def render_text(decision: Decision, ctx: RenderContext) -> str:
     state = decision.state
     key = (decision.action, state.step, state.seq, state.language, ctx.capture, ctx.public_url, ctx.hints,
            ctx.gather_language)
+    body = kept_text(key, ctx, lambda kept: str(render(decision, dataclasses.replace(kept, call_sid=_THIS_CALL))))
+    return body.replace(_THIS_CALL, ctx.call_sid)
+
+
+def kept_text(key: tuple[Any, ...], ctx: RenderContext, make: Callable[[RenderContext], str]) -> str:
+    """`make(ctx)`, the TwiML text of a document `key` names, re-used while it would come out the same.
+
+    `key` holds everything rendering reads besides the prompts (`ctx.speak` is `prompts.speak`).
+    The text is kept only when every prompt was a file on disk — no render started, no <Say>
+    counted — and re-used while the catalogue it was spoken from is served (words and
+    pronunciations reload together) and those files are still on disk (checked as `speak`
+    checks them).
+    """
     try:
         known = _TWIML.get(key)
     except TypeError:   # an action holding a list or dict: rendered every time
-        return str(render(decision, ctx))
+        return make(ctx)
     catalogue = prompts.catalogue_now()
     if known is not None and known[0] is catalogue and prompts.still_on_disk(known[2]):
-        return known[1].replace(_THIS_CALL, ctx.call_sid)
+        return known[1]
     heard = _Heard()
-    body = str(render(decision, dataclasses.replace(ctx, call_sid=_THIS_CALL, speak=heard.speak,
-                                                    has_audio=heard.has_audio)))
+    body = make(dataclasses.replace(ctx, speak=heard.speak, has_audio=heard.has_audio))
     if heard.names is not None:
         if len(_TWIML) >= _TWIML_MAX:
             _TWIML.clear()   # many callers' confirmations, or reloads: start over rather than grow
         _TWIML[key] = (catalogue, body, tuple(heard.names))
-    return body.replace(_THIS_CALL, ctx.call_sid)
+    return body
 
 
 #: (action, language) → (the catalogue, the words the action asks): see `asked_text`.

@@ -24,8 +24,8 @@ from ivr.telephony.security import twilio_signed
 from ivr.telephony.twiml import (RenderContext, estimated_minutes, render_empty, render_leave_queue,
                                  render_queue_wait, render_whisper)
 from ivr.web.console.views import note_bridged
-from ivr.web.voice.conversation import (apply, call_sid, finish, has_gather_input, now, parse_turn, recall,
-                                        respond_to_turn, rules, stored_state, xml)
+from ivr.web.voice.conversation import (apply, call_sid, finish, has_gather_input, kept_text, now, parse_turn,
+                                        recall, respond_to_turn, rules, stored_state, xml)
 from ivr.web.voice.rescue import safe_webhook, to_human_body
 
 log = logging.getLogger(__name__)
@@ -134,10 +134,17 @@ def queue_wait() -> Response:
     language = language if language in current.languages else current.default_language
     if request.args.get("choice") == "1" and (request.values.get("Digits") or "").strip() == "1":
         return xml(_leave_queue())
-    position = _int(request.values.get("QueuePosition"), default=1)
-    average = _int(request.values.get("AvgQueueTime"), default=0)
+    position = max(_int(request.values.get("QueuePosition"), default=1), 1)
+    minutes = estimated_minutes(_int(request.values.get("AvgQueueTime"), default=0), position)
     ctx = RenderContext(call_sid="", speak=prompts.speak, public_url=current_app.config.get("IVR_PUBLIC_URL", ""))
-    return xml(str(render_queue_wait(ctx, language, max(position, 1), estimated_minutes(average, max(position, 1)))))
+
+    def make(kept: RenderContext) -> str:
+        return str(render_queue_wait(kept, language, position, minutes))
+
+    if not ctx.public_url:   # the audio URLs follow the request's host: not the same for everyone
+        return xml(make(ctx))
+    # Every caller on hold hears the same few documents: kept, like the conversation's (~90 us).
+    return xml(kept_text(("queue-wait", language, position, minutes, ctx.public_url), ctx, make))
 
 
 @bp.route("/voicemail-done", methods=METHODS)
