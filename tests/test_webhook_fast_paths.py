@@ -247,3 +247,49 @@ def test_hold_twiml_is_reused_only_while_every_prompt_is_a_file_on_disk(tmp_path
         store._seen.clear()
         assert "?say=" in hold(1)   # files gone: rendered anew
         store.wait_idle()
+
+
+_BODIES = [b"", b"&", b"a", b"a=", b"=b", b"=", b"a=1&a=2&b", b"a=1&&b=2&", b"a=b=c", b"+a+=+b+", b"a%20b=c%2Bd+e",
+           b"%zz=%4", b"%E9t%E9=caf%C3%A9", b"%C3%28=%FF%FE", "nom=café".encode(), b"a=1;b=2", b"a=%", b"a=%41&%42=%2",
+           b"CallSid=CA" + b"1" * 32 + b"&From=%2B15551234567&SpeechResult=I+need+a+pothole+fixed%21&Confidence=0.9",
+           "é=1".encode("latin-1"), b"a=\xff"]
+
+
+@pytest.mark.parametrize("body", _BODIES)
+@pytest.mark.parametrize("variant", ["plain", "terminated", "no-length", "short-length", "cached", "too-large",
+                                     "charset"])
+def test_the_webhook_request_parses_forms_as_werkzeug_does(body, variant):
+    """ivr.web.request.WebhookRequest answers werkzeug's form, stream and errors, whatever the body."""
+    from flask import Request
+    from werkzeug.exceptions import RequestEntityTooLarge
+
+    from ivr.web.request import WebhookRequest
+
+    app = Flask("form-test")
+    if variant == "too-large":
+        app.config["MAX_CONTENT_LENGTH"] = 4
+
+    def parsed(request_class: type) -> tuple:
+        import io
+        environ = {"REQUEST_METHOD": "POST", "wsgi.input": io.BytesIO(body), "SERVER_NAME": "x", "SERVER_PORT": "80",
+                   "wsgi.url_scheme": "http", "PATH_INFO": "/", "CONTENT_LENGTH": str(len(body)),
+                   "CONTENT_TYPE": "application/x-www-form-urlencoded"}
+        if variant == "terminated":
+            environ["wsgi.input_terminated"] = True
+        elif variant == "no-length":
+            del environ["CONTENT_LENGTH"]
+        elif variant == "short-length":
+            environ["CONTENT_LENGTH"] = str(max(len(body) - 2, 0))
+        elif variant == "charset":
+            environ["CONTENT_TYPE"] += "; charset=UTF-8"
+        with app.app_context():
+            request = request_class(environ)
+            if variant == "cached":
+                request.get_data(cache=True)
+            try:
+                return list(request.form.items(multi=True)), type(request.form), request.stream.read(), \
+                    dict(request.files)
+            except RequestEntityTooLarge:
+                return ("413",)
+
+    assert parsed(WebhookRequest) == parsed(Request)
