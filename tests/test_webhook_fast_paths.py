@@ -109,12 +109,18 @@ def test_hints_are_computed_once_per_rules_version(app):
         assert conversation.hints_for(fewer, "en", "ask") != first
 
 
-def test_rendered_twiml_is_reused_only_while_every_prompt_is_a_file_on_disk(tmp_path):
+def _prompt_app(tmp_path):
+    """A bare app serving the shipped prompts from an empty audio cache in `tmp_path`, and that cache."""
     app = Flask("twiml-reuse-test", instance_path=str(tmp_path / "instance"))
     app.config.update({"TESTING": True, "IVR_PUBLIC_URL": PUBLIC_URL, "IVR_PROMPT_CACHE_DIR": str(tmp_path / "cache"),
                        "IVR_PROMPTS_DIR": str(Path(__file__).resolve().parent.parent / "prompts")})
     prompts.init_app(app)
     store = app.extensions[serving.AUDIO_EXTENSION] = PromptAudio(tmp_path / "cache", Renderer().speakers())
+    return app, store
+
+
+def test_rendered_twiml_is_reused_only_while_every_prompt_is_a_file_on_disk(tmp_path):
+    app, store = _prompt_app(tmp_path)
     welcome = Decision(Welcome("Dial 911 in an emergency."), CallState(step="welcome", seq=1), "call started")
     ctx = RenderContext(call_sid="CAreuse1", speak=prompts.speak, has_audio=prompts.has_audio, public_url=PUBLIC_URL)
     with app.test_request_context():
@@ -224,11 +230,7 @@ def test_hold_twiml_is_reused_only_while_every_prompt_is_a_file_on_disk(tmp_path
     """/voice/queue-wait's document goes through the same `kept_text` as the conversation's."""
     from ivr.telephony.twiml import render_queue_wait
 
-    app = Flask("hold-reuse-test", instance_path=str(tmp_path / "instance"))
-    app.config.update({"TESTING": True, "IVR_PUBLIC_URL": PUBLIC_URL, "IVR_PROMPT_CACHE_DIR": str(tmp_path / "cache"),
-                       "IVR_PROMPTS_DIR": str(Path(__file__).resolve().parent.parent / "prompts")})
-    prompts.init_app(app)
-    store = app.extensions[serving.AUDIO_EXTENSION] = PromptAudio(tmp_path / "cache", Renderer().speakers())
+    app, store = _prompt_app(tmp_path)
     ctx = RenderContext(call_sid="", speak=prompts.speak, public_url=PUBLIC_URL)
 
     def hold(position: int) -> str:
