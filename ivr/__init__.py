@@ -19,9 +19,6 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from flask import Flask
 
     app = Flask(__name__, instance_relative_config=True)
-    from ivr.web.request import WebhookRequest
-
-    app.request_class = WebhookRequest   # Twilio's forms parsed on a shorter path (ivr/web/request.py)
     from ivr.config import from_environment
 
     app.config.from_mapping(from_environment())
