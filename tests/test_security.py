@@ -67,8 +67,8 @@ def test_without_an_auth_token_nothing_is_accepted(app_config, caplog):
 
 @pytest.mark.parametrize("algorithm", ["HMAC_SHA1", "HMAC_SHA256", None])
 def test_the_one_hmac_path_signs_what_twilio_signs(app, algorithm):
-    """`_signs_exactly` builds the signed text itself: it accepts exactly the library's signature,
-    repeated keys (each distinct value, in order), empty values and non-ASCII text included."""
+    """`_signs_exactly` hands the library the form's lists: it accepts exactly the library's
+    signature, repeated keys (each distinct value, in order), empty values and non-ASCII text included."""
     from werkzeug.datastructures import MultiDict
 
     from ivr.telephony.security import _signs_exactly
