@@ -97,6 +97,8 @@ _INSERT_EVENT = Prepared(models.Event.__table__.insert().inline())
 _INSERT_RECORDING = models.Recording.__table__.insert().inline()
 _INSERT_MESSAGE = models.Message.__table__.insert().inline()
 _PENDING = select(_CALLS.c.pending_turn).where(_CALLS.c.sid == bindparam("b_sid"))
+_PUT_PENDING = Prepared(update(_CALLS).where(_CALLS.c.sid == bindparam("b_sid")).values(
+    pending_turn=bindparam("b_turn"), updated_at=bindparam("b_updated_at")))
 _CALLER = select(_CALLS.c.from_number).where(_CALLS.c.sid == bindparam("b_sid"))
 #: An outcome to record: its name and details (e.g. ``("queued", {"department": "roads"})``).
 Outcome = tuple[str, Mapping[str, Any]]
@@ -243,15 +245,11 @@ def _update_call(s: Session, sid: str, columns: Mapping[str, Any], outcomes: Seq
         add_event(s, sid, "outcome", {"outcome": name, **more})
 
 
-def _write_json(conn: Any, statement: Any, params: Mapping[str, Any]) -> None:
-    """A DEFERred write (a `Prepared` one or a Core statement) whose JSON values the engine's
-    serialiser encodes (convert.dumps) as they are bound: a value JSON cannot hold is the caller's
-    TypeError, as before anything was sent."""
+def _write_json(conn: Any, statement: Prepared, params: Mapping[str, Any]) -> None:
+    """A DEFERred write whose JSON values the engine's serialiser encodes (convert.dumps) as they
+    are bound: a value JSON cannot hold is the caller's TypeError, as before anything was sent."""
     try:
-        if isinstance(statement, Prepared):
-            statement.execute(conn, params, execution_options=DEFER)
-        else:
-            conn.execute(statement, params, execution_options=DEFER)
+        statement.execute(conn, params, execution_options=DEFER)
     except StatementError as exc:
         if isinstance(exc.orig, TypeError):
             raise exc.orig from None
@@ -374,7 +372,7 @@ def put_pending_turn(s: Session, sid: str, turn: Turn) -> None:
     """Park a turn recognised on the media stream until Twilio fetches the Connect action."""
     sid = _existing_sid(s, sid)
     # The engine encodes the turn (convert.dumps converts the dataclass), as for every JSON write.
-    _write_json(_writer(s), update(_CALLS).where(_CALLS.c.sid == sid).values(pending_turn=turn), {})
+    _write_json(_writer(s), _PUT_PENDING, {"b_sid": sid, "b_turn": turn, "b_updated_at": models.utcnow()})
 
 
 def pending_turn(s: Session, sid: str) -> Turn | None:
