@@ -37,6 +37,8 @@ class Stats:
     server_cpu_s: float = 0.0    # user+system CPU of gunicorn (master + workers) during the run
     worker_cpu_s: list[float] = field(default_factory=list)   # the same per process, busiest first
     client_cpu_s: float = 0.0    # this benchmark's own CPU: it shares the machine's cores
+    #: The server's write-turn histograms for this run (bench/calls.py `turn_histograms`), if counted.
+    write_turn: dict[str, dict[str, float]] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def add(self, other: "Stats") -> None:
@@ -49,6 +51,10 @@ class Stats:
         self.errors += other.errors
         for name in ("calls", "steps", "unfinished", "rescued", "cut", "seconds", "server_cpu_s", "client_cpu_s"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
+        for kind, values in other.write_turn.items():
+            mine = self.write_turn.setdefault(kind, {})
+            for key, value in values.items():
+                mine[key] = mine.get(key, 0.0) + value
         # Per process, busiest first in each round: summed by rank (the busiest worker of each round).
         ranks = max(len(self.worker_cpu_s), len(other.worker_cpu_s))
         padded = [self.worker_cpu_s + [0.0] * (ranks - len(self.worker_cpu_s)),

@@ -23,8 +23,10 @@ The minimal app answers every webhook with one fixed <Gather>; its calls are cut
 average number of webhooks per call, so both apps get the same requests at the same pace.
 Also printed: the time each webhook spent inside the app (a WSGI wrapper's header, see
 `timed_target`: the rest of the latency is gunicorn, queues and CPU contention), server CPU per
-webhook and per gunicorn process, the client's own CPU (it shares the cores), and `rescued` —
-IVR answers that were the operator fallback, i.e. failed webhooks.
+webhook and per gunicorn process, the client's own CPU (it shares the cores), `rescued` —
+IVR answers that were the operator fallback, i.e. failed webhooks — and, on SQLite, how long the
+IVR's write transactions waited for the write turn and held it (from its /metrics: the turn is
+what a slow webhook waits for besides the CPU).
 
 The IVR is served as production serves it (`gunicorn -c gunicorn.conf.py`: ivr.wsgi:app, gthread,
 2 workers × 32 threads by default); the minimal app gets the same gunicorn settings. `--hours`
@@ -43,7 +45,10 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 from pathlib import Path
+
+from prometheus_client.parser import text_string_to_metric_families
 
 from call_sim import APP_TIME_HEADER, TOKEN, Caller, Plan, Stats
 from serve import Gunicorn, free_port, server_cpu_seconds
@@ -53,6 +58,9 @@ from ivr.telephony.simulator import HttpTransport
 ROOT = Path(__file__).resolve().parent.parent
 UTTERANCES = ROOT / "tests" / "data" / "dev_utterances_en.jsonl"
 MAX_STEPS = 12  # a call that has not ended after this many webhooks is hung up (and counted)
+METRICS_TOKEN = "bench-metrics"   # the IVR's /metrics, scraped around each round (`turn_histograms`)
+#: SQLite's write turn as the IVR counts it (ivr/metrics.py): what a slow webhook waited for.
+TURN_SERIES = {"wait": "ivr_sqlite_write_turn_wait_seconds", "held": "ivr_sqlite_write_turn_held_seconds"}
 
 MINIMAL_APP = '''
 from flask import Flask, Response
@@ -155,6 +163,40 @@ def run(port: int, master_pid: int, plan: Plan, utterances: list[str], step_cap:
     return stats
 
 
+def turn_histograms(port: int) -> dict[str, dict[str, float]]:
+    """The IVR's write-turn histograms from its /metrics (all workers' together): per series, the
+    cumulative count of each bucket bound ("le"), plus "count" and "sum". Empty on PostgreSQL."""
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/metrics",
+                                     headers={"Authorization": f"Bearer {METRICS_TOKEN}"})
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        text = answer.read().decode()
+    found: dict[str, dict[str, float]] = {}
+    for family in text_string_to_metric_families(text):
+        kind = next((k for k, name in TURN_SERIES.items() if family.name == name), None)
+        for sample in family.samples if kind else ():
+            values = found.setdefault(kind, {})
+            if sample.name.endswith("_bucket"):
+                values[sample.labels["le"]] = sample.value
+            elif sample.name.endswith(("_count", "_sum")):
+                values[sample.name.rsplit("_", 1)[1]] = sample.value
+    return found
+
+
+def turn_summary(histograms: dict[str, dict[str, float]]) -> str:
+    """'waited: mean 0.21 ms, p99 ≤ 2.5 ms; held: …' from `turn_histograms` differences (the
+    p99 is the bucket bound it falls under: the buckets are coarse)."""
+    parts = []
+    for kind, values in sorted(histograms.items(), key=lambda item: item[0] != "wait"):
+        count = values.get("count", 0.0)
+        if count <= 0:
+            continue
+        bounds = sorted((float(le), n) for le, n in values.items() if le not in ("count", "sum"))
+        p99 = next((le for le, n in bounds if n >= 0.99 * count), float("inf"))
+        parts.append(f"{'waited' if kind == 'wait' else 'held'}: mean {values.get('sum', 0.0) * 1000 / count:.2f} ms, "
+                     f"p99 ≤ {p99 * 1000:g} ms")
+    return "; ".join(parts)
+
+
 def percentiles(values: list[float]) -> tuple[float, float]:
     """(p50, p99) of `values` in the units given (nearest rank)."""
     ordered = sorted(values)
@@ -177,6 +219,8 @@ def report(name: str, stats: Stats, per_path: bool = False) -> float:
           f"{'/'.join(f'{cpu / stats.seconds:.0%}' for cpu in stats.worker_cpu_s)} of a core, idle included)  client CPU/webhook={stats.client_cpu_s * 1000 / max(stats.steps, 1):.2f} ms  "
           f"errors={len(stats.errors)}  "
           f"rescued={stats.rescued}  unfinished={stats.unfinished}  cut={stats.cut}")
+    if stats.write_turn:
+        print(f"           SQLite write turn per transaction (the IVR's /metrics): {turn_summary(stats.write_turn)}")
     for message in sorted(set(stats.errors))[:5]:
         print(f"           error: {message} (×{stats.errors.count(message)})")
     for path, values in sorted(stats.by_path.items()) if per_path else ():
@@ -228,7 +272,11 @@ def bench_both(ivr_server: Gunicorn, minimal_server: Gunicorn, args: argparse.Na
     for name, plan in plans(args).items():
         ivr_total, minimal_total, ratios = Stats(), Stats(), []
         for _ in range(args.rounds):
+            turn_before = turn_histograms(ivr_server.port)
             ivr = run(ivr_server.port, ivr_server.pid, plan, utterances, MAX_STEPS)
+            turn_after = turn_histograms(ivr_server.port)
+            ivr.write_turn = {kind: {key: value - turn_before.get(kind, {}).get(key, 0.0) for key, value in values.items()}
+                              for kind, values in turn_after.items()}
             # The minimal app's calls are cut to the IVR's webhooks per call (minus the status
             # callback, which the minimal app's calls make too): the same requests at the same pace.
             cap = max(1, round(ivr.steps / max(ivr.calls, 1)) - 1)
@@ -270,6 +318,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="ivr-bench-") as tmp:
         ivr_port, minimal_port = free_port(), free_port()
         env = {**os.environ, "TWILIO_AUTH_TOKEN": TOKEN, "IVR_PUBLIC_URL": f"http://127.0.0.1:{ivr_port}",
+               "IVR_METRICS_TOKEN": METRICS_TOKEN,
                "IVR_DATABASE_URL": args.database_url or f"sqlite:///{tmp}/bench.sqlite3",
                "IVR_CAPTURE": os.environ.get("IVR_CAPTURE", "twilio"),
                "IVR_SPEECH_ENGINE": os.environ.get("IVR_SPEECH_ENGINE", "twilio"),

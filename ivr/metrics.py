@@ -57,6 +57,24 @@ DECODE_QUEUE_WAIT_SECONDS = Histogram("ivr_decode_queue_wait_seconds", "Time dec
 DECODE_JOBS_REFUSED = Counter("ivr_decode_jobs_refused", "Decode jobs not run", ["reason"])  # rejected | late
 ACTIVE_STREAMS = Gauge("ivr_active_streams", "Media-stream websockets open now", multiprocess_mode="livesum")
 
+# --- the store -------------------------------------------------------------------------------------
+#: SQLite's write turn (ivr/store/sqlite.py): every webhook's writes take it. On a healthy line a
+#: writer waits well under a millisecond; waits of several milliseconds at p99 mean the workers
+#: queue behind each other's commits (measured under load in docs/operations.md), the sign that
+#: the line has outgrown one SQLite file (IVR_DATABASE_URL=postgresql://…).
+DB_TURN_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 10.0)
+SQLITE_TURN_WAIT_SECONDS = Histogram(
+    "ivr_sqlite_write_turn_wait_seconds",
+    "Time a write transaction waited for SQLite's write turn (this worker's writers, then other workers')",
+    buckets=DB_TURN_BUCKETS)
+SQLITE_TURN_HELD_SECONDS = Histogram(
+    "ivr_sqlite_write_turn_held_seconds",
+    "Time a write transaction held SQLite's write turn (its first write to its commit or rollback)",
+    buckets=DB_TURN_BUCKETS)
+SQLITE_TURN_GAVE_UP = Counter(
+    "ivr_sqlite_write_turn_gave_up",
+    "Writers that waited 10 s for the write turn and went ahead without it (a request stuck somewhere)")
+
 # --- prompts and rules --------------------------------------------------------------------------------
 TTS_RENDERS = Counter("ivr_tts_renders", "Prompt audio renders", ["result"])   # ok | failed
 SAY_FALLBACKS = Counter("ivr_say_fallbacks", "Prompts spoken with <Say> because no audio could be made")

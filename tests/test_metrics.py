@@ -63,7 +63,9 @@ def test_every_series_the_operators_expect_is_exposed(client):
                  "ivr_confirmations_total", "ivr_menu_fallbacks_total", "ivr_operator_fallbacks_total",
                  "ivr_rescues_total", "ivr_asr_decode_seconds", "ivr_decoder_pool_in_use",
                  "ivr_decoder_pool_waits_total", "ivr_active_streams", "ivr_tts_renders_total",
-                 "ivr_say_fallbacks_total", "ivr_rules_reloads_total", "ivr_rules_reloads_refused_total"):
+                 "ivr_say_fallbacks_total", "ivr_rules_reloads_total", "ivr_rules_reloads_refused_total",
+                 "ivr_sqlite_write_turn_wait_seconds", "ivr_sqlite_write_turn_held_seconds",
+                 "ivr_sqlite_write_turn_gave_up_total"):
         assert f"# TYPE {name.removesuffix('_bucket').removesuffix('_total')}" in text, name
 
 

@@ -9,8 +9,10 @@ from __future__ import annotations
 import fcntl
 import logging
 import threading
+import time
 
 import pytest
+from prometheus_client import REGISTRY
 from sqlalchemy import func, select
 from sqlalchemy.orm import sessionmaker
 
@@ -132,12 +134,14 @@ def test_fifo_lock_wait_can_end_without_the_lock():
 
 def test_a_writer_stops_waiting_for_a_stuck_worker_and_the_next_one_waits_afresh(tmp_path, caplog):
     turn = WriteTurn(str(tmp_path / "ivr.sqlite3"), wait_s=0.2)
+    gave_up = REGISTRY.get_sample_value("ivr_sqlite_write_turn_gave_up_total") or 0.0
     with open(turn.path, "ab") as stuck:   # another worker's open lock file, locked and never let go
         fcntl.flock(stuck.fileno(), fcntl.LOCK_EX)
         with caplog.at_level(logging.WARNING, logger="ivr.store.sqlite"):
             assert turn.take() is False    # gave up: goes ahead without the turn
             assert turn.take() is False    # the process's next writer is not stuck behind the first
         assert caplog.text.count("another worker's turn") == 2
+        assert REGISTRY.get_sample_value("ivr_sqlite_write_turn_gave_up_total") == gave_up + 2   # alertable
         assert turn.local.acquire(timeout=0)   # the process's own lock was given back each time
         turn.local.release()
     turn.wait_s = 30   # the stuck worker let go: the wait left in the kernel ends, and the turn is free
@@ -165,3 +169,41 @@ def test_a_write_behind_a_stuck_worker_falls_back_to_the_busy_timeout_and_commit
         assert _turns(made) == ["went ahead"]
     finally:
         engine.dispose()
+
+
+def _turn_metric(name: str) -> float:
+    return REGISTRY.get_sample_value(f"ivr_sqlite_write_turn_{name}") or 0.0
+
+
+def test_how_long_a_writer_waited_for_the_turn_is_counted(tmp_path):
+    """ivr_sqlite_write_turn_wait_seconds: an admin sees writers queueing behind each other."""
+    turn = WriteTurn(str(tmp_path / "ivr.sqlite3"), wait_s=30)
+    count, total = _turn_metric("wait_seconds_count"), _turn_metric("wait_seconds_sum")
+    with open(turn.path, "ab") as other:   # another worker holds its turn
+        fcntl.flock(other.fileno(), fcntl.LOCK_EX)
+        taker = threading.Thread(target=turn.take)
+        taker.start()
+        while not turn.file_turn._waiting:   # the writer is queued now …
+            taker.join(0.001)
+        queued_by = time.monotonic()
+        taker.join(0.05)
+        released_at = time.monotonic()     # … and still queued here: the other worker lets go after
+        fcntl.flock(other.fileno(), fcntl.LOCK_UN)
+        taker.join(30)
+    turn.give()
+    assert _turn_metric("wait_seconds_count") == count + 1
+    assert _turn_metric("wait_seconds_sum") - total >= released_at - queued_by
+
+
+def test_how_long_a_transaction_held_the_turn_is_counted(two_workers):
+    """ivr_sqlite_write_turn_held_seconds: from a transaction's first write to its end."""
+    first, _second = two_workers
+    count, total = _turn_metric("held_seconds_count"), _turn_metric("held_seconds_sum")
+    with first() as s:
+        calls.add_turn(s, "CA1", "ask", "", "first", None, 0.9, None, None)   # the turn is taken
+        written_at = time.monotonic()
+        time.sleep(0.05)   # work inside the transaction, as a slow webhook would
+        committing_at = time.monotonic()
+        replies.remember_response(s, "CA1:1", "<Response/>")                 # commit: given back
+    assert _turn_metric("held_seconds_count") == count + 1
+    assert _turn_metric("held_seconds_sum") - total >= committing_at - written_at

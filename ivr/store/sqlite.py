@@ -35,6 +35,7 @@ from flask import Response
 from sqlalchemy import Engine, event
 from sqlalchemy.exc import SQLAlchemyError
 
+from ivr import metrics
 from ivr.fifo import FifoSemaphore
 
 log = logging.getLogger(__name__)
@@ -149,11 +150,19 @@ class WriteTurn:
         self.file_turn = FileTurn(self.path)
 
     def take(self) -> bool:
-        """Wait for the turn: this process's lock, then the file lock. False: went ahead without."""
-        deadline = time.monotonic() + self.wait_s
+        """Wait for the turn: this process's lock, then the file lock. False: went ahead without.
+        The wait is counted (ivr_sqlite_write_turn_wait_seconds), however it ended."""
+        started = time.monotonic()
+        try:
+            return self._take(started + self.wait_s)
+        finally:
+            metrics.SQLITE_TURN_WAIT_SECONDS.observe(time.monotonic() - started)
+
+    def _take(self, deadline: float) -> bool:
         if not self.local.acquire(timeout=self.wait_s):
             log.warning("an SQLite writer waited %.0f s for its turn; going ahead (is a request stuck?)",
                         self.wait_s)
+            metrics.SQLITE_TURN_GAVE_UP.inc()
             return False
         try:
             if self.file_turn.take(max(0.0, deadline - time.monotonic())):
@@ -166,6 +175,7 @@ class WriteTurn:
         self.local.release()
         log.warning("an SQLite writer waited %.0f s for another worker's turn; going ahead (is a request "
                     "stuck in another process?)", self.wait_s)
+        metrics.SQLITE_TURN_GAVE_UP.inc()
         return False
 
     def give(self) -> None:
@@ -208,14 +218,16 @@ class WriteTurn:
             return
         # Only a default's pre-execution comes without a context, and that is a SELECT.
         info = context.root_connection.connection.record_info
-        if not info.get(self.KEY) and self.take():
-            info[self.KEY] = True
+        if self.KEY not in info and self.take():
+            info[self.KEY] = time.monotonic()   # when the turn was taken: checkin counts how long it was held
         dbapi_conn.execute("BEGIN IMMEDIATE")
 
     def checkin(self, _dbapi_conn: Any, record: Any) -> None:
         """Pool `checkin` listener: the connection's transaction is over, give the turn back."""
-        if record.record_info.pop(self.KEY, False):
+        taken = record.record_info.pop(self.KEY, None)
+        if taken is not None:
             self.give()
+            metrics.SQLITE_TURN_HELD_SECONDS.observe(time.monotonic() - taken)
 
 
 def autocommit_on_connect(dbapi_conn: Any) -> None:
