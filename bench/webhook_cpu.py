@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/webhook_cpu.py [--calls 150] [--batches 3] [--profile 40]
         [--database-url postgresql://postgres@127.0.0.1:5432/test [--round-trips]] [--minimal] [--at ISO]
+        [--store-split]
 
 No server and no threads, so the number is the app's own work (plus the test client's, about
 0.3 ms) and is steadier than a loaded machine's HTTP latency. Prints the CPU per webhook of each
@@ -13,7 +14,8 @@ fixed-TwiML Flask app the same way instead: the floor the IVR is compared with.
 Also printed: SQL statements per webhook (counted in one more batch, untimed), and with --round-trips on PostgreSQL the round trips
 per webhook (in a run of their own: counting costs CPU), counted
 in libpq's trace of the protocol (psycopg 3's pipeline mode sends several statements per round
-trip: ivr/store/pipeline.py).
+trip: ivr/store/pipeline.py). `--store-split` adds what the store's entry points (the recall, the
+stored answer with the commit, the other writes) cost per webhook, and their share of the app's time.
 """
 from __future__ import annotations
 
@@ -99,6 +101,39 @@ def in_process_caller(client: Any, stats: Stats, utterances: list[str]) -> Calle
     return Caller(FlaskTransport(client), PUBLIC, stats, utterances, 12, False, Plan(1, 1, 0, 0), float("inf"))
 
 
+class StoreSplit:
+    """`--store-split`: time spent in the store's entry points a webhook calls (a timer around each;
+    nested calls count once), to see what the store costs inside the app's time: the recall
+    (session, connection, the read and decoding the state), the stored answer with the commit,
+    and the other writes. Wall time of one thread: in-process, that is its CPU."""
+
+    POINTS = (("recall", "calls", "recall_with_state"), ("answer + commit", "replies", "remember_response"),
+              ("other writes", "calls", "_write_json"), ("new call row", "calls", "start_call"),
+              ("ended call", "calls", "end_call"))
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {label: 0.0 for label, _module, _name in self.POINTS}
+        self._inside = False
+
+    def install(self) -> None:
+        from ivr.store import calls, replies
+        modules = {"calls": calls, "replies": replies}
+        for label, module, name in self.POINTS:
+            setattr(modules[module], name, self._timed(label, getattr(modules[module], name)))
+
+    def _timed(self, label: str, inner: Any) -> Any:
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            if self._inside:
+                return inner(*args, **kwargs)
+            self._inside, started = True, time.perf_counter()
+            try:
+                return inner(*args, **kwargs)
+            finally:
+                self.seconds[label] += time.perf_counter() - started
+                self._inside = False
+        return timed
+
+
 class AppClock:
     """CPU seconds the request's own thread spent inside the app's WSGI callable (the view, hooks
     and Flask): not the background threads (prompt renders), which the process figure includes."""
@@ -137,6 +172,8 @@ def main() -> None:
     parser.add_argument("--round-trips", action="store_true",
                         help="PostgreSQL: count round trips (libpq traces every message: CPU figures grow)")
     parser.add_argument("--minimal", action="store_true", help="measure the minimal fixed-TwiML app instead")
+    parser.add_argument("--store-split", action="store_true",
+                        help="also print what the store's entry points cost per webhook (timers on: ~1 us more each)")
     parser.add_argument("--at", default="", help="the line's clock, fixed (ISO 8601 with offset), e.g. "
                         "2026-03-11T03:00:00+00:00: a night, when callers report problems and hear case "
                         "numbers (per-call prompts); default: now, so the figures depend on the hour")
@@ -165,6 +202,9 @@ def main() -> None:
         if not args.minimal and args.round_trips and db.engine(app).dialect.driver == "psycopg":
             trips = RoundTrips(tmp)
             trips.install(db.engine(app))
+        split = StoreSplit() if args.store_split and not args.minimal else None
+        if split:
+            split.install()
         clock = AppClock(app)
         client = app.test_client()
         warm = in_process_caller(client, Stats(), utterances)
@@ -181,10 +221,15 @@ def main() -> None:
             if profile:
                 profile.enable()
             started, clock.seconds, wall_started = time.process_time(), 0.0, time.perf_counter()
+            if split:
+                split.seconds = dict.fromkeys(split.seconds, 0.0)   # the last batch's are printed
             for n in range(args.calls):
                 caller.call(1000 + batch * args.calls + n)
             per_batch.append((time.process_time() - started) * 1000 / max(stats.steps, 1))
             in_app.append(clock.seconds * 1000 / max(stats.steps, 1))
+            if split:   # this batch's share (the untimed batch below calls the app again)
+                store_part = (sum(split.seconds.values()) / max(clock.seconds, 1e-9),
+                              {label: seconds * 1e6 / max(stats.steps, 1) for label, seconds in split.seconds.items()})
             wall.append((time.perf_counter() - wall_started) * 1000 / max(stats.steps, 1))
             webhooks += stats.steps
             fetches += len(stats.prompt_fetches_ms)
@@ -218,6 +263,11 @@ def main() -> None:
         # (Twilio's GETs of render-on-fetch URLs, made by the simulated caller; not webhooks).
         print(f"prompt renders per 1,000 webhooks: {renders * 1000 / max(webhooks, 1):.1f} ({renders} new files); "
               f"render-on-fetch GETs per 1,000 webhooks: {fetches * 1000 / max(webhooks, 1):.1f}")
+    if split:
+        share, per_webhook = store_part
+        print(f"  the store's part of it in the last batch: {sum(per_webhook.values()):.0f} us per webhook "
+              f"({share:.0%} of the time inside the app): "
+              + ", ".join(f"{label} {us:.0f} us" for label, us in per_webhook.items()))
     if statements:
         print(f"SQL statements per webhook: {statements.count / max(counted, 1):.2f} (a batch of its own; "
               + ", ".join(f"{kind!r} {n / max(counted, 1):.2f}" for kind, n in
