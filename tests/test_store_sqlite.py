@@ -183,8 +183,12 @@ def test_how_long_a_writer_waited_for_the_turn_is_counted(tmp_path):
         fcntl.flock(other.fileno(), fcntl.LOCK_EX)
         taker = threading.Thread(target=turn.take)
         taker.start()
-        while not turn.file_turn._waiting:   # the writer is queued now …
+        for _ in range(10_000):
+            if turn.file_turn._waiting:     # the writer is queued now …
+                break
             taker.join(0.001)
+        else:
+            pytest.fail("the writer never queued for the turn")
         queued_by = time.monotonic()
         taker.join(0.05)
         released_at = time.monotonic()     # … and still queued here: the other worker lets go after
