@@ -182,11 +182,18 @@ def turn_histograms(port: int) -> dict[str, dict[str, float]]:
     return found
 
 
+def turn_since(before: dict[str, dict[str, float]], after: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+    """What the histograms counted between two `turn_histograms` scrapes (this round alone)."""
+    return {kind: {key: value - before.get(kind, {}).get(key, 0.0) for key, value in values.items()}
+            for kind, values in after.items()}
+
+
 def turn_summary(histograms: dict[str, dict[str, float]]) -> str:
     """'waited: mean 0.21 ms, p99 ≤ 2.5 ms; held: …' from `turn_histograms` differences (the
     p99 is the bucket bound it falls under: the buckets are coarse)."""
     parts = []
-    for kind, values in sorted(histograms.items(), key=lambda item: item[0] != "wait"):
+    for kind in TURN_SERIES:
+        values = histograms.get(kind, {})
         count = values.get("count", 0.0)
         if count <= 0:
             continue
@@ -274,9 +281,7 @@ def bench_both(ivr_server: Gunicorn, minimal_server: Gunicorn, args: argparse.Na
         for _ in range(args.rounds):
             turn_before = turn_histograms(ivr_server.port)
             ivr = run(ivr_server.port, ivr_server.pid, plan, utterances, MAX_STEPS)
-            turn_after = turn_histograms(ivr_server.port)
-            ivr.write_turn = {kind: {key: value - turn_before.get(kind, {}).get(key, 0.0) for key, value in values.items()}
-                              for kind, values in turn_after.items()}
+            ivr.write_turn = turn_since(turn_before, turn_histograms(ivr_server.port))
             # The minimal app's calls are cut to the IVR's webhooks per call (minus the status
             # callback, which the minimal app's calls make too): the same requests at the same pace.
             cap = max(1, round(ivr.steps / max(ivr.calls, 1)) - 1)

@@ -154,15 +154,17 @@ class WriteTurn:
         The wait is counted (ivr_sqlite_write_turn_wait_seconds), however it ended."""
         started = time.monotonic()
         try:
-            return self._take(started + self.wait_s)
+            taken = self._take(started + self.wait_s)
         finally:
             metrics.SQLITE_TURN_WAIT_SECONDS.observe(time.monotonic() - started)
+        if not taken:
+            metrics.SQLITE_TURN_GAVE_UP.inc()
+        return taken
 
     def _take(self, deadline: float) -> bool:
         if not self.local.acquire(timeout=self.wait_s):
             log.warning("an SQLite writer waited %.0f s for its turn; going ahead (is a request stuck?)",
                         self.wait_s)
-            metrics.SQLITE_TURN_GAVE_UP.inc()
             return False
         try:
             if self.file_turn.take(max(0.0, deadline - time.monotonic())):
@@ -175,7 +177,6 @@ class WriteTurn:
         self.local.release()
         log.warning("an SQLite writer waited %.0f s for another worker's turn; going ahead (is a request "
                     "stuck in another process?)", self.wait_s)
-        metrics.SQLITE_TURN_GAVE_UP.inc()
         return False
 
     def give(self) -> None:
