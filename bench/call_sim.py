@@ -8,8 +8,11 @@ import threading
 import time
 import urllib.parse
 import xml.etree.ElementTree as ET
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from twilio.request_validator import RequestValidator
 
 from ivr.telephony.simulator import Reply, SimulatedCall, SimulatorError, Transport
 
@@ -39,6 +42,8 @@ class Stats:
     client_cpu_s: float = 0.0    # this benchmark's own CPU: it shares the machine's cores
     #: The server's write-turn histograms for this run (bench/calls.py `turn_histograms`), if counted.
     write_turn: dict[str, dict[str, float]] = field(default_factory=dict)
+    #: Each call's webhooks as sent, by call number (`Caller` fills it): what `Replayer` sends again.
+    scripts: dict[int, list["Step"]] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def add(self, other: "Stats") -> None:
@@ -63,6 +68,16 @@ class Stats:
 
 
 @dataclass(frozen=True)
+class Step:
+    """One webhook of a recorded call: the caller's pause before it (0: Twilio's follow-up at
+    once, e.g. a <Dial>'s whisper and the status callback) and the request as it was sent."""
+    pause_s: float
+    method: str
+    url: str
+    form: Mapping[str, str] | None
+
+
+@dataclass(frozen=True)
 class Plan:
     """How one run drives calls: think time between webhooks (0 = closed loop) and its bounds."""
     concurrency: int
@@ -77,9 +92,14 @@ class TimedTransport:
 
     def __init__(self, inner: Transport, stats: Stats) -> None:
         self.inner, self.stats = inner, stats
+        self.script: list[Step] | None = None   # recording the current call's webhooks when a list
+        self.paused_s = 0.0                     # the caller's pause since the last webhook
 
     def request(self, method: str, url: str, form: Any, headers: Any) -> Reply:
         path = urllib.parse.urlsplit(url).path
+        if self.script is not None:
+            self.script.append(Step(self.paused_s, method, url, dict(form) if form is not None else None))
+        self.paused_s = 0.0
         started = time.perf_counter()
         try:
             reply = self.inner.request(method, url, form, headers)
@@ -143,6 +163,7 @@ class Caller:
             return False
         if pause:
             time.sleep(pause)
+        self.transport.paused_s += pause
         return True
 
     def _answer(self, kind: str, _call: SimulatedCall) -> str:
@@ -152,10 +173,16 @@ class Caller:
         """One call from ringing to the status callback (or until the run's deadline)."""
         call = SimulatedCall(self.transport, token=TOKEN, public_url=self.public_url,
                              from_=f"+1555{n % 10**7:07d}", to="+15550003110")
+        script: list[Step] = []
+        self.transport.script, self.transport.paused_s = script, 0.0
         try:
             ended = call.run(self._answer, max_steps=self.step_cap, pause=self._think)
         except (OSError, SimulatorError):
             return   # counted by the transport
+        finally:
+            self.transport.script = None
+            with self.stats.lock:
+                self.stats.scripts[n] = script
         with self.stats.lock:
             if ended == "cut":
                 self.stats.cut += 1
@@ -168,3 +195,46 @@ class Caller:
                 # A <Dial> without an action is the IVR's rescue answer (safe_webhook): the
                 # webhook failed. It is valid TwiML, so only this count shows the failure.
                 self.stats.rescued += 1
+
+
+class Replayer:
+    """Sends recorded calls (`Stats.scripts` of a `Caller` run) again, to another server: the same
+    webhooks, with the same pauses before each, so a second app gets exactly the first one's
+    requests at the first one's pace (bench/calls.py: the minimal app gets the IVR's calls).
+
+    Each webhook is signed afresh and its answer parsed as TwiML, as `SimulatedCall` does, so the
+    client's own work per webhook (it shares the cores with the server) stays the same too.
+    """
+
+    def __init__(self, transport: Transport, public_url: str, stats: Stats, scripts: list[list[Step]],
+                 deadline: float) -> None:
+        if not scripts:
+            raise ValueError("nothing to replay: the recorded run made no calls")
+        self.transport = TimedTransport(transport, stats)
+        self.public_url = public_url.rstrip("/")
+        self.stats, self.scripts, self.deadline = stats, scripts, deadline
+        self.validator = RequestValidator(TOKEN)
+
+    def call(self, n: int) -> None:
+        """Recorded call `n` (cycling through the recording when more calls are asked for)."""
+        for step in self.scripts[n % len(self.scripts)]:
+            if step.pause_s:
+                if time.monotonic() + step.pause_s >= self.deadline:
+                    with self.stats.lock:
+                        self.stats.cut += 1
+                    return
+                time.sleep(step.pause_s)
+            parts = urllib.parse.urlsplit(step.url)
+            url = f"{self.public_url}{parts.path}" + (f"?{parts.query}" if parts.query else "")
+            headers = {"X-Twilio-Signature": self.validator.compute_signature(url, dict(step.form or {}))}
+            try:
+                reply = self.transport.request(step.method, url, step.form, headers)
+            except (OSError, SimulatorError):
+                return   # counted by the transport
+            if reply.status_code == 200 and reply.mimetype in ("text/xml", "application/xml"):
+                try:
+                    ET.fromstring(reply.data)
+                except ET.ParseError:
+                    self.transport._error(f"{parts.path}: invalid TwiML")
+        with self.stats.lock:
+            self.stats.calls += 1

@@ -19,8 +19,13 @@ webhook for both apps, and the p99 ratio (issue 10: ≤ 3, goal 1.5, at 100 conc
 Each mode runs `--rounds` times per app, IVR and minimal app in turn with both servers up, so the
 machine's changes of speed during the run fall on both alike; the numbers are over all rounds,
 and each round's own ratio is printed too (their spread says how far to trust the ratio).
-The minimal app answers every webhook with one fixed <Gather>; its calls are cut to the IVR's
-average number of webhooks per call, so both apps get the same requests at the same pace.
+The minimal app answers every webhook with one fixed <Gather>. It gets the IVR's calls again
+(call_sim.Replayer): each round's IVR calls are recorded as sent (every webhook, and the caller's
+pause before it: Twilio's follow-ups such as a <Dial>'s whisper and the status callback come at
+once) and replayed to the minimal app, so both apps get the same requests at the same pace. (Until
+2026-12-08 the minimal app's own simulated calls were cut to about the IVR's webhooks per call:
+they came out at 6.0 webhooks per call against the IVR's 5.4, with a think time before each, so the
+minimal app got ~16 % fewer requests per second and fewer back-to-back ones than the IVR.)
 Also printed: the time each webhook spent inside the app (a WSGI wrapper's header, see
 `timed_target`: the rest of the latency is gunicorn, queues and CPU contention), server CPU per
 webhook and per gunicorn process, the client's own CPU (it shares the cores), `rescued` —
@@ -50,7 +55,7 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from call_sim import APP_TIME_HEADER, TOKEN, Caller, Plan, Stats
+from call_sim import APP_TIME_HEADER, TOKEN, Caller, Plan, Replayer, Stats, Step
 from serve import Gunicorn, free_port, server_cpu_seconds
 
 from ivr.telephony.simulator import HttpTransport
@@ -129,8 +134,9 @@ def timed_target(target: str, folder: Path, hours: str = "now") -> str:
 
 
 def run(port: int, master_pid: int, plan: Plan, utterances: list[str], step_cap: int,
-        cut_is_normal: bool = False) -> Stats:
-    """Drive calls per `plan`, `plan.concurrency` at a time, and measure them."""
+        cut_is_normal: bool = False, replay: list[list[Step]] | None = None) -> Stats:
+    """Drive calls per `plan`, `plan.concurrency` at a time, and measure them: simulated calls
+    following the server's TwiML, or with `replay` those recorded calls sent again as they were."""
     stats = Stats()
     counter = iter(range(plan.calls))
     counter_lock = threading.Lock()
@@ -139,7 +145,9 @@ def run(port: int, master_pid: int, plan: Plan, utterances: list[str], step_cap:
 
     def worker() -> None:
         base = f"http://127.0.0.1:{port}"
-        caller = Caller(HttpTransport(base), base, stats, utterances, step_cap, cut_is_normal, plan, deadline)
+        caller: Caller | Replayer = (
+            Replayer(HttpTransport(base), base, stats, replay, deadline) if replay is not None else
+            Caller(HttpTransport(base), base, stats, utterances, step_cap, cut_is_normal, plan, deadline))
         if plan.think[1] > 0:
             time.sleep(random.uniform(0, plan.think[1]))  # callers ring at different moments
         while time.monotonic() < stop_starting:
@@ -282,10 +290,11 @@ def bench_both(ivr_server: Gunicorn, minimal_server: Gunicorn, args: argparse.Na
             turn_before = turn_histograms(ivr_server.port)
             ivr = run(ivr_server.port, ivr_server.pid, plan, utterances, MAX_STEPS)
             ivr.write_turn = turn_since(turn_before, turn_histograms(ivr_server.port))
-            # The minimal app's calls are cut to the IVR's webhooks per call (minus the status
-            # callback, which the minimal app's calls make too): the same requests at the same pace.
-            cap = max(1, round(ivr.steps / max(ivr.calls, 1)) - 1)
-            minimal = run(minimal_server.port, minimal_server.pid, plan, utterances, cap, cut_is_normal=True)
+            # The minimal app gets this round's IVR calls again, webhook for webhook and pause for
+            # pause (call_sim.Replayer): the same requests at the same pace.
+            recorded = [ivr.scripts[n] for n in sorted(ivr.scripts)]
+            minimal = run(minimal_server.port, minimal_server.pid, plan, utterances, MAX_STEPS,
+                          cut_is_normal=True, replay=recorded)
             if ivr.latencies_ms and minimal.latencies_ms:
                 ratios.append(percentiles(ivr.latencies_ms)[1] / percentiles(minimal.latencies_ms)[1])
             ivr_total.add(ivr)
