@@ -45,6 +45,17 @@ def test_ensure_call_is_idempotent_and_fills_missing_numbers(s):
     assert s.scalar(select(func.count()).select_from(models.Call)) == 1
 
 
+def test_state_and_caller_are_read_together(s):
+    calls.start_call(s, "CA3", "+15551234567", "+15550001111", CallState(step="confirm", department="roads"))
+    calls.ensure_call(s, "CA4", "", "")   # a status callback's row: no state stored, no number
+    s.commit()
+    state, caller = calls.state_and_caller(s, "CA3")
+    assert (state.step, state.department, caller) == ("confirm", "roads", "+15551234567")
+    assert (state, caller) == (calls.load_state(s, "CA3"), calls.caller_number(s, "CA3"))
+    assert calls.state_and_caller(s, "CA4") == (calls.load_state(s, "CA4"), "")
+    assert calls.state_and_caller(s, "CAnone") == (None, "")
+
+
 def test_bad_call_sid_is_a_clear_error(s):
     with pytest.raises(ValueError, match="CallSid"):
         calls.ensure_call(s, "", "+1", "+2")

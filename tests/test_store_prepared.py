@@ -1,6 +1,7 @@
-"""write.Prepared: a hot write compiled once per engine and run with exec_driver_sql stores exactly
-what ``Connection.execute`` of the same statement stores, with each engine's own bind processing
-(its json_serializer), on SQLite and PostgreSQL (`db_url`).
+"""write.Prepared: a hot write compiled once per engine stores exactly what ``Connection.execute``
+of the same statement stores, with each engine's own bind processing (its json_serializer), on
+SQLite (on the driver's cursor: ivr.store.direct) and PostgreSQL (exec_driver_sql) (`db_url`).
+direct.PreparedRead: a hot read gives what ``Connection.execute`` gives.
 """
 from __future__ import annotations
 
@@ -8,11 +9,12 @@ import json
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from sqlalchemy import bindparam, text, update
+from sqlalchemy import bindparam, event, select, text, update
 from sqlalchemy.exc import IntegrityError
 
 from ivr.routing.state import Turn
-from ivr.store import db, models
+from ivr.store import db, direct, models
+from ivr.store.direct import PreparedRead
 from ivr.store.models import Base
 from ivr.store.write import Prepared
 
@@ -118,3 +120,61 @@ def test_a_broken_constraint_is_an_integrity_error(engine):
         Prepared(CALLS.insert()).execute(conn, {"sid": "CAp1", "state": {}, "outcome_detail": {},
                                                 "started_at": AT, "updated_at": AT})
         conn.commit()   # PostgreSQL's pipeline reports it at the latest here
+
+
+# --- on the driver's cursor (ivr.store.direct): SQLite's path; PostgreSQL keeps the engine's ---
+
+def test_sqlite_runs_prepared_statements_on_the_driver_and_postgresql_through_the_engine(engine):
+    with engine.connect() as conn:
+        assert direct.installed(conn) == (engine.dialect.name == "sqlite")
+
+
+@pytest.mark.parametrize("end", ["commit", "rollback"])
+def test_a_write_on_a_connection_with_no_transaction_yet_is_committed_or_rolled_back_with_it(engine, end):
+    # SQLAlchemy begins a transaction at a connection's first statement; so must a write sent on
+    # the driver's cursor, or conn.commit() would commit nothing and the write would be lost.
+    row = {"call_sid": "CAp1", "kind": "status", "detail": {"n": 1}, "created_at": AT}
+    with engine.connect() as conn:
+        Prepared(EVENTS.insert().inline()).execute(conn, row)
+        assert conn.in_transaction()
+        getattr(conn, end)()
+    with engine.connect() as other:
+        assert other.execute(text("SELECT count(*) FROM events")).scalar() == (1 if end == "commit" else 0)
+
+
+def test_statement_listeners_are_told_of_each_prepared_write_and_read(engine):
+    seen: list[str] = []
+    event.listen(engine, "before_cursor_execute", lambda _c, _cur, statement, *_r: seen.append(statement.split()[0]))
+    read = PreparedRead(select(CALLS.c.state).where(CALLS.c.sid == bindparam("b_sid")))
+    with engine.begin() as conn:
+        Prepared(EVENTS.insert().inline()).execute(conn, {"call_sid": "CAp1", "kind": "k", "detail": {},
+                                                          "created_at": AT})
+        read.first(conn, {"b_sid": "CAp1"})
+    assert seen == ["INSERT", "SELECT"]
+
+
+def test_a_prepared_read_gives_what_execute_gives(engine):
+    state = {"step": "confirm", "nested": {"words": ["a", "café"]}, "n": 1.5}
+    with engine.begin() as conn:
+        conn.execute(update(CALLS).where(CALLS.c.sid == "CAp1").values(state=state, from_number="+15550001111"))
+    query = select(CALLS.c.state, CALLS.c.from_number, CALLS.c.pending_turn).where(CALLS.c.sid == bindparam("b_sid"))
+    read = PreparedRead(query)
+    with engine.connect() as conn:
+        assert read.first(conn, {"b_sid": "CAp1"}) == tuple(conn.execute(query, {"b_sid": "CAp1"}).one())
+        assert read.first(conn, {"b_sid": "CAp1"})[0] == state   # JSON decoded, as the engine decodes it
+        assert read.first(conn, {"b_sid": "CAnone"}) is None
+
+
+def test_a_broken_constraint_on_a_prepared_write_leaves_the_transaction_to_roll_back(engine):
+    insert = Prepared(EVENTS.insert().inline())
+    with engine.connect() as conn:
+        insert.execute(conn, {"call_sid": "CAp1", "kind": "kept", "detail": {}, "created_at": AT})
+        with pytest.raises(IntegrityError):
+            Prepared(CALLS.insert()).execute(conn, {"sid": "CAp1", "state": {}, "outcome_detail": {},
+                                                    "started_at": AT, "updated_at": AT})
+            conn.commit()   # PostgreSQL's pipeline reports it at the latest here
+        conn.rollback()
+        insert.execute(conn, {"call_sid": "CAp2", "kind": "after", "detail": {}, "created_at": AT})
+        conn.commit()
+    with engine.connect() as conn:
+        assert [kind for (kind,) in conn.execute(text("SELECT kind FROM events"))] == ["after"]

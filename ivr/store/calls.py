@@ -14,7 +14,7 @@ import functools
 import re
 from typing import Any, Mapping, Sequence
 
-from sqlalchemy import Select, String, bindparam, case, cast, func, literal, null, select, update
+from sqlalchemy import String, bindparam, case, cast, func, literal, null, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, StatementError
 from sqlalchemy.orm import Session
@@ -24,6 +24,7 @@ from ivr.store import models, write
 from ivr.store.pipeline import DEFER
 from ivr.store.convert import dumps, state_from_dict, state_to_dict, turn_from_dict
 from ivr.store.replies import RESPONSES, stored_key
+from ivr.store.direct import PreparedRead
 from ivr.store.write import Prepared
 
 MAX_SID = 64
@@ -90,16 +91,17 @@ def _start_call(insert: Any) -> Any:
 
 #: Prepared (write.Prepared): compiled once per engine, as are the other hot writes below.
 _START_CALL = {"postgresql": Prepared(_start_call(postgresql.insert)), "sqlite": Prepared(_start_call(sqlite.insert))}
-_LOAD_STATE = select(_CALLS.c.state).where(_CALLS.c.sid == bindparam("b_sid"))
+_LOAD_STATE = PreparedRead(select(_CALLS.c.state).where(_CALLS.c.sid == bindparam("b_sid")))
 # inline(): no RETURNING of the new id (nobody reads it), so the INSERT can be deferred (pipeline).
 _INSERT_TURN = Prepared(models.Turn.__table__.insert().inline())
 _INSERT_EVENT = Prepared(models.Event.__table__.insert().inline())
 _INSERT_RECORDING = models.Recording.__table__.insert().inline()
 _INSERT_MESSAGE = models.Message.__table__.insert().inline()
-_PENDING = select(_CALLS.c.pending_turn).where(_CALLS.c.sid == bindparam("b_sid"))
+_PENDING = PreparedRead(select(_CALLS.c.pending_turn).where(_CALLS.c.sid == bindparam("b_sid")))
 _PUT_PENDING = Prepared(update(_CALLS).where(_CALLS.c.sid == bindparam("b_sid")).values(
     pending_turn=bindparam("b_turn"), updated_at=bindparam("b_updated_at")))
-_CALLER = select(_CALLS.c.from_number).where(_CALLS.c.sid == bindparam("b_sid"))
+_CALLER = PreparedRead(select(_CALLS.c.from_number).where(_CALLS.c.sid == bindparam("b_sid")))
+_STATE_AND_CALLER = PreparedRead(select(_CALLS.c.state, _CALLS.c.from_number).where(_CALLS.c.sid == bindparam("b_sid")))
 #: An outcome to record: its name and details (e.g. ``("queued", {"department": "roads"})``).
 Outcome = tuple[str, Mapping[str, Any]]
 KNOWN_CALLS = "ivr.store.known_calls"   # s.info key; emptied on rollback (see db.init_app)
@@ -128,11 +130,21 @@ def _existing_sid(s: Session, sid: str) -> str:
 def load_state(s: Session, sid: str) -> CallState | None:
     """The conversation state of call `sid`, or None if the call is unknown."""
     sid = _check_sid(sid)
-    row = s.connection().execute(_LOAD_STATE, {"b_sid": sid}).first()
+    row = _LOAD_STATE.first(s.connection(), {"b_sid": sid})
     if row is None:
         return None
     _known(s).add(sid)
     return state_from_dict(row[0])
+
+
+def state_and_caller(s: Session, sid: str) -> tuple[CallState | None, str]:
+    """`load_state` and `caller_number` in one read: (None, "") for an unknown call."""
+    sid = _check_sid(sid)
+    row = _STATE_AND_CALLER.first(s.connection(), {"b_sid": sid})
+    if row is None:
+        return None, ""
+    _known(s).add(sid)
+    return state_from_dict(row[0]), row[1] or ""
 
 
 def recall_with_state(s: Session, keys: list[str], sid: str) -> tuple[str | None, CallState | None]:
@@ -144,7 +156,7 @@ def recall_with_state(s: Session, keys: list[str], sid: str) -> tuple[str | None
     params = {f"k{n}": stored_key(key) for n, key in enumerate(keys)}
     query = _recall_with_state_query(len(keys))
     try:
-        row = s.connection().execute(query, {"b_sid": sid, **params}).one()
+        row = query.first(s.connection(), {"b_sid": sid, **params})
     except DBAPIError as exc:
         # No pre-ping (db.make_engine): this read, the webhook's first statement, is the ping. A
         # dead pooled connection (database restarted) has invalidated the pool; nothing was
@@ -152,7 +164,8 @@ def recall_with_state(s: Session, keys: list[str], sid: str) -> tuple[str | None
         if not exc.connection_invalidated:
             raise
         s.rollback()
-        row = s.connection().execute(query, {"b_sid": sid, **params}).one()
+        row = query.first(s.connection(), {"b_sid": sid, **params})
+    assert row is not None   # a SELECT without FROM: always one row
     body = next((value for value in row[:-1] if value is not None), None)
     if row[-1] is None:
         return body, None
@@ -161,13 +174,13 @@ def recall_with_state(s: Session, keys: list[str], sid: str) -> tuple[str | None
 
 
 @functools.lru_cache(maxsize=4)
-def _recall_with_state_query(keys: int) -> Select[Any]:
+def _recall_with_state_query(keys: int) -> PreparedRead:
     # SELECT (SELECT body … key = :k0), …, (SELECT state FROM calls WHERE sid = :b_sid): no FROM,
     # so one row comes back even when neither exists (both backends allow this).
     answers = [select(RESPONSES.c.body).where(RESPONSES.c.key == bindparam(f"k{n}"))
                .scalar_subquery().label(f"b{n}") for n in range(keys)]
     state = select(_CALLS.c.state).where(_CALLS.c.sid == bindparam("b_sid")).scalar_subquery().label("state")
-    return select(*answers, state)
+    return PreparedRead(select(*answers, state))
 
 
 def save_state(s: Session, sid: str, state: CallState, outcomes: Sequence[Outcome] = (), *,
@@ -345,7 +358,8 @@ _ABANDONED_EVENT, _END_CALL = ({name: _abandoned_statements(name)[n] for name in
 
 def caller_number(s: Session, sid: str) -> str | None:
     """The number call `sid` came from ("" when Twilio did not say), None for an unknown call."""
-    return s.connection().execute(_CALLER, {"b_sid": _check_sid(sid)}).scalar()
+    row = _CALLER.first(s.connection(), {"b_sid": _check_sid(sid)})
+    return row[0] if row is not None else None
 
 
 def add_recording(s: Session, sid: str, url: str, kind: str, duration: float | None) -> None:
@@ -380,5 +394,6 @@ def pending_turn(s: Session, sid: str) -> Turn | None:
     call's state (`save_state(clear_pending_turn=True)`), so the read stays outside the write
     turn. A Twilio retry racing its original reads it too, and is answered by whichever commits
     first (its stored answer: `replies.remember_response`)."""
-    parked = s.connection().execute(_PENDING, {"b_sid": _check_sid(sid)}).scalar()
+    row = _PENDING.first(s.connection(), {"b_sid": _check_sid(sid)})
+    parked = row[0] if row is not None else None
     return turn_from_dict(parked) if parked is not None else None

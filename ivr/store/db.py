@@ -28,7 +28,7 @@ from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
 
-from ivr.store import convert, driver, pipeline, sqlite
+from ivr.store import convert, direct, driver, pipeline, sqlite
 # Tables kept in their own modules join Base.metadata when imported (create_all, migrations).
 from ivr.store import audit, console, outbox, retention, tokens  # noqa: F401
 from ivr.store import alerts, sms_contacts  # noqa: F401 - SMS channel and topic alerts
@@ -72,8 +72,13 @@ def make_engine(url: str) -> Engine:
             kwargs.update(pool_size=SQLITE_POOL_SIZE, max_overflow=SQLITE_POOL_SIZE // 4)
         engine = create_engine(url, **kwargs)
         event.listen(engine, "connect", _sqlite_on_connect)
-        if not in_memory:   # a StaticPool's one connection is shared, so it cannot take turns
-            sqlite.WriteTurn(parsed.database, SQLITE_TURN_WAIT_S).install(engine)
+        if in_memory:   # a StaticPool's one connection is shared, so it cannot take turns
+            direct.install(engine)
+        else:
+            turn = sqlite.WriteTurn(parsed.database, SQLITE_TURN_WAIT_S)
+            turn.install(engine)
+            # A webhook's hot statements run on the driver's cursor, taking the turn themselves.
+            direct.install(engine, turn.before_driver_write)
         return engine
     if parsed.get_backend_name() == "postgresql":
         # No pool_pre_ping: its SELECT 1 was one of ~7 round trips per webhook. The webhook's

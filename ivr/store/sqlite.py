@@ -214,13 +214,18 @@ class WriteTurn:
     def before_write(self, cursor: Any, statement: str, context: Any) -> None:
         """Before a transaction's first write, take the turn and ``BEGIN IMMEDIATE`` (the driver
         is in autocommit mode: see `autocommit_on_connect`)."""
-        dbapi_conn = cursor.connection
-        if dbapi_conn.in_transaction or not _WRITE.match(statement):
+        if cursor.connection.in_transaction or not _WRITE.match(statement):
             return
         # Only a default's pre-execution comes without a context, and that is a SELECT.
-        info = context.root_connection.connection.record_info
-        if self.KEY not in info and self.take():
-            info[self.KEY] = time.monotonic()   # when the turn was taken: checkin counts how long it was held
+        self.before_driver_write(cursor.connection, statement, context.root_connection.connection.record_info)
+
+    def before_driver_write(self, dbapi_conn: Any, statement: str, record_info: dict[str, Any]) -> None:
+        """`before_write` for a statement run on the driver's cursor (`ivr.store.direct`):
+        `record_info` is the pool entry's, where the turn is noted until checkin gives it back."""
+        if dbapi_conn.in_transaction or not _WRITE.match(statement):
+            return
+        if self.KEY not in record_info and self.take():
+            record_info[self.KEY] = time.monotonic()   # when the turn was taken: checkin counts how long it was held
         dbapi_conn.execute("BEGIN IMMEDIATE")
 
     def checkin(self, _dbapi_conn: Any, record: Any) -> None:

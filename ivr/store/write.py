@@ -9,7 +9,7 @@ ivr.store.sqlite) and batching (ivr.store.pipeline). ORM models stay as the tabl
 and for reads that want objects.
 
 A webhook's hot writes are `Prepared`: the same Core statements, compiled once per engine and
-run with ``Connection.exec_driver_sql``.
+run on the driver's cursor on SQLite (`direct`), with ``Connection.exec_driver_sql`` elsewhere.
 """
 from __future__ import annotations
 
@@ -17,11 +17,13 @@ import weakref
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, CursorResult
+from sqlalchemy import Connection
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import StatementError
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.dml import UpdateBase
+
+from ivr.store import direct
 
 #: `Session.info` key: this transaction wrote something (teardown warns when it was not committed).
 WROTE = "wrote"
@@ -56,17 +58,21 @@ class Prepared:
             weakref.WeakKeyDictionary()
 
     def execute(self, conn: Connection, params: Mapping[str, Any] | Sequence[Mapping[str, Any]],
-                execution_options: Mapping[str, Any] | None = None) -> CursorResult[Any]:
+                execution_options: Mapping[str, Any] | None = None) -> None:
         """Run the statement with `params` (one row's, or a list of rows' with the same names:
-        an executemany) on `conn`. A value the bind processor refuses raises StatementError
-        wrapping its error, as ``conn.execute`` does."""
+        an executemany) on `conn`: on the driver's cursor where the engine allows it (SQLite,
+        `direct`), else with ``exec_driver_sql`` and `execution_options`. A value the bind
+        processor refuses raises StatementError wrapping its error, as ``conn.execute`` does."""
         rows = [params] if isinstance(params, Mapping) else params
         compiled = self.compiled(conn.dialect, tuple(rows[0]))
         try:
             bound = [compiled.bind(row) for row in rows]
         except Exception as exc:   # as Connection.execute reports a failed bind
             raise StatementError(str(exc), compiled.sql, params, exc) from exc
-        return conn.exec_driver_sql(compiled.sql, bound[0] if len(bound) == 1 else bound, execution_options)
+        if direct.installed(conn):
+            direct.execute(conn, compiled.sql, bound).close()
+        else:
+            conn.exec_driver_sql(compiled.sql, bound[0] if len(bound) == 1 else bound, execution_options)
 
     def compiled(self, dialect: Dialect, names: tuple[str, ...]) -> _Compiled:
         """The statement compiled for `dialect` with parameters `names` (compiled on first use)."""

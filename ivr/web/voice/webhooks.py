@@ -193,9 +193,9 @@ def whisper() -> Response:
     if not re.match(r"^[A-Za-z0-9_-]{1,64}$", parent):
         return xml(EMPTY)
     s = db.session()
-    # Read first (the call's state once: note_bridged reuses what was read), then the one write.
-    stored = calls.load_state(s, parent)
-    caller = (calls.caller_number(s, parent) or "") if stored is not None else ""
+    # Read first (the call's state and number at once: note_bridged reuses what was read), then
+    # the one write.
+    stored, caller = calls.state_and_caller(s, parent)
     # The agent answered: screen pop on their console.
     note_bridged(parent, request.values.get("To", ""), known=stored is not None)
     state = stored or CallState()
