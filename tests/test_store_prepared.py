@@ -10,7 +10,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 from sqlalchemy import bindparam, event, select, text, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from ivr.routing.state import Turn
 from ivr.store import db, direct, models
@@ -178,3 +178,22 @@ def test_a_broken_constraint_on_a_prepared_write_leaves_the_transaction_to_roll_
         conn.commit()
     with engine.connect() as conn:
         assert [kind for (kind,) in conn.execute(text("SELECT kind FROM events"))] == ["after"]
+
+
+def test_a_connection_the_driver_reports_closed_is_invalidated_and_replaced(tmp_path):
+    # SQLite's path: the engine would invalidate a connection the driver calls closed; so does
+    # the driver's cursor path, and the pool opens a new one for the next checkout.
+    engine = db.make_engine(f"sqlite:///{tmp_path / 'closed.sqlite3'}")
+    Base.metadata.create_all(engine)
+    row = {"call_sid": "CAp1", "kind": "k", "detail": {}, "created_at": AT}
+    with engine.connect() as conn:
+        conn.connection.dbapi_connection.close()   # gone underneath SQLAlchemy
+        with pytest.raises(DBAPIError) as raised:
+            Prepared(EVENTS.insert().inline()).execute(conn, row)
+        assert raised.value.connection_invalidated and conn.invalidated
+    with engine.begin() as conn:
+        conn.execute(CALLS.insert(), {"sid": "CAp1"})
+        Prepared(EVENTS.insert().inline()).execute(conn, row)
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM events")).scalar() == 1
+    engine.dispose()

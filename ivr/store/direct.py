@@ -61,12 +61,13 @@ def execute(conn: Connection, sql: str, rows: Sequence[Any], *, write: bool = Tr
     proxied = conn.connection   # the pool's entry: the DBAPI connection and its record_info
     dbapi_conn = proxied.dbapi_connection
     before_write = _ENGINES.get(conn.dialect)
-    if write and before_write is not None:
-        before_write(dbapi_conn, sql, proxied.record_info)
     many = len(rows) > 1
     params = rows if many else rows[0]
-    cursor = dbapi_conn.cursor()
+    cursor = None
     try:
+        if write and before_write is not None:
+            before_write(dbapi_conn, sql, proxied.record_info)
+        cursor = dbapi_conn.cursor()
         for listener in conn.dispatch.before_cursor_execute:
             listener(conn, cursor, sql, params, None, many)
         if many:
@@ -74,14 +75,27 @@ def execute(conn: Connection, sql: str, rows: Sequence[Any], *, write: bool = Tr
         else:
             cursor.execute(sql, params)
     except conn.dialect.loaded_dbapi.Error as exc:
-        cursor.close()
+        # As the engine would: a connection the driver reports as gone is invalidated (the pool
+        # replaces it), and the error is SQLAlchemy's, carrying the statement.
+        gone = conn.dialect.is_disconnect(exc, dbapi_conn, cursor)
+        _close(cursor)
+        if gone:
+            conn.invalidate(exc)
         raise DBAPIError.instance(sql, params, exc, conn.dialect.loaded_dbapi.Error,
-                                  hide_parameters=conn.engine.hide_parameters, dialect=conn.dialect,
-                                  ismulti=many) from exc
+                                  hide_parameters=conn.engine.hide_parameters, connection_invalidated=gone,
+                                  dialect=conn.dialect, ismulti=many) from exc
     except BaseException:
-        cursor.close()
+        _close(cursor)
         raise
     return cursor
+
+
+def _close(cursor: Any) -> None:
+    if cursor is not None:
+        try:
+            cursor.close()
+        except Exception:   # noqa: BLE001 - the error being raised is the one that matters
+            pass
 
 
 class PreparedRead:
