@@ -3,9 +3,10 @@
 Every webhook reads its call (`calls.recall_with_state`) and writes a few rows (`write.Prepared`).
 Through ``Connection.execute`` / ``exec_driver_sql`` each statement also pays for SQLAlchemy's
 execution machinery: an execution context, the dialect's execute events, a cursor result with its
-metadata. On SQLite that machinery was about a third of a webhook's time inside the app
-(bench/webhook_cpu.py: SQLAlchemy's own frames, SQLite's C calls excluded), several times what
-SQLite itself spent.
+metadata. On SQLite, SQLAlchemy's own frames were about 30 % of a webhook's time inside the app
+(py-spy on bench/webhook_cpu.py; SQLite's own calls excluded), three times what SQLite spent; the
+per-statement part of that is what this module removes (in-process 0.86 → 0.76 ms per webhook,
+docs/operations.md). The Session's begin and commit remain.
 
 So on SQLite the statements compiled once per engine (`write.Prepared`, `PreparedRead`) run on
 the DBAPI connection under the same SQLAlchemy ``Connection``, which still owns the transaction:
